@@ -1,0 +1,166 @@
+"""im2col / col2im: turn a convolution into one matrix product.
+
+Geometry (PyTorch's): output row ``oh`` and column ``ow`` read input pixel
+``(oh*sh - ph + i, ow*sw - pw + j)`` for kernel tap ``(i, j)``; taps that fall
+into the zero padding read 0.
+
+Column layout (one tile = images n0..n1-1, output rows oh0..oh1-1):
+  cols: (C*kh*kw, (n1-n0)*(oh1-oh0)*W_out)
+  row    = (c*kh + i)*kw + j              (channel-major, so groups are row blocks)
+  column = ((n-n0)*(oh1-oh0) + (oh-oh0))*W_out + ow
+
+These kernels run on one thread on purpose: they alternate tile by tile with
+BLAS calls that use every core, and parallel Numba regions between them make
+the two thread pools fight for the cores (measured: 5x slower GEMMs).  A
+parallel col2im would also have to split over channels, never over outputs,
+because neighbouring taps add into the same pixels.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _valid_range(j, pw, sw, W, W_out):
+    """Output columns ow whose tap column ow*sw - pw + j lies inside [0, W)."""
+    lo = 0
+    if pw - j > 0:
+        lo = (pw - j + sw - 1) // sw
+    hi = (W - 1 + pw - j) // sw + 1 if W - 1 + pw - j >= 0 else 0
+    if hi > W_out:
+        hi = W_out
+    if lo > hi:
+        lo = hi
+    return lo, hi
+
+
+@njit(cache=True)
+def im2col(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, cols):
+    """x: (N, C, H, W) -> cols: (C*kh*kw, (n1-n0)*(oh1-oh0)*W_out), written in place."""
+    N, C, H, W = x.shape
+    R = oh1 - oh0
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                lo, hi = _valid_range(j, pw, sw, W, W_out)
+                for n in range(n0, n1):
+                    for oh in range(oh0, oh1):
+                        h = oh * sh - ph + i
+                        base = ((n - n0) * R + (oh - oh0)) * W_out
+                        if h < 0 or h >= H:
+                            cols[row, base:base + W_out] = 0
+                            continue
+                        cols[row, base:base + lo] = 0
+                        cols[row, base + hi:base + W_out] = 0
+                        w0 = lo * sw - pw + j
+                        for ow in range(lo, hi):
+                            cols[row, base + ow] = x[n, c, h, w0 + (ow - lo) * sw]
+
+
+@njit(cache=True)
+def col2im(cols, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, dx):
+    """Adjoint of im2col: dx (N, C, H, W) += scatter of cols.
+
+    Taps of neighbouring outputs overlap in dx, so the parallel loop runs over
+    channels only (every channel writes its own plane of dx).
+    """
+    N, C, H, W = dx.shape
+    R = oh1 - oh0
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                lo, hi = _valid_range(j, pw, sw, W, W_out)
+                for n in range(n0, n1):
+                    for oh in range(oh0, oh1):
+                        h = oh * sh - ph + i
+                        if h < 0 or h >= H:
+                            continue
+                        base = ((n - n0) * R + (oh - oh0)) * W_out
+                        w0 = lo * sw - pw + j
+                        for ow in range(lo, hi):
+                            dx[n, c, h, w0 + (ow - lo) * sw] += cols[row, base + ow]
+
+
+@njit(cache=True)
+def im2col_wide(x, n0, n1, oh0, oh1, kh, kw, cols):
+    """Stride-1, unpadded im2col on the *wide* grid (every output row W wide).
+
+    x: (N, C, H, W); cols: (C*kh*kw, (n1-n0)*R*W), R = oh1 - oh0.
+    On the wide grid tap (i, j) of output p = oh*W + ow reads x_flat[p + i*W + j],
+    so each row of cols is one contiguous run of the flattened image: a memcpy.
+    Columns ow >= W - kw + 1 are junk (cropped by the caller); runs past the end
+    of the image are zero-filled.
+    """
+    N, C, H, W = x.shape
+    R = oh1 - oh0
+    L = R * W
+    HW = H * W
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for n in range(n0, n1):
+                    xf = x[n, c].reshape(HW)
+                    s = (oh0 + i) * W + j
+                    m = min(L, HW - s)
+                    b = (n - n0) * L
+                    cols[row, b:b + m] = xf[s:s + m]
+                    cols[row, b + m:b + L] = 0
+
+
+@njit(cache=True)
+def col2im_wide(cols, n0, n1, oh0, oh1, kh, kw, dx):
+    """Adjoint of im2col_wide: dx (N, C, H, W) += cols (junk columns must be 0)."""
+    N, C, H, W = dx.shape
+    R = oh1 - oh0
+    L = R * W
+    HW = H * W
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for n in range(n0, n1):
+                    df = dx[n, c].reshape(HW)
+                    s = (oh0 + i) * W + j
+                    m = min(L, HW - s)
+                    b = (n - n0) * L
+                    df[s:s + m] += cols[row, b:b + m]
+
+
+def _tap_view(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out):
+    """Reference helper: padded input and the slices each tap (i, j) reads."""
+    xp = np.pad(x[n0:n1], ((0, 0), (0, 0), (ph, ph + kh + sh), (pw, pw + kw + sw)))
+    R = oh1 - oh0
+    for i in range(kh):
+        for j in range(kw):
+            hs = slice(oh0 * sh + i, oh0 * sh + i + sh * R, sh)
+            ws = slice(j, j + sw * W_out, sw)
+            yield i, j, xp, hs, ws
+
+
+def im2col_ref(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out):
+    """NumPy twin of :func:`im2col`; returns a new cols array."""
+    C = x.shape[1]
+    R = oh1 - oh0
+    cols = np.empty((C, kh, kw, n1 - n0, R, W_out), dtype=x.dtype)
+    for i, j, xp, hs, ws in _tap_view(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out):
+        cols[:, i, j] = xp[:, :, hs, ws].transpose(1, 0, 2, 3)  # (C, n, R, W_out)
+    return cols.reshape(C * kh * kw, -1)
+
+
+def col2im_ref(cols, x_shape, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out):
+    """NumPy twin of :func:`col2im`; returns the scattered (N, C, H, W) array."""
+    N, C, H, W = x_shape
+    R = oh1 - oh0
+    c6 = cols.reshape(C, kh, kw, n1 - n0, R, W_out)
+    Hp, Wp = H + 2 * ph + kh + sh, W + 2 * pw + kw + sw
+    dxp = np.zeros((n1 - n0, C, Hp, Wp), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            hs = slice(oh0 * sh + i, oh0 * sh + i + sh * R, sh)
+            ws = slice(j, j + sw * W_out, sw)
+            dxp[:, :, hs, ws] += c6[:, i, j].transpose(1, 0, 2, 3)
+    dx = np.zeros(x_shape, dtype=cols.dtype)
+    dx[n0:n1] = dxp[:, :, ph:ph + H, pw:pw + W]
+    return dx

@@ -1,0 +1,87 @@
+"""Separable interpolation (nearest and bilinear) as gather / scatter.
+
+Along each axis an output position o reads input positions i0[o] and i1[o]
+with weights (1 - l[o]) and l[o]; nearest is the special case i1 = i0, l = 0.
+out[n, c, y, x] = sum over a in {i0,i1}(y), b in {i0,i1}(x) of wy * wx * in[n, c, a, b].
+"""
+import numpy as np
+from numba import njit, prange
+
+
+def interp_indices(size_in, size_out, mode, align_corners=False, scale=None):
+    """Source indices and weights along one axis, following PyTorch exactly.
+
+    bilinear, align_corners=True:  src = o * (in - 1) / (out - 1)
+    bilinear, align_corners=False: src = (o + 0.5) / s - 0.5, clamped at 0,
+        s = scale_factor if given else out / in
+    nearest: src = floor(o / s), clamped to in - 1.
+    Returns (i0, i1, lam): int64, int64, float64 arrays of length size_out.
+    """
+    o = np.arange(size_out, dtype=np.float64)
+    s = scale if scale is not None else size_out / size_in
+    if mode == "nearest":
+        i0 = np.minimum(np.floor(o / s).astype(np.int64), size_in - 1)
+        return i0, i0.copy(), np.zeros(size_out)
+    if align_corners:
+        src = o * ((size_in - 1) / (size_out - 1)) if size_out > 1 else np.zeros(size_out)
+    else:
+        src = np.maximum((o + 0.5) / s - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
+    i1 = np.minimum(i0 + 1, size_in - 1)
+    return i0, i1, src - i0
+
+
+@njit(cache=True, parallel=True)
+def interp_fwd(x, y0, y1, ly, x0, x1, lx, out):
+    """x: (N, C, H, W) -> out: (N, C, OH, OW)."""
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = out.shape[2], out.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for oy in range(OH):
+            a, b, wy = y0[oy], y1[oy], ly[oy]
+            for ox in range(OW):
+                p, q, wx = x0[ox], x1[ox], lx[ox]
+                top = (1 - wx) * x[n, c, a, p] + wx * x[n, c, a, q]
+                bot = (1 - wx) * x[n, c, b, p] + wx * x[n, c, b, q]
+                out[n, c, oy, ox] = (1 - wy) * top + wy * bot
+
+
+@njit(cache=True, parallel=True)
+def interp_bwd(dout, y0, y1, ly, x0, x1, lx, dx):
+    """Adjoint of interp_fwd: dx (N, C, H, W) += scatter (planes in parallel)."""
+    N, C = dx.shape[0], dx.shape[1]
+    OH, OW = dout.shape[2], dout.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for oy in range(OH):
+            a, b, wy = y0[oy], y1[oy], ly[oy]
+            for ox in range(OW):
+                p, q, wx = x0[ox], x1[ox], lx[ox]
+                g = dout[n, c, oy, ox]
+                dx[n, c, a, p] += (1 - wy) * (1 - wx) * g
+                dx[n, c, a, q] += (1 - wy) * wx * g
+                dx[n, c, b, p] += wy * (1 - wx) * g
+                dx[n, c, b, q] += wy * wx * g
+
+
+def _interp_matrix(i0, i1, lam, size_in, dtype):
+    m = np.zeros((len(i0), size_in), dtype=np.float64)
+    np.add.at(m, (np.arange(len(i0)), i0), 1 - lam)
+    np.add.at(m, (np.arange(len(i0)), i1), lam)
+    return m.astype(dtype)
+
+
+def interp_fwd_ref(x, y0, y1, ly, x0, x1, lx):
+    """Twin: out = My @ x @ Mx^T with dense interpolation matrices."""
+    My = _interp_matrix(y0, y1, ly, x.shape[2], x.dtype)
+    Mx = _interp_matrix(x0, x1, lx, x.shape[3], x.dtype)
+    return np.einsum("yh,nchw,xw->ncyx", My, x, Mx)
+
+
+def interp_bwd_ref(dout, y0, y1, ly, x0, x1, lx, x_shape):
+    My = _interp_matrix(y0, y1, ly, x_shape[2], dout.dtype)
+    Mx = _interp_matrix(x0, x1, lx, x_shape[3], dout.dtype)
+    return np.einsum("yh,ncyx,xw->nchw", My, dout, Mx)

@@ -1,0 +1,83 @@
+"""BatchNorm2d per-channel reductions and the fused normalise / backward passes.
+
+x is viewed as (N, C, M) with M = H*W; statistics are per channel over (N, M).
+Sums are accumulated in float64 whatever the input dtype (float32 sums of 20M
+values would lose digits).
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def bn_stats(x, mean, var):
+    """x: (N, C, M) -> mean (C,), biased var (C,) (two passes, float64 accumulators)."""
+    N, C, M = x.shape
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for k in range(M):
+                s += x[n, c, k]
+        mu = s / (N * M)
+        q = 0.0
+        for n in range(N):
+            for k in range(M):
+                d = x[n, c, k] - mu
+                q += d * d
+        mean[c] = mu
+        var[c] = q / (N * M)
+
+
+@njit(cache=True, parallel=True)
+def bn_apply(x, scale, shift, out):
+    """out = x * scale[c] + shift[c]; x, out: (N, C, M)."""
+    N, C, M = x.shape
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        a = scale[c]
+        b = shift[c]
+        for k in range(M):
+            out[n, c, k] = x[n, c, k] * a + b
+
+
+@njit(cache=True, parallel=True)
+def bn_backward(dout, x, mean, invstd, gamma, dx, dgamma, dbeta):
+    """Training-mode backward.  xhat = (x - mean) * invstd, y = gamma * xhat + beta:
+    dbeta = sum(dout), dgamma = sum(dout * xhat),
+    dx = gamma * invstd * (dout - dbeta/Mt - xhat * dgamma/Mt), Mt = N*M."""
+    N, C, M = x.shape
+    Mt = N * M
+    for c in prange(C):
+        sb = 0.0
+        sg = 0.0
+        mu = mean[c]
+        ist = invstd[c]
+        for n in range(N):
+            for k in range(M):
+                g = dout[n, c, k]
+                sb += g
+                sg += g * (x[n, c, k] - mu) * ist
+        dbeta[c] = sb
+        dgamma[c] = sg
+        a = gamma[c] * ist
+        mb = sb / Mt
+        mg = sg / Mt
+        for n in range(N):
+            for k in range(M):
+                xh = (x[n, c, k] - mu) * ist
+                dx[n, c, k] = a * (dout[n, c, k] - mb - xh * mg)
+
+
+def bn_stats_ref(x):
+    x64 = x.astype(np.float64)
+    return x64.mean(axis=(0, 2)), x64.var(axis=(0, 2))
+
+
+def bn_backward_ref(dout, x, mean, invstd, gamma):
+    d = dout.astype(np.float64)
+    xhat = (x - mean[None, :, None]) * invstd[None, :, None]
+    dbeta = d.sum(axis=(0, 2))
+    dgamma = (d * xhat).sum(axis=(0, 2))
+    Mt = x.shape[0] * x.shape[2]
+    dx = (gamma * invstd)[None, :, None] * (d - dbeta[None, :, None] / Mt - xhat * dgamma[None, :, None] / Mt)
+    return dx.astype(dout.dtype), dgamma, dbeta

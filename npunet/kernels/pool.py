@@ -1,0 +1,92 @@
+"""Max pooling over arbitrary (possibly overlapping or uneven) windows.
+
+Output cell (oh, ow) looks at rows hs[oh]..he[oh]-1 and columns ws[ow]..we[ow]-1.
+Regular pooling and adaptive pooling only differ in these four index arrays
+(see :func:`pool_windows`).  The forward records the flat index h*W + w of the
+maximum (first one wins on ties, NaN always wins: PyTorch's rule), and the
+backward routes each gradient there.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+def pool_windows(size, out, kernel=None, stride=None, padding=0, adaptive=False):
+    """Window starts/ends along one axis, clipped to the input.
+
+    Regular: start = o*stride - padding, end = start + kernel.
+    Adaptive: start = floor(o*size/out), end = ceil((o+1)*size/out).
+    """
+    o = np.arange(out, dtype=np.int64)
+    if adaptive:
+        start = (o * size) // out
+        end = -((-(o + 1) * size) // out)
+    else:
+        start = o * stride - padding
+        end = start + kernel
+    return np.clip(start, 0, size), np.clip(end, 0, size)
+
+
+@njit(cache=True, parallel=True)
+def maxpool_fwd(x, hs, he, ws, we, out, arg):
+    """x: (N, C, H, W); out: (N, C, OH, OW); arg: (N, C, OH, OW) int32 flat indices."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for oh in range(OH):
+            for ow in range(OW):
+                best = -np.inf
+                bi = hs[oh] * W + ws[ow]
+                first = True
+                for h in range(hs[oh], he[oh]):
+                    for w in range(ws[ow], we[ow]):
+                        v = x[n, c, h, w]
+                        if first or v > best or v != v:
+                            best = v
+                            bi = h * W + w
+                            first = False
+                            if v != v:
+                                break
+                    if best != best:
+                        break
+                out[n, c, oh, ow] = best
+                arg[n, c, oh, ow] = bi
+
+
+@njit(cache=True, parallel=True)
+def maxpool_bwd(dout, arg, dx):
+    """dx (N, C, H, W) += dout routed to the recorded argmax (windows may overlap,
+    so the parallel loop is over planes, never over output cells)."""
+    N, C, H, W = dx.shape
+    OH, OW = dout.shape[2], dout.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for oh in range(OH):
+            for ow in range(OW):
+                k = arg[n, c, oh, ow]
+                dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
+
+
+def maxpool_fwd_ref(x, hs, he, ws, we):
+    """Loop twin of :func:`maxpool_fwd`; returns (out, arg)."""
+    N, C, H, W = x.shape
+    out = np.empty((N, C, len(hs), len(ws)), dtype=x.dtype)
+    arg = np.empty(out.shape, dtype=np.int32)
+    for oh in range(len(hs)):
+        for ow in range(len(ws)):
+            win = x[:, :, hs[oh]:he[oh], ws[ow]:we[ow]].reshape(N, C, -1)
+            k = np.argmax(win, axis=2)  # first maximum, like the kernel
+            out[:, :, oh, ow] = np.take_along_axis(win, k[..., None], 2)[..., 0]
+            ww = we[ow] - ws[ow]
+            arg[:, :, oh, ow] = (hs[oh] + k // ww) * W + ws[ow] + k % ww
+    return out, arg
+
+
+def maxpool_bwd_ref(dout, arg, x_shape):
+    N, C, H, W = x_shape
+    dx = np.zeros((N * C, H * W), dtype=dout.dtype)
+    rows = np.repeat(np.arange(N * C), dout.shape[2] * dout.shape[3])
+    np.add.at(dx, (rows, arg.reshape(-1)), dout.reshape(-1))
+    return dx.reshape(x_shape)

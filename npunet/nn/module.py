@@ -1,0 +1,309 @@
+"""Module and Parameter: PyTorch's bookkeeping, with an explicit backward.
+
+``y = m(x)`` runs ``forward`` and keeps what backward needs; ``m.backward(dy)``
+returns the input gradient (a tuple for several inputs) and *adds* parameter
+gradients into ``Parameter.grad``, as PyTorch accumulates (``zero_grad()`` clears).
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from ..kernels import all_finite
+
+_FLOATS = (np.float32, np.float64)
+
+
+class Meta:
+    """A stand-in array that only has a shape and dtype (used by summary/shape traces)."""
+
+    def __init__(self, shape, dtype=np.float32):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __repr__(self):
+        return f"Meta{self.shape}"
+
+
+class _State:
+    meta = False          # shape-only mode (no arithmetic)
+    trace = None          # list that leaf calls append (module, inputs, output) to
+    check_finite = True   # scan inputs for NaN/Inf
+
+
+def set_checks(finite=True):
+    """Turn the NaN/Inf scan of every layer input on or off (on by default)."""
+    _State.check_finite = bool(finite)
+
+
+class Parameter:
+    """A trainable array.  data: any shape; grad: same shape, accumulated by backward."""
+
+    def __init__(self, data):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class.  Subclasses set Parameters, buffers and child Modules as attributes."""
+
+    _leaf = False  # leaf layers implement _infer for shape-only mode
+
+    def __init__(self):
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_path", "")
+        object.__setattr__(self, "_cache", None)
+
+    # ------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_params" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before setting attributes")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a buffer keeps its registration
+            return
+        for d in (self._params, self._buffers, self._modules):
+            d.pop(name, None)
+        if isinstance(value, Parameter):
+            self._params[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+            value._set_path(f"{self._path}.{name}" if self._path else name)
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        self._buffers[name] = None
+        object.__setattr__(self, name, array)
+
+    def _set_path(self, path):
+        object.__setattr__(self, "_path", path)
+        for n, m in self._modules.items():
+            m._set_path(f"{path}.{n}")
+
+    @property
+    def label(self):
+        """How errors name this layer: ``Conv2d('down1.conv1')``."""
+        return f"{type(self).__name__}('{self._path}')" if self._path else type(self).__name__
+
+    # ------------------------------------------------------------ traversal
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for n, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{n}" if prefix else n)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def named_parameters(self, prefix=""):
+        """(dotted_name, Parameter) in registration order, like PyTorch."""
+        seen = set()
+        for mp, m in self.named_modules(prefix):
+            for n, p in m._params.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mp}.{n}" if mp else n), p
+
+    def parameters(self):
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self):
+        for mp, m in self.named_modules():
+            for n in m._buffers:
+                yield (f"{mp}.{n}" if mp else n), getattr(m, n)
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self.parameters()))
+
+    # ------------------------------------------------------------ state
+    def state_dict(self):
+        """Parameters and buffers by PyTorch's names, as copies (``down1.conv1.weight`` ...)."""
+        sd = OrderedDict()
+        for mp, m in self.named_modules():
+            for n, p in m._params.items():
+                sd[f"{mp}.{n}" if mp else n] = p.data.copy()
+            for n in m._buffers:
+                sd[f"{mp}.{n}" if mp else n] = np.array(getattr(m, n), copy=True)
+        return sd
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays into this model; a missing or unexpected key or a wrong shape raises KeyError/ValueError."""
+        own = {}
+        for mp, m in self.named_modules():
+            for n in m._params:
+                own[f"{mp}.{n}" if mp else n] = (m, n, True)
+            for n in m._buffers:
+                own[f"{mp}.{n}" if mp else n] = (m, n, False)
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing[:8]}"
+                           f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
+                           f"{' ...' if len(unexpected) > 8 else ''}")
+        for k, (m, n, is_param) in own.items():
+            if k not in state:
+                continue
+            v = np.asarray(state[k])
+            cur = m._params[n].data if is_param else getattr(m, n)
+            if v.shape != np.shape(cur):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' has shape {v.shape}, "
+                                 f"the model expects {np.shape(cur)}")
+            if is_param:
+                m._params[n].data = np.ascontiguousarray(v, dtype=cur.dtype).copy()
+                m._params[n].grad = np.zeros_like(m._params[n].data)
+            else:
+                object.__setattr__(m, n, np.array(v, dtype=np.asarray(cur).dtype))
+        return self
+
+    def save(self, path):
+        """Write the state_dict to an .npz file (no pickle)."""
+        from ..io import save_npz
+        save_npz(path, self.state_dict())
+
+    def load(self, path):
+        from ..io import load_npz
+        return self.load_state_dict(load_npz(path))
+
+    # ------------------------------------------------------------ modes and dtype
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, dtype):
+        """Convert parameters, their gradients and float buffers to float32 or float64; returns self."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, got {dtype}")
+        for m in self.modules():
+            for p in m._params.values():
+                p.data = p.data.astype(dtype)
+                p.grad = p.grad.astype(dtype)
+            for n in m._buffers:
+                b = getattr(m, n)
+                if np.issubdtype(np.asarray(b).dtype, np.floating):
+                    object.__setattr__(m, n, np.asarray(b).astype(dtype))
+            m._cache = None
+        return self
+
+    @property
+    def dtype(self):
+        for p in self.parameters():
+            return p.data.dtype
+        return None
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = np.zeros_like(p.data)
+
+    # ------------------------------------------------------------ calling
+    def __call__(self, *inputs):
+        if _State.meta and self._leaf:
+            out = self._infer(*inputs)
+        else:
+            out = self.forward(*inputs)
+        if _State.trace is not None and self._leaf:
+            _State.trace.append((self, inputs, out))
+        return out
+
+    def forward(self, *inputs):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    def _infer(self, *inputs):
+        raise NotImplementedError(f"{self.label} has no shape inference")
+
+    def cache_bytes(self, inputs, out):
+        """Bytes this layer keeps from forward for backward (inputs and out may be Meta)."""
+        return 0
+
+    def _take_cache(self):
+        """The forward cache, or a clear error when backward comes first."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.label}: backward() called before forward() "
+                               f"(or after to()/a shape-only pass); run forward first")
+        return self._cache
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for n, m in self._modules.items():
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({n}): {sub}")
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+# ---------------------------------------------------------------- input checks
+
+def check_array(layer, x, ndim=4, channels=None, dtype=None, what="input"):
+    """Validate one input of ``layer``; raise a message naming layer, expectation and what came."""
+    if isinstance(x, Meta):
+        pass
+    elif not isinstance(x, np.ndarray):
+        raise TypeError(f"{layer.label}: expected the {what} to be a numpy array, got {type(x).__name__}")
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{layer.label}: expected a float32 or float64 {what}, got dtype {x.dtype}"
+                        + (" (cast images with x.astype(np.float32))" if x.dtype.kind in "iub" else ""))
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{layer.label}: {what} dtype {x.dtype} does not match the layer's {np.dtype(dtype)} "
+                        f"parameters; convert the model with .to(np.{x.dtype}) or the {what} with "
+                        f".astype(np.{np.dtype(dtype)})")
+    if x.ndim != ndim:
+        expect = "(N, C, H, W)" if ndim == 4 else f"{ndim} dimensions"
+        raise ValueError(f"{layer.label}: expected a {ndim}-D {what} {expect}, got shape {tuple(x.shape)}"
+                         + (" (add the batch axis with x[None])" if ndim == 4 and x.ndim == 3 else ""))
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{layer.label}: expected {channels} channels in the {what}, "
+                         f"got {x.shape[1]} (shape {tuple(x.shape)})")
+    if not isinstance(x, Meta) and _State.check_finite and not all_finite(x):
+        n_bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise FloatingPointError(f"{layer.label}: the {what} contains {n_bad} NaN/Inf value(s) "
+                                 f"(shape {tuple(x.shape)}); the previous layer or the data produced them")
+
+
+def check_grad(layer, g, shape, dtype):
+    if isinstance(g, Meta) or not isinstance(g, np.ndarray):
+        raise TypeError(f"{layer.label}: backward expected a numpy array gradient, got {type(g).__name__}")
+    if tuple(g.shape) != tuple(shape):
+        raise ValueError(f"{layer.label}: backward expected a gradient of shape {tuple(shape)} "
+                         f"(the forward output), got {tuple(g.shape)}")
+    if g.dtype != dtype:
+        raise TypeError(f"{layer.label}: backward expected a {np.dtype(dtype)} gradient, got {g.dtype}")
