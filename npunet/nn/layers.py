@@ -490,9 +490,11 @@ class Concat(Module):
             raise ValueError(f"{self.label}: needs at least one input")
         for i, x in enumerate(xs):
             check_array(self, x, 4, what=f"input {i}")
-            if x.shape[0] != xs[0].shape[0] or x.shape[2:] != xs[0].shape[2:] or x.dtype != xs[0].dtype:
-                raise ValueError(f"{self.label}: input {i} has shape {tuple(x.shape)} ({x.dtype}) but input 0 "
-                                 f"has {tuple(xs[0].shape)} ({xs[0].dtype}); all must share N, H, W and dtype")
+            if x.dtype != xs[0].dtype:
+                raise TypeError(f"{self.label}: input {i} is {x.dtype} but input 0 is {xs[0].dtype}; mixed dtypes")
+            if x.shape[0] != xs[0].shape[0] or x.shape[2:] != xs[0].shape[2:]:
+                raise ValueError(f"{self.label}: input {i} has shape {tuple(x.shape)} but input 0 "
+                                 f"has {tuple(xs[0].shape)}; all must share N, H and W")
         return (xs[0].shape[0], sum(x.shape[1] for x in xs)) + tuple(xs[0].shape[2:])
 
     def _infer(self, *xs):

@@ -1,0 +1,489 @@
+"""Segmentation losses with hand-written gradients (REFERENCE.md §4).
+
+Every loss: ``forward(logits, target[, weight]) -> float`` and
+``backward() -> dL/dlogits`` (same shape and dtype as the logits).
+Logits z: (N, C, H, W).  p = sigmoid(z) unless the mode says softmax.
+"""
+import copy
+import math
+import warnings
+
+import numpy as np
+
+from .functional import sigmoid
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+# ================================================================== validation
+
+def _check_logits(loss, z, min_ndim=2):
+    name = type(loss).__name__
+    if not isinstance(z, np.ndarray):
+        raise TypeError(f"{name}: expected logits as a numpy array, got {type(z).__name__}")
+    if z.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name}: expected float32 or float64 logits, got {z.dtype}")
+    if z.ndim < min_ndim:
+        raise ValueError(f"{name}: expected logits of shape (N, C, H, W), got {z.shape}")
+    if not np.isfinite(z).all():
+        raise FloatingPointError(f"{name}: the logits contain {int((~np.isfinite(z)).sum())} NaN/Inf value(s); "
+                                 f"training has diverged or the input data has NaNs")
+    if z.size > 16 and z.min() >= 0 and z.max() <= 1:
+        warnings.warn(f"{name}: every logit lies in [0, 1]; this loss expects raw logits (before sigmoid/softmax), "
+                      f"not probabilities", stacklevel=3)
+
+
+def _check_binary_target(loss, z, y):
+    name = type(loss).__name__
+    y = np.asarray(y)
+    if y.shape != z.shape:
+        if z.ndim == 4 and z.shape[1] == 1 and y.shape == (z.shape[0],) + z.shape[2:]:
+            y = y[:, None]
+        else:
+            raise ValueError(f"{name}: target shape {y.shape} does not match the logits {z.shape} "
+                             f"(a binary target has the logits' shape, or (N, H, W) when C = 1)")
+    ok = (y == 0) | (y == 1)
+    if not ok.all():
+        vals = np.unique(y[~ok])[:5]
+        hint = " (a {0, 255} mask: divide it by 255)" if y.max() == 255 else ""
+        raise ValueError(f"{name}: expected a binary target with values in {{0, 1}}, found {vals.tolist()}{hint}")
+    return y.astype(z.dtype)
+
+
+def _check_class_target(loss, z, y):
+    name = type(loss).__name__
+    y = np.asarray(y)
+    if y.shape != (z.shape[0],) + z.shape[2:]:
+        raise ValueError(f"{name}: expected an integer target of shape {(z.shape[0],) + z.shape[2:]} "
+                         f"(N, H, W) for logits {z.shape}, got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name}: expected integer class labels, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= z.shape[1]):
+        raise ValueError(f"{name}: target labels must lie in [0, {z.shape[1]}), found range "
+                         f"[{y.min()}, {y.max()}]")
+    return y
+
+
+def _check_weight(loss, w, shape, dtype):
+    if w is None:
+        return None
+    w = np.asarray(w)
+    if len(shape) == 4 and shape[1] == 1 and w.shape == (shape[0],) + tuple(shape[2:]):
+        w = w[:, None]  # an (N, H, W) map for single-channel logits
+    try:
+        if np.broadcast_shapes(w.shape, shape) != tuple(shape):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{type(loss).__name__}: weight map of shape {w.shape} does not match {shape}") from None
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{type(loss).__name__}: the weight map must be finite and non-negative")
+    return w.astype(dtype)
+
+
+class Loss:
+    """Base: keeps what backward needs from the last forward."""
+
+    _cache = None
+
+    def __call__(self, z, target, weight=None):
+        return self.forward(z, target, weight)
+
+    def _take(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}: backward() called before forward()")
+        return self._cache
+
+
+def softmax(z, axis=1):
+    """Softmax with log-sum-exp stabilisation."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z, axis=1):
+    m = z.max(axis=axis, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=axis, keepdims=True))
+
+
+def _softplus(z):
+    """log(1 + e^z) without overflow."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+# ================================================================== pixel losses
+
+class CrossEntropyLoss(Loss):
+    """L = mean over all N*H*W pixels of w(x) * (-log softmax(z)_target(x)).
+
+    z: (N, C, H, W) logits; target: (N, H, W) int in [0, C); weight: (N, H, W) map or None (then
+    equal to PyTorch's cross_entropy).  The U-Net paper's loss with the weight map of §1.
+    """
+
+    def forward(self, z, target, weight=None):
+        _check_logits(self, z)
+        y = _check_class_target(self, z, target)
+        w = _check_weight(self, weight, y.shape, z.dtype)
+        logp = log_softmax(z.astype(np.float64))
+        nll = -np.take_along_axis(logp, y[:, None].astype(np.int64), axis=1)[:, 0]
+        M = nll.size
+        wv = np.ones_like(nll) if w is None else np.broadcast_to(w, nll.shape)
+        self._cache = (logp, y, wv, M, z.dtype)
+        return float((wv * nll).sum() / M)
+
+    def backward(self):
+        logp, y, w, M, dtype = self._take()
+        g = np.exp(logp)
+        np.put_along_axis(g, y[:, None].astype(np.int64), np.take_along_axis(g, y[:, None].astype(np.int64), 1) - 1, 1)
+        return (g * (w / M)[:, None]).astype(dtype)
+
+
+class BCEWithLogitsLoss(Loss):
+    """L = mean(w * (max(z, 0) - z*y + log(1 + e^{-|z|}))); target y in {0, 1}, same shape as z.
+    weight: optional, broadcastable to z."""
+
+    def forward(self, z, target, weight=None):
+        _check_logits(self, z)
+        y = _check_binary_target(self, z, target)
+        w = _check_weight(self, weight, z.shape, z.dtype)
+        z64 = z.astype(np.float64)
+        per = np.maximum(z64, 0) - z64 * y + np.log1p(np.exp(-np.abs(z64)))
+        wv = 1.0 if w is None else w
+        self._cache = (z, y, wv, z.size)
+        return float(np.sum(wv * per) / z.size)
+
+    def backward(self):
+        z, y, w, M = self._take()
+        return (w * (sigmoid(z.astype(np.float64)) - y) / M).astype(z.dtype)
+
+
+class FocalLoss(Loss):
+    """Binary focal loss, as torchvision's sigmoid_focal_loss (reduction='mean'):
+    ce = BCE-with-logits per pixel, p_t = p*y + (1-p)*(1-y), a_t = a*y + (1-a)*(1-y),
+    L = mean(a_t * (1 - p_t)^gamma * ce).  alpha < 0 disables the a_t factor (torchvision's rule)."""
+
+    def __init__(self, alpha=0.25, gamma=2.0):
+        self.alpha, self.gamma = float(alpha), float(gamma)
+
+    def forward(self, z, target, weight=None):
+        _check_logits(self, z)
+        y = _check_binary_target(self, z, target)
+        z64 = z.astype(np.float64)
+        p = sigmoid(z64)
+        ce = np.maximum(z64, 0) - z64 * y + np.log1p(np.exp(-np.abs(z64)))
+        pt = p * y + (1 - p) * (1 - y)
+        at = self.alpha * y + (1 - self.alpha) * (1 - y) if self.alpha >= 0 else np.ones_like(y)
+        mod = (1 - pt) ** self.gamma
+        self._cache = (z, y, p, ce, pt, at)
+        return float(np.mean(at * mod * ce))
+
+    def backward(self):
+        z, y, p, ce, pt, at = self._take()
+        g = self.gamma
+        one_m = 1 - pt
+        # d(1-p_t)^g/dz = -g (1-p_t)^(g-1) * dp_t/dz, dp_t/dz = p(1-p)(2y-1); 0 where 1-p_t = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dmod = np.where(one_m > 0, -g * one_m ** (g - 1), 0.0) if g != 0 else np.zeros_like(one_m)
+        dmod = dmod * p * (1 - p) * (2 * y - 1)
+        d = at * (dmod * ce + one_m ** g * (p - y))
+        return (d / z.size).astype(z.dtype)
+
+
+# ================================================================== region losses
+
+def _region_probs(loss, z, target):
+    """Probabilities and one-hot/binary targets for Dice/IoU; returns (p, y, mode)."""
+    if loss.mode == "multiclass":
+        y = _check_class_target(loss, z, target)
+        p = softmax(z.astype(np.float64))
+        onehot = np.zeros_like(p)
+        np.put_along_axis(onehot, y[:, None].astype(np.int64), 1.0, axis=1)
+        return p, onehot
+    y = _check_binary_target(loss, z, target).astype(np.float64)
+    return sigmoid(z.astype(np.float64)), y
+
+
+def _region_backward(dp, p, mode):
+    if mode == "multiclass":
+        return p * (dp - (p * dp).sum(axis=1, keepdims=True))
+    return dp * p * (1 - p)
+
+
+class _RegionLoss(Loss):
+    MODES = ("binary", "multilabel", "multiclass")
+
+    def __init__(self, smooth=1.0, mode="binary"):
+        if mode not in self.MODES:
+            raise ValueError(f"{type(self).__name__}: mode must be one of {self.MODES}, got {mode!r}")
+        self.smooth, self.mode = float(smooth), mode
+
+    def forward(self, z, target, weight=None):
+        _check_logits(self, z)
+        if self.mode == "binary" and z.ndim >= 2 and z.shape[1] != 1:
+            raise ValueError(f"{type(self).__name__}: mode='binary' expects logits with 1 channel, got {z.shape}; "
+                             f"use mode='multilabel' (sigmoid per channel) or 'multiclass' (softmax)")
+        p, y = _region_probs(self, z, target)
+        ax = tuple(range(2, z.ndim))
+        I, Sp, Sy = (p * y).sum(axis=ax), p.sum(axis=ax), y.sum(axis=ax)
+        self._cache = (z, p, y, I, Sp, Sy)
+        return float(1 - np.mean(self._score(I, Sp, Sy)))
+
+    def backward(self):
+        z, p, y, I, Sp, Sy = self._take()
+        dI, dS = self._score_grads(I, Sp, Sy)  # d score / dI, d score / d(sum p), per (n, c)
+        ex = (slice(None), slice(None)) + (None,) * (z.ndim - 2)
+        dp = -(dI[ex] * y + dS[ex]) / I.size
+        return _region_backward(dp, p, self.mode).astype(z.dtype)
+
+
+class DiceLoss(_RegionLoss):
+    """Per (n, c): d = (2*sum(p*y) + s) / (sum(p) + sum(y) + s); L = 1 - mean(d).
+
+    mode='binary' (default): z (N, 1, H, W), p = sigmoid(z), y in {0, 1} of z's shape or (N, H, W).
+    mode='multilabel': sigmoid per channel, y (N, C, H, W) in {0, 1}.
+    mode='multiclass': p = softmax over C, y = one-hot of an int target (N, H, W).
+    """
+
+    def _score(self, I, Sp, Sy):
+        return (2 * I + self.smooth) / (Sp + Sy + self.smooth)
+
+    def _score_grads(self, I, Sp, Sy):
+        D = Sp + Sy + self.smooth
+        return 2 / D, -(2 * I + self.smooth) / D ** 2
+
+
+class IoULoss(_RegionLoss):
+    """Per (n, c): j = (sum(p*y) + s) / (sum(p) + sum(y) - sum(p*y) + s); L = 1 - mean(j).
+    Modes as DiceLoss."""
+
+    def _score(self, I, Sp, Sy):
+        return (I + self.smooth) / (Sp + Sy - I + self.smooth)
+
+    def _score_grads(self, I, Sp, Sy):
+        U = Sp + Sy - I + self.smooth
+        num = I + self.smooth
+        return 1 / U + num / U ** 2, -num / U ** 2
+
+
+# ================================================================== SSIM / MS-SSIM
+
+def gaussian_window(size=11, sigma=1.5):
+    """g_k proportional to exp(-(k - size//2)^2 / (2 sigma^2)), normalised to sum 1."""
+    k = np.arange(size, dtype=np.float64) - size // 2
+    g = np.exp(-k ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _filter_matrix(n, g):
+    """(n - len(g) + 1, n) matrix of a valid 1-D correlation with g."""
+    m = np.zeros((n - len(g) + 1, n))
+    for i in range(m.shape[0]):
+        m[i, i:i + len(g)] = g
+    return m
+
+
+class _Filter:
+    """Separable valid Gaussian filter: F(A) = Gh @ A @ Gw^T on the last two axes."""
+
+    def __init__(self, H, W, g):
+        self.Gh, self.Gw = _filter_matrix(H, g), _filter_matrix(W, g)
+
+    def __call__(self, A):
+        return self.Gh @ A @ self.Gw.T
+
+    def T(self, D):
+        return self.Gh.T @ D @ self.Gw
+
+
+def _ssim_forward(X, Y, g, C1, C2):
+    """X, Y: (N, C, H, W) float64.  Returns (ssim (N, C), cs (N, C), cache)."""
+    f = _Filter(X.shape[2], X.shape[3], g)
+    mx, my = f(X), f(Y)
+    sxx = f(X * X) - mx * mx
+    syy = f(Y * Y) - my * my
+    sxy = f(X * Y) - mx * my
+    A, B = 2 * sxy + C2, sxx + syy + C2
+    cs_map = A / B
+    Ln, Ld = 2 * mx * my + C1, mx * mx + my * my + C1
+    l_map = Ln / Ld
+    ssim_map = l_map * cs_map
+    cache = (f, X, Y, mx, my, A, B, cs_map, Ln, Ld, l_map)
+    return ssim_map.mean(axis=(2, 3)), cs_map.mean(axis=(2, 3)), cache
+
+
+def _ssim_backward(dssim, dcs, cache):
+    """dssim, dcs: (N, C) gradients of the per-map means -> dX (N, C, H, W)."""
+    f, X, Y, mx, my, A, B, cs_map, Ln, Ld, l_map = cache
+    M = cs_map.shape[2] * cs_map.shape[3]
+    g_ssim = dssim[:, :, None, None] / M
+    g_cs = dcs[:, :, None, None] / M + g_ssim * l_map    # total d/d cs_map
+    g_l = g_ssim * cs_map                                # d/d l_map
+    dA, dB = g_cs / B, -g_cs * A / B ** 2
+    dsxy, dsxx = 2 * dA, dB
+    dmx = g_l * (2 * my / Ld - Ln * 2 * mx / Ld ** 2) - 2 * mx * dsxx - my * dsxy
+    return f.T(dmx) + 2 * X * f.T(dsxx) + Y * f.T(dsxy)
+
+
+def _avgpool2(X):
+    """2x2 average pooling, stride 2; an odd side is zero-padded by one at both ends first and the zeros
+    count (pytorch_msssim's avg_pool2d(padding=s % 2))."""
+    ph, pw = X.shape[2] % 2, X.shape[3] % 2
+    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    Ho, Wo = (Xp.shape[2] - 2) // 2 + 1, (Xp.shape[3] - 2) // 2 + 1
+    Xp = Xp[:, :, :2 * Ho, :2 * Wo]
+    return Xp.reshape(X.shape[0], X.shape[1], Ho, 2, Wo, 2).mean(axis=(3, 5)), (ph, pw, X.shape)
+
+
+def _avgpool2_backward(d, cache):
+    ph, pw, shape = cache
+    up = np.repeat(np.repeat(d, 2, axis=2), 2, axis=3) / 4
+    full = np.zeros((shape[0], shape[1], shape[2] + 2 * ph, shape[3] + 2 * pw))
+    full[:, :, :up.shape[2], :up.shape[3]] = up
+    return full[:, :, ph:ph + shape[2], pw:pw + shape[3]]
+
+
+def ssim(x, y, data_range=1.0, win_size=11, sigma=1.5):
+    """Single-scale SSIM (Wang et al. 2004) of images x, y: (N, C, H, W); mean over everything."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"ssim: expected two (N, C, H, W) arrays of one shape, got {x.shape} and {y.shape}")
+    if min(x.shape[2:]) < win_size:
+        raise ValueError(f"ssim: images {x.shape[2:]} are smaller than the {win_size}-tap window")
+    s, _, _ = _ssim_forward(x, y, gaussian_window(win_size, sigma), (0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
+    return float(s.mean())
+
+
+class MSSSIMLoss(Loss):
+    """L = 1 - MS-SSIM(sigmoid(z), y), data range 1 (REFERENCE.md §4, as pytorch_msssim).
+
+    z: (N, C, H, W) logits; target y in {0, 1} of the same shape.
+    MS-SSIM = prod_{l<L} relu(cs_l)^{w_l} * relu(ssim_L)^{w_L} per (n, c), then the mean.
+    weights: the per-scale exponents (default the 5 of Wang et al. 2003); pass fewer, e.g.
+    ``weights=(0.5, 0.5)`` or ``scales=3``, for small images: the smaller side must exceed
+    (win_size - 1) * 2^(scales - 1) (160 for 5 scales).
+    """
+
+    def __init__(self, weights=None, scales=None, win_size=11, sigma=1.5):
+        if weights is None:
+            weights = MS_SSIM_WEIGHTS if scales is None else MS_SSIM_WEIGHTS[:scales]
+            if scales is not None and scales < 5:  # renormalise the truncated weights
+                weights = tuple(w / sum(weights) for w in weights)
+        self.weights = np.asarray(weights, np.float64)
+        self.win_size, self.sigma = int(win_size), float(sigma)
+        self.g = gaussian_window(self.win_size, self.sigma)
+
+    def min_size(self):
+        return (self.win_size - 1) * 2 ** (len(self.weights) - 1)
+
+    def forward(self, z, target, weight=None):
+        _check_logits(self, z)
+        if z.ndim != 4:
+            raise ValueError(f"MSSSIMLoss: expected (N, C, H, W) logits, got {z.shape}")
+        y = _check_binary_target(self, z, target).astype(np.float64)
+        if min(z.shape[2:]) <= self.min_size():
+            raise ValueError(f"MSSSIMLoss: {len(self.weights)} scales need the smaller image side > "
+                             f"{self.min_size()}, got {z.shape[2:]}; use MSSSIMLoss(scales=k) with fewer scales")
+        X = sigmoid(z.astype(np.float64))
+        C1, C2 = 0.01 ** 2, 0.03 ** 2
+        L = len(self.weights)
+        caches, pools, vals = [], [], []
+        Xl, Yl = X, y
+        for l in range(L):
+            s, cs, c = _ssim_forward(Xl, Yl, self.g, C1, C2)
+            caches.append(c)
+            vals.append(s if l == L - 1 else cs)
+            if l < L - 1:
+                Xl, pc = _avgpool2(Xl)
+                Yl, _ = _avgpool2(Yl)
+                pools.append(pc)
+        V = np.stack(vals)                        # (L, N, C)
+        R = np.maximum(V, 0)
+        terms = R ** self.weights[:, None, None]
+        ms = terms.prod(axis=0)                   # (N, C)
+        self._cache = (z, X, V, R, terms, ms, caches, pools)
+        return float(1 - ms.mean())
+
+    def backward(self):
+        z, X, V, R, terms, ms, caches, pools = self._take()
+        L = len(self.weights)
+        dms = -np.ones_like(ms) / ms.size
+        dV = np.zeros_like(V)
+        for l in range(L):
+            others = np.prod(np.delete(terms, l, axis=0), axis=0) if L > 1 else np.ones_like(ms)
+            w = self.weights[l]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dterm = np.where(R[l] > 0, w * R[l] ** (w - 1), 0.0)  # relu: no gradient below 0
+            dV[l] = dms * others * dterm
+        dX = None
+        for l in reversed(range(L)):
+            zeros = np.zeros_like(dV[l])
+            dl = _ssim_backward(dV[l], zeros, caches[l]) if l == L - 1 else _ssim_backward(zeros, dV[l], caches[l])
+            dX = dl if dX is None else dl + _avgpool2_backward(dX, pools[l])
+        return (dX * X * (1 - X)).astype(z.dtype)
+
+
+# ================================================================== combinations
+
+class CombinedLoss(Loss):
+    """Weighted sum of losses: L = sum_k w_k * L_k(z, target[, weight]).
+
+    The weight map goes to the terms that take one (cross-entropy, BCE); the others ignore it.
+    Ready-made hybrids: ``CombinedLoss.unet()`` (weighted CE), ``CombinedLoss.unetpp()``
+    (BCE + Dice), ``CombinedLoss.unet3plus()`` (focal + MS-SSIM + IoU).
+    """
+
+    def __init__(self, terms):
+        self.terms = [(l, float(w)) for l, w in terms]
+        self.last = {}
+
+    @classmethod
+    def unet(cls):
+        return cls([(CrossEntropyLoss(), 1.0)])
+
+    @classmethod
+    def unetpp(cls, smooth=1.0):
+        return cls([(BCEWithLogitsLoss(), 1.0), (DiceLoss(smooth), 1.0)])
+
+    @classmethod
+    def unet3plus(cls, ms_ssim_scales=5, alpha=0.25, gamma=2.0):
+        return cls([(FocalLoss(alpha, gamma), 1.0), (MSSSIMLoss(scales=ms_ssim_scales), 1.0), (IoULoss(), 1.0)])
+
+    def forward(self, z, target, weight=None):
+        total = 0.0
+        for l, w in self.terms:
+            v = l.forward(z, target, weight) if isinstance(l, (CrossEntropyLoss, BCEWithLogitsLoss)) \
+                else l.forward(z, target)
+            self.last[type(l).__name__] = v
+            total += w * v
+        self._cache = True
+        return total
+
+    def backward(self):
+        self._take()
+        g = None
+        for l, w in self.terms:
+            d = w * l.backward()
+            g = d if g is None else g + d
+        return g
+
+
+class DeepSupervisionLoss(Loss):
+    """Mean of one loss over several heads: L = (1/K) sum_k loss(z_k, target[, weight]).
+    forward(list of logits, ...); backward() -> list of the heads' gradients."""
+
+    def __init__(self, loss):
+        self.loss = loss
+        self._per_head = []
+
+    def forward(self, zs, target, weight=None):
+        if not isinstance(zs, (list, tuple)) or not zs:
+            raise TypeError("DeepSupervisionLoss: expected a non-empty list of head logits "
+                            f"(the model's deep-supervision outputs), got {type(zs).__name__}")
+        while len(self._per_head) < len(zs):
+            self._per_head.append(copy.deepcopy(self.loss))
+        self.values = [l.forward(z, target, weight) for l, z in zip(self._per_head, zs)]
+        self._cache = len(zs)
+        return float(np.mean(self.values))
+
+    def backward(self):
+        K = self._take()
+        return [l.backward() / K for l in self._per_head[:K]]

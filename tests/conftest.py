@@ -1,0 +1,14 @@
+import numpy as np
+import pytest
+
+import npunet
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    npunet.manual_seed(0)

@@ -1,0 +1,139 @@
+"""Every Numba kernel against its NumPy/loop twin."""
+import numpy as np
+import pytest
+
+from npunet import kernels as K
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,C,H,W,kh,kw,sh,sw,ph,pw,n0,n1,r0,r1", [
+    (2, 3, 7, 5, 3, 3, 1, 1, 1, 1, 0, 2, 0, 7),
+    (2, 2, 8, 9, 3, 2, 2, 2, 1, 0, 1, 2, 1, 3),
+    (3, 1, 6, 6, 2, 2, 2, 2, 0, 0, 0, 3, 0, 3),
+    (1, 4, 9, 7, 5, 3, 1, 2, 2, 1, 0, 1, 2, 6),
+])
+def test_im2col_col2im_match_twins(dtype, N, C, H, W, kh, kw, sh, sw, ph, pw, n0, n1, r0, r1, rng):
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    Wo = (W + 2 * pw - kw) // sw + 1
+    cols = np.full((C * kh * kw, (n1 - n0) * (r1 - r0) * Wo), np.nan, dtype)
+    K.im2col(x, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, Wo, cols)
+    ref = K.im2col_ref(x, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, Wo)
+    np.testing.assert_array_equal(cols, ref)
+    d = rng.standard_normal(cols.shape).astype(dtype)
+    dx = np.zeros_like(x)
+    K.col2im(d, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, Wo, dx)
+    np.testing.assert_allclose(dx, K.col2im_ref(d, x.shape, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, Wo),
+                               rtol=1e-5, atol=1e-5)
+    # adjointness: <im2col(x), d> == <x, col2im(d)>
+    assert np.isclose(np.sum(cols.astype(np.float64) * d), np.sum(x.astype(np.float64) * dx), rtol=1e-4)
+
+
+@pytest.mark.parametrize("N,C,H,W,kh,kw,n0,n1,r0,r1", [
+    (2, 3, 7, 6, 3, 3, 0, 2, 0, 5), (1, 2, 9, 8, 3, 2, 0, 1, 2, 5), (3, 2, 5, 5, 1, 1, 1, 3, 0, 5)])
+def test_wide_im2col_equals_generic_on_valid_columns(N, C, H, W, kh, kw, n0, n1, r0, r1, rng):
+    x = rng.standard_normal((N, C, H, W))
+    Wo = W - kw + 1
+    wide = np.empty((C * kh * kw, (n1 - n0) * (r1 - r0) * W))
+    K.im2col_wide(x, n0, n1, r0, r1, kh, kw, wide)
+    ref = K.im2col_ref(x, n0, n1, r0, r1, kh, kw, 1, 1, 0, 0, Wo)
+    w4 = wide.reshape(-1, n1 - n0, r1 - r0, W)[..., :Wo].reshape(ref.shape)
+    np.testing.assert_array_equal(w4, ref)
+    # col2im_wide with zero junk columns equals the generic adjoint
+    d = rng.standard_normal((C * kh * kw, n1 - n0, r1 - r0, W))
+    d[..., Wo:] = 0
+    dx = np.zeros_like(x)
+    K.col2im_wide(d.reshape(wide.shape), n0, n1, r0, r1, kh, kw, dx)
+    ref_dx = K.col2im_ref(d[..., :Wo].reshape(ref.shape), x.shape, n0, n1, r0, r1, kh, kw, 1, 1, 0, 0, Wo)
+    np.testing.assert_allclose(dx, ref_dx, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("H,W,k,s,p,adaptive,out", [(7, 6, 2, 2, 0, False, None), (9, 8, 3, 2, 1, False, None),
+                                                    (7, 5, None, None, 0, True, (3, 2)), (5, 5, None, None, 0, True, (1, 1))])
+def test_maxpool_matches_twin(dtype, H, W, k, s, p, adaptive, out, rng):
+    x = rng.standard_normal((2, 3, H, W)).astype(dtype)
+    x[0, 0, :2, :2] = 1.0  # a tie: the first maximum must win in both
+    if adaptive:
+        hs, he = K.pool_windows(H, out[0], adaptive=True)
+        ws, we = K.pool_windows(W, out[1], adaptive=True)
+    else:
+        Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+        hs, he = K.pool_windows(H, Ho, k, s, p)
+        ws, we = K.pool_windows(W, Wo, k, s, p)
+    o = np.empty((2, 3, len(hs), len(ws)), dtype)
+    a = np.empty(o.shape, np.int32)
+    K.maxpool_windows_fwd(x, hs, he, ws, we, o, a)
+    ro, ra = K.maxpool_fwd_ref(x, hs, he, ws, we)
+    np.testing.assert_array_equal(o, ro)
+    np.testing.assert_array_equal(a, ra)
+    if not adaptive:  # the regular-window kernel gives the same
+        o2, a2 = np.empty_like(o), np.empty_like(a)
+        K.maxpool_fwd(x, k, k, s, s, p, p, o2, a2)
+        np.testing.assert_array_equal(o2, ro)
+        np.testing.assert_array_equal(a2, ra)
+    d = rng.standard_normal(o.shape).astype(dtype)
+    dx = np.zeros_like(x)
+    K.maxpool_bwd(d, a, dx)
+    np.testing.assert_allclose(dx, K.maxpool_bwd_ref(d, a, x.shape), rtol=1e-6)
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_maxpool_nan_wins_like_pytorch(windows):
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 0] = np.nan
+    o, a = np.empty((1, 1, 2, 2)), np.empty((1, 1, 2, 2), np.int32)
+    if windows:
+        hs, he = K.pool_windows(4, 2, 2, 2, 0)
+        K.maxpool_windows_fwd(x, hs, he, hs, he, o, a)
+    else:
+        K.maxpool_fwd(x, 2, 2, 2, 2, 0, 0, o, a)
+    assert np.isnan(o[0, 0, 0, 0]) and a[0, 0, 0, 0] == 4 and o[0, 0, 1, 1] == 15
+
+
+def test_adaptive_windows_follow_pytorch_formula():
+    hs, he = K.pool_windows(7, 3, adaptive=True)
+    assert hs.tolist() == [0, 2, 4] and he.tolist() == [3, 5, 7]  # floor(o*7/3), ceil((o+1)*7/3)
+
+
+@pytest.mark.parametrize("mode,ac,Hin,Hout,scale", [("bilinear", True, 4, 9, None), ("bilinear", False, 5, 10, 2.0),
+                                                      ("bilinear", False, 6, 4, None), ("nearest", False, 3, 7, None)])
+def test_interp_matches_twin(mode, ac, Hin, Hout, scale, rng):
+    x = rng.standard_normal((2, 3, Hin, Hin + 1))
+    iy = K.interp_indices(Hin, Hout, mode, ac, scale)
+    ix = K.interp_indices(Hin + 1, Hout + 2, mode, ac, None)
+    out = np.empty((2, 3, Hout, Hout + 2))
+    K.interp_fwd(x, *iy, *ix, out)
+    np.testing.assert_allclose(out, K.interp_fwd_ref(x, *iy, *ix), atol=1e-12)
+    d = rng.standard_normal(out.shape)
+    dx = np.zeros_like(x)
+    K.interp_bwd(d, *iy, *ix, dx)
+    np.testing.assert_allclose(dx, K.interp_bwd_ref(d, *iy, *ix, x.shape), atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bn_kernels_match_twins(dtype, rng):
+    x = (rng.standard_normal((3, 4, 25)) * 3 + 5).astype(dtype)
+    mean, var = np.empty(4), np.empty(4)
+    K.bn_stats(x, mean, var)
+    rm, rv = K.bn_stats_ref(x)
+    np.testing.assert_allclose(mean, rm, rtol=1e-6)
+    np.testing.assert_allclose(var, rv, rtol=1e-5)
+    invstd = 1 / np.sqrt(var + 1e-5)
+    gamma = rng.standard_normal(4)
+    d = rng.standard_normal(x.shape).astype(dtype)
+    dx, dg, db = np.empty_like(x), np.empty(4), np.empty(4)
+    K.bn_backward(d, x, mean, invstd, gamma, dx, dg, db)
+    rdx, rdg, rdb = K.bn_backward_ref(d, x, mean, invstd, gamma)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(dx, rdx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dg, rdg, rtol=tol)
+    np.testing.assert_allclose(db, rdb, rtol=tol)
+
+
+def test_all_finite_matches_twin(rng):
+    x = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    assert K.all_finite(x) and K.all_finite_ref(x)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[2, 4, 6] = bad
+        assert not K.all_finite(y) and not K.all_finite_ref(y)
