@@ -16,9 +16,9 @@ def _all_finite_2d(a):
 
 def all_finite(a):
     """True when every element of the float array ``a`` is finite (one parallel pass)."""
+    if a.size < 1 << 16:  # small: waking the thread pool costs more than the scan
+        return bool(np.isfinite(a).all())
     a = np.ascontiguousarray(a)
-    if a.size == 0:
-        return True
     rows = max(1, min(a.size, 256))
     while a.size % rows:
         rows -= 1

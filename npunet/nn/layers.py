@@ -88,8 +88,8 @@ class Conv2d(Module):
             self.bias.grad += db
         return dx
 
-    def cache_bytes(self, inputs, out):
-        return inputs[0].nbytes
+    def kept(self, inputs, out):
+        return [inputs[0]], 0
 
 
 class ConvTranspose2d(Module):
@@ -152,8 +152,8 @@ class ConvTranspose2d(Module):
             self.bias.grad += db
         return dx
 
-    def cache_bytes(self, inputs, out):
-        return inputs[0].nbytes
+    def kept(self, inputs, out):
+        return [inputs[0]], 0
 
 
 # ================================================================== pooling
@@ -200,8 +200,11 @@ class MaxPool2d(Module):
         check_grad(self, grad, self._out_shape, self._dtype)
         return F.maxpool2d_backward(grad, cache)
 
-    def cache_bytes(self, inputs, out):
-        return int(np.prod(out.shape)) * 4  # int32 argmax
+    def _branch(self):  # the argmax of every window
+        return None if self._cache is None else hash(self._cache[0].tobytes())
+
+    def kept(self, inputs, out):
+        return [], int(np.prod(out.shape)) * 4  # int32 argmax
 
 
 class AdaptiveMaxPool2d(Module):
@@ -239,8 +242,11 @@ class AdaptiveMaxPool2d(Module):
         check_grad(self, grad, self._out_shape, self._dtype)
         return F.adaptive_maxpool2d_backward(grad, cache)
 
-    def cache_bytes(self, inputs, out):
-        return int(np.prod(out.shape)) * 4
+    def _branch(self):
+        return None if self._cache is None else hash(self._cache[0].tobytes())
+
+    def kept(self, inputs, out):
+        return [], int(np.prod(out.shape)) * 4
 
 
 class Upsample(Module):
@@ -340,8 +346,8 @@ class BatchNorm2d(Module):
         self.bias.grad += db
         return dx
 
-    def cache_bytes(self, inputs, out):
-        return inputs[0].nbytes
+    def kept(self, inputs, out):
+        return [inputs[0]], 0
 
 
 # ================================================================== elementwise
@@ -373,8 +379,11 @@ class ReLU(_Elementwise):
     def _bwd(self, grad, mask):
         return F.relu_backward(grad, mask)
 
-    def cache_bytes(self, inputs, out):
-        return int(np.prod(out.shape))  # bool mask
+    def _branch(self):  # which units were active: gradcheck skips steps that change it
+        return None if self._cache is None or isinstance(self._cache, bool) else hash(np.packbits(self._cache).tobytes())
+
+    def kept(self, inputs, out):
+        return [], int(np.prod(out.shape))  # bool mask
 
 
 class Sigmoid(_Elementwise):
@@ -387,8 +396,8 @@ class Sigmoid(_Elementwise):
     def _bwd(self, grad, out):
         return F.sigmoid_backward(grad, out)
 
-    def cache_bytes(self, inputs, out):
-        return out.nbytes
+    def kept(self, inputs, out):
+        return [out], 0
 
 
 class Identity(_Elementwise):
@@ -428,8 +437,8 @@ class Dropout(_Elementwise):
     def _bwd(self, grad, mask):
         return grad.copy() if mask is None else F.dropout_backward(grad, mask)
 
-    def cache_bytes(self, inputs, out):
-        return 0 if not self.training or self.p == 0 else out.nbytes
+    def kept(self, inputs, out):
+        return [], 0 if not self.training or self.p == 0 else out.nbytes
 
 
 class Dropout2d(Dropout):
@@ -477,6 +486,36 @@ class CropConcat(Module):
         cache = self._take_cache()
         check_grad(self, grad, self._out_shape, self._dtype)
         return F.crop_concat_backward(grad, cache)
+
+
+class CenterCrop(Module):
+    """forward(x, like): center-crop x (N, C, H, W) to like's (H', W') -> (N, C, H', W'), the crop
+    starting at ((H - H') // 2, (W - W') // 2).  backward -> dx (zero on the border); ``like``
+    only lends its size.  Used by valid-padded residual blocks to crop the shortcut."""
+
+    _leaf = True
+
+    def _check(self, x, like):
+        check_array(self, x, 4)
+        if x.shape[2] < like.shape[2] or x.shape[3] < like.shape[3]:
+            raise ValueError(f"{self.label}: cannot crop {tuple(x.shape[2:])} to the larger {tuple(like.shape[2:])}")
+        return tuple(x.shape[:2]) + tuple(like.shape[2:])
+
+    def _infer(self, x, like):
+        return _meta_like(x, self._check(x, like))
+
+    def forward(self, x, like):
+        shape = self._check(x, like)
+        t, l = (x.shape[2] - shape[2]) // 2, (x.shape[3] - shape[3]) // 2
+        self._cache, self._out_shape, self._dtype = (x.shape, t, l), shape, x.dtype
+        return x[:, :, t:t + shape[2], l:l + shape[3]]
+
+    def backward(self, grad):
+        (shape, t, l) = self._take_cache()
+        check_grad(self, grad, self._out_shape, self._dtype)
+        dx = np.zeros(shape, grad.dtype)
+        dx[:, :, t:t + grad.shape[2], l:l + grad.shape[3]] = grad
+        return dx
 
 
 class Concat(Module):
@@ -567,8 +606,8 @@ class Mul(_Binary):
         check_grad(self, grad, self._out_shape, self._dtype)
         return _unbroadcast(grad * b, a.shape), _unbroadcast(grad * a, b.shape)
 
-    def cache_bytes(self, inputs, out):
-        return sum(x.nbytes for x in inputs)
+    def kept(self, inputs, out):
+        return list(inputs), 0
 
 
 class Sequential(Module):

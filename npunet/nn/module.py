@@ -249,9 +249,10 @@ class Module:
     def _infer(self, *inputs):
         raise NotImplementedError(f"{self.label} has no shape inference")
 
-    def cache_bytes(self, inputs, out):
-        """Bytes this layer keeps from forward for backward (inputs and out may be Meta)."""
-        return 0
+    def kept(self, inputs, out):
+        """What this layer keeps from forward for backward: (arrays it references, bytes it
+        allocated itself).  Arrays are counted once however many layers keep them."""
+        return [], 0
 
     def _take_cache(self):
         """The forward cache, or a clear error when backward comes first."""

@@ -1,0 +1,9 @@
+"""The U-Net family: UNet, UNetPlusPlus, UNet3Plus."""
+from .sizes import valid_input_sizes, nearest_legal, unet_trace
+from .unet import UNet
+
+__all__ = ["UNet", "valid_input_sizes", "nearest_legal", "unet_trace"]
+from .unetpp import UNetPlusPlus  # noqa: E402
+from .unet3plus import UNet3Plus, apply_cgm  # noqa: E402
+
+__all__ += ["UNetPlusPlus", "UNet3Plus", "apply_cgm"]
