@@ -83,3 +83,71 @@ def bench_layers(repeat=3, out=print):
         out(f"{label:28s} {tf*1e3:8.1f} {tb*1e3:8.1f} {tc*1e3:8.1f} {tf/tc:9.2f} {tb/tc:9.2f}")
         rows.append(dict(layer=label, fwd=tf, bwd=tb, copy=tc))
     return dict(gemm_gflops=peak, rows=rows)
+
+
+def conv_flops(model, input_shape):
+    """Multiply-add FLOPs (x2) of every conv and up-conv in one forward, from shapes alone."""
+    from .models.summary import trace_shapes
+    _, calls = trace_shapes(model, input_shape)
+    total = 0
+    for m, inputs, out in calls:
+        name = type(m).__name__
+        if name == "Conv2d":
+            kh, kw = m.kernel_size
+            total += 2 * int(np.prod(out.shape)) * (m.in_channels // m.groups) * kh * kw
+        elif name == "ConvTranspose2d":
+            kh, kw = m.kernel_size
+            total += 2 * int(np.prod(inputs[0].shape)) * (m.out_channels // m.groups) * kh * kw
+    return total
+
+
+MODEL_CASES = {
+    "unet572": ("U-Net 2015, valid, 1 -> 2, base 64, batch 1 @ 572^2",
+                dict(in_channels=1, num_classes=2, base_channels=64), (1, 1, 572, 572)),
+    "classroom": ("U-Net same, BN, base 16, 1 -> 2, batch 8 @ 128^2",
+                  dict(in_channels=1, num_classes=2, base_channels=16, padding="same", batch_norm=True), (8, 1, 128, 128)),
+}
+
+
+def _model_step_worker(case, repeat):
+    """Runs in a fresh process so that its peak resident memory is the step's own."""
+    import resource
+
+    from .losses import CrossEntropyLoss
+    from .models import UNet
+    _, cfg, shape = MODEL_CASES[case]
+    m = UNet(**cfg)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    loss = CrossEntropyLoss()
+
+    def step():
+        y = m(x)
+        t = rng.integers(0, 2, (y.shape[0],) + y.shape[2:])
+        loss.forward(y, t)
+        m.zero_grad()
+        m.backward(loss.backward())
+
+    t = _best(step, repeat)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return dict(seconds=t, flops=3 * conv_flops(m, shape), peak_rss=rss)
+
+
+def bench_model(name="unet", repeat=2, out=print):
+    """Time float32 training steps (forward + backward) of the 572 U-Net and the classroom U-Net."""
+    import json
+    import subprocess
+    import sys
+    peak = gemm_rate()
+    out(f"machine float32 GEMM (2048^3): {peak:.1f} GFLOP/s")
+    results = {}
+    for case, (label, _, _) in MODEL_CASES.items():
+        code = (f"import json; from npunet.bench import _model_step_worker; "
+                f"print(json.dumps(_model_step_worker({case!r}, {repeat})))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        gf = r["flops"] / r["seconds"] / 1e9
+        out(f"{label}: step {r['seconds']:.2f} s, {r['flops'] / 1e9:.1f} GFLOP, {gf:.1f} GFLOP/s "
+            f"= {100 * gf / peak:.0f}% of GEMM, peak RSS {r['peak_rss'] / 2 ** 30:.2f} GiB")
+        results[case] = dict(r, gflops=gf, frac=gf / peak)
+    return dict(gemm_gflops=peak, **results)

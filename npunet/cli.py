@@ -26,11 +26,8 @@ def build_parser():
     b.set_defaults(func=_cmd_bench)
     g = sub.add_parser("gradcheck", help="finite-difference check of every layer's backward in float64")
     g.set_defaults(func=_cmd_gradcheck)
-    try:
-        from .cli_train import add_commands
-        add_commands(sub)
-    except ImportError:
-        pass
+    from .cli_train import add_commands
+    add_commands(sub)
     return p
 
 

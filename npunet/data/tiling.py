@@ -1,0 +1,70 @@
+"""Prediction on images of any size: overlap-tile for valid-conv U-Nets, pad-and-crop for
+same-padded models."""
+import numpy as np
+
+from ..models.sizes import is_legal, output_size
+
+
+def _predict(model, x):
+    out = model(x)
+    if isinstance(out, tuple):  # (seg, cls) of a CGM model in training mode
+        out = out[0]
+    if isinstance(out, list):
+        out = out[0]
+    return out
+
+
+def predict_same(model, image, depth):
+    """Same-padded model: mirror-pad (C, H, W) up to multiples of 2^depth, predict, crop back.
+    Returns (num_classes, H, W) logits."""
+    C, H, W = image.shape
+    m = 2 ** depth
+    ph, pw = (-H) % m, (-W) % m
+    x = np.pad(image, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
+    y = _predict(model, x[None].astype(model.dtype))[0]
+    return y[:, ph // 2:ph // 2 + H, pw // 2:pw // 2 + W]
+
+
+def overlap_tile(model, image, tile=None, depth=4):
+    """Overlap-tile prediction with a valid-conv U-Net (Ronneberger et al. 2015, Fig. 2).
+
+    image: (C, H, W) of any size.  The border is mirrored by the network's context
+    c = (S_in - S_out) / 2 (92 px for the paper's 572 -> 388 net); the image is cut into
+    output tiles of S_out, each predicted from its S_in input window, and stitched.
+    tile: input tile size (a legal size; default the smallest legal size >= 188 that
+    covers the image, capped at 572).  Returns (num_classes, H, W) logits.
+    """
+    C, H, W = image.shape
+    if tile is None:
+        tile = next(s for s in range(188, 4096) if is_legal(s, depth, "valid")
+                    and (output_size(s, depth) >= max(H, W) or s >= 572))
+    if not is_legal(tile, depth, "valid"):
+        raise ValueError(f"overlap_tile: tile {tile} is not a legal input size for a depth-{depth} valid U-Net")
+    out_t = output_size(tile, depth)
+    ctx = (tile - out_t) // 2
+    ny, nx = -(-H // out_t), -(-W // out_t)
+    Hp, Wp = ny * out_t, nx * out_t
+    # mirror the border by the context, and pad the far side up to whole tiles
+    x = np.pad(image, ((0, 0), (ctx, ctx + Hp - H), (ctx, ctx + Wp - W)), mode="symmetric")
+    result = None
+    for ty in range(ny):
+        for tx in range(nx):
+            y0, x0 = ty * out_t, tx * out_t
+            win = x[None, :, y0:y0 + tile, x0:x0 + tile].astype(model.dtype)
+            y = _predict(model, win)[0]
+            if result is None:
+                result = np.zeros((y.shape[0], Hp, Wp), y.dtype)
+            result[:, y0:y0 + out_t, x0:x0 + out_t] = y
+    return result[:, :H, :W]
+
+
+def predict_image(model, image):
+    """Logits (num_classes, H, W) for one image (C, H, W) with any npunet model, in eval mode."""
+    was = model.training
+    model.eval()
+    try:
+        if getattr(model, "padding", "same") == "valid":
+            return overlap_tile(model, image, depth=model.depth)
+        return predict_same(model, image, getattr(model, "depth", 4))
+    finally:
+        model.train(was)

@@ -1,0 +1,234 @@
+"""Training: a Trainer with progress bar, validation, deep supervision, the weight map, and
+checkpoints that resume exactly."""
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from . import init, losses, metrics, models, optim
+from .io import load_npz, save_npz
+
+FORMAT_VERSION = 1
+MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus}
+
+
+def center_crop(a, H, W):
+    """Center-crop the last two axes of a to (H, W) (targets of a valid-conv U-Net)."""
+    h, w = a.shape[-2:]
+    t, l = (h - H) // 2, (w - W) // 2
+    return a[..., t:t + H, l:l + W]
+
+
+def _heads(out):
+    if isinstance(out, tuple):      # (seg, cls) from a CGM model in training
+        out = out[0]
+    return out if isinstance(out, list) else [out]
+
+
+class Trainer:
+    """Runs epochs of (forward, loss, backward, optimiser step) with a tqdm progress bar.
+
+    model: an npunet model; loss: a Loss taking (logits, target[, weight]) (wrapped in
+    DeepSupervisionLoss automatically when the model returns several heads).
+    Targets come from the loader's masks: int (N, H, W) for CrossEntropyLoss, float (N, 1, H, W)
+    otherwise; with use_weight_map the U-Net weight map is passed as the loss weight.
+    For a valid-conv U-Net the targets are center-cropped to the output size.
+    """
+
+    def __init__(self, model, loss, optimizer, train_loader, scheduler=None, val_data=None, use_weight_map=False,
+                 checkpoint_path=None, config=None, progress=True, log=print):
+        self.model, self.loss, self.optimizer, self.loader = model, loss, optimizer, train_loader
+        self.scheduler, self.val_data, self.use_weight_map = scheduler, val_data, use_weight_map
+        self.checkpoint_path, self.config, self.progress, self.log = checkpoint_path, dict(config or {}), progress, log
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.history = {"step_loss": [], "epoch": [], "train_loss": [], "val_dice": [], "val_iou": [],
+                        "val_instance_f1": [], "lr": [], "seconds": []}
+        self._ds_loss = losses.DeepSupervisionLoss(loss)
+
+    # ------------------------------------------------------------ one step
+    def _targets(self, batch, out_shape):
+        H, W = out_shape[-2:]
+        mask = center_crop(batch["mask"], H, W)
+        weight = center_crop(batch["weight"], H, W) if self.use_weight_map else None
+        if isinstance(self.loss, losses.CrossEntropyLoss) or (
+                isinstance(self.loss, losses.CombinedLoss) and any(isinstance(l, losses.CrossEntropyLoss)
+                                                                   for l, _ in self.loss.terms)):
+            return mask, weight
+        return mask[:, None].astype(self.model.dtype), weight
+
+    def train_step(self, batch):
+        """One optimisation step on a batch; returns the loss value."""
+        m = self.model
+        x = batch["image"].astype(m.dtype)
+        out = m(x)
+        heads = _heads(out)
+        target, weight = self._targets(batch, heads[0].shape)
+        value = self._ds_loss.forward(heads, target, weight)
+        if not math.isfinite(value):
+            where = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path and \
+                os.path.exists(self.checkpoint_path) else ""
+            raise FloatingPointError(f"Trainer: the loss became {value} at step {self.step} (epoch {self.epoch}, "
+                                     f"batch {self.batch}); stopping without saving{where}. Lower the learning rate.")
+        grads = self._ds_loss.backward()
+        d = grads if isinstance(_strip_cls(out), list) else grads[0]
+        if isinstance(out, tuple):  # CGM: train the classifier on "mask not empty" with BCE
+            cls = out[1]
+            present = (batch["mask"].reshape(len(cls), -1).max(axis=1) > 0).astype(cls.dtype)
+            y = np.stack([1 - present, present], axis=1)
+            value_cls = float(np.mean(-(y * np.log(np.clip(cls, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - cls, 1e-7, 1)))))
+            d_cls = ((cls - y) / np.clip(cls * (1 - cls), 1e-7, None) / cls.size).astype(cls.dtype)
+            d = (d, d_cls)
+            value += value_cls
+        m.zero_grad()
+        m.backward(d)
+        self.optimizer.step()
+        self.step += 1
+        return value
+
+    # ------------------------------------------------------------ loops
+    def fit(self, epochs, max_steps=None, checkpoint_every=None):
+        """Train until ``epochs`` epochs (or ``max_steps`` total steps) are done; resumes from
+        self.epoch/self.batch.  Checkpoints after every epoch (and every ``checkpoint_every`` steps)."""
+        from tqdm.auto import tqdm
+        self.model.train()
+        while self.epoch < epochs:
+            t0 = time.perf_counter()
+            bar = tqdm(total=len(self.loader), initial=self.batch, desc=f"epoch {self.epoch + 1}/{epochs}",
+                       disable=not self.progress, leave=False, dynamic_ncols=True)
+            vals = []
+            for batch in self.loader.iterate(self.epoch, self.batch):
+                v = self.train_step(batch)
+                vals.append(v)
+                self.history["step_loss"].append(v)
+                self.batch += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{v:.4f}", img_s=f"{batch['image'].shape[0] * bar.n / max(time.perf_counter() - t0, 1e-9):.1f}")
+                if checkpoint_every and self.step % checkpoint_every == 0 and self.checkpoint_path:
+                    self.save(self.checkpoint_path)
+                if max_steps is not None and self.step >= max_steps:
+                    bar.close()
+                    return self.history
+            bar.close()
+            self._end_epoch(vals, time.perf_counter() - t0)
+        return self.history
+
+    def _end_epoch(self, vals, seconds):
+        h = self.history
+        h["epoch"].append(self.epoch + 1)
+        h["train_loss"].append(float(np.mean(vals)) if vals else float("nan"))
+        h["lr"].append(self.optimizer.lr)
+        h["seconds"].append(seconds)
+        msg = f"epoch {self.epoch + 1}: loss {h['train_loss'][-1]:.4f}"
+        if self.val_data is not None:
+            r = evaluate(self.model, *self.val_data)
+            h["val_dice"].append(r["dice"])
+            h["val_iou"].append(r["iou"])
+            h["val_instance_f1"].append(r.get("instance_f1", float("nan")))
+            msg += f", val Dice {r['dice']:.3f}, IoU {r['iou']:.3f}, instance F1 {r.get('instance_f1', float('nan')):.3f}"
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+        self.batch = 0
+        if self.log:
+            self.log(msg + f" ({seconds:.1f} s)")
+        if self.checkpoint_path:
+            self.save(self.checkpoint_path)
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path):
+        """Atomic checkpoint: parameters, BN buffers, optimiser state, schedule, epoch/step, RNG states,
+        history, config, format version.  A crash mid-save leaves the previous file intact."""
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        opt_arrays, opt_scalars = self.optimizer.state_dict()
+        arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
+        rngs = {n: m._rng.bit_generator.state for n, m in self.model.named_modules() if hasattr(m, "_rng")}
+        meta = dict(format_version=FORMAT_VERSION, architecture=type(self.model).__name__,
+                    model_config=_jsonable(self.model.config), dtype=str(self.model.dtype),
+                    epoch=self.epoch, batch=self.batch, step=self.step,
+                    optimizer=dict(type=type(self.optimizer).__name__, **opt_scalars),
+                    scheduler=None if self.scheduler is None else self.scheduler.state_dict(),
+                    rng=dict(init=init.rng().bit_generator.state, modules=rngs, loader_seed=self.loader.seed),
+                    history=self.history, config=_jsonable(self.config))
+        arrays["meta"] = np.array(json.dumps(meta))
+        save_npz(path, arrays)
+
+    def load(self, path):
+        """Restore everything saved by :meth:`save` into this trainer (same architecture)."""
+        data = load_npz(path)
+        meta = read_meta(data, path)
+        arch, cfg = meta["architecture"], meta["model_config"]
+        if arch != type(self.model).__name__ or _jsonable(self.model.config) != cfg:
+            raise ValueError(f"checkpoint '{path}' holds a {arch} with {cfg}; this trainer's model is a "
+                             f"{type(self.model).__name__} with {_jsonable(self.model.config)}")
+        self.model.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+        self.optimizer.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("optim/")}, meta["optimizer"])
+        if self.scheduler is not None and meta["scheduler"] is not None:
+            self.scheduler.load_state_dict(meta["scheduler"])
+        init.rng().bit_generator.state = meta["rng"]["init"]
+        for n, m in self.model.named_modules():
+            if hasattr(m, "_rng") and n in meta["rng"]["modules"]:
+                m._rng.bit_generator.state = meta["rng"]["modules"][n]
+        self.epoch, self.batch, self.step = meta["epoch"], meta["batch"], meta["step"]
+        self.history = meta["history"]
+        self.config = meta["config"]
+        return self
+
+
+def read_meta(data, path):
+    if "meta" not in data:
+        raise ValueError(f"'{path}' is not an npunet checkpoint (no 'meta' entry); a plain state_dict "
+                         f"file loads with model.load(path)")
+    meta = json.loads(str(data["meta"]))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"checkpoint '{path}' has format version {meta.get('format_version')}, "
+                         f"this npunet reads version {FORMAT_VERSION}")
+    return meta
+
+
+def load_model(path):
+    """Rebuild the model stored in a checkpoint (architecture, config, dtype, weights)."""
+    data = load_npz(path)
+    meta = read_meta(data, path)
+    cls = MODEL_CLASSES.get(meta["architecture"])
+    if cls is None:
+        raise ValueError(f"checkpoint '{path}': unknown architecture {meta['architecture']!r}")
+    cfg = dict(meta["model_config"])
+    if "filters" in cfg:
+        cfg["filters"] = tuple(cfg["filters"])
+    m = cls(**cfg).to(np.dtype(meta["dtype"]))
+    m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+    return m, meta
+
+
+def _jsonable(d):
+    return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _strip_cls(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def predict_masks(model, images, threshold=0.5):
+    """Binary masks (N, H, W) for images (N, C, H, W): sigmoid > threshold for 1 class, argmax otherwise.
+    Valid-conv U-Nets use overlap-tile, same-padded models pad and crop."""
+    from .data.tiling import predict_image
+    out = []
+    for img in images:
+        y = predict_image(model, img)
+        if y.shape[0] == 1:
+            cgm_probs = getattr(model, "cgm", False)  # UNet3+ with CGM returns probabilities in eval
+            out.append((y[0] > (threshold if cgm_probs else np.log(threshold / (1 - threshold)))).astype(np.uint8))
+        else:
+            out.append(np.argmax(y, axis=0).astype(np.uint8))
+    return np.stack(out)
+
+
+def evaluate(model, images, masks, labels=None):
+    """Pixel scores of the foreground (Dice, IoU, precision, recall, F1, accuracy) and, with instance
+    labels, instance F1 at IoU >= 0.5."""
+    pred = predict_masks(model, images)
+    meter = metrics.SegmentationMeter(2)
+    meter.update(pred, masks, true_instances=labels)
+    return meter.compute()
