@@ -59,7 +59,20 @@ class Trainer:
         return mask[:, None].astype(self.model.dtype), weight
 
     def train_step(self, batch):
-        """One optimisation step on a batch; returns the loss value."""
+        """One optimisation step on a batch; returns the loss value.  A NaN/Inf anywhere (loss or
+        activations) stops training with the step named; nothing is saved, so the last checkpoint stays good."""
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self._train_step(batch)
+        except FloatingPointError as e:
+            if str(e).startswith("Trainer:"):
+                raise
+            where = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path and \
+                os.path.exists(self.checkpoint_path) else ""
+            raise FloatingPointError(f"Trainer: training diverged at step {self.step} (epoch {self.epoch}, batch "
+                                     f"{self.batch}): {e}; stopping without saving{where}. Lower the learning rate.") from None
+
+    def _train_step(self, batch):
         m = self.model
         x = batch["image"].astype(m.dtype)
         out = m(x)
