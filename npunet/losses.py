@@ -472,18 +472,18 @@ class DeepSupervisionLoss(Loss):
 
     def __init__(self, loss):
         self.loss = loss
-        self._per_head = []
+        self.per_head = []
 
     def forward(self, zs, target, weight=None):
         if not isinstance(zs, (list, tuple)) or not zs:
             raise TypeError("DeepSupervisionLoss: expected a non-empty list of head logits "
                             f"(the model's deep-supervision outputs), got {type(zs).__name__}")
-        while len(self._per_head) < len(zs):
-            self._per_head.append(copy.deepcopy(self.loss))
-        self.values = [l.forward(z, target, weight) for l, z in zip(self._per_head, zs)]
+        while len(self.per_head) < len(zs):
+            self.per_head.append(copy.deepcopy(self.loss))
+        self.values = [l.forward(z, target, weight) for l, z in zip(self.per_head, zs)]
         self._cache = len(zs)
         return float(np.mean(self.values))
 
     def backward(self):
         K = self._take()
-        return [l.backward() / K for l in self._per_head[:K]]
+        return [l.backward() / K for l in self.per_head[:K]]

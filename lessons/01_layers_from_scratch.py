@@ -1,0 +1,102 @@
+# %% [markdown]
+# # Lesson 1: layers from scratch
+# A convolution three ways (four loops, im2col + one matrix product, the Numba kernel), its
+# backward derived by hand and checked against finite differences, then the other U-Net layers:
+# max-pool, transposed convolution ("up-convolution") and bilinear upsampling.
+#
+# Run: `python lessons/01_layers_from_scratch.py [--fast] [--step]`, or open it as a notebook.
+
+# %%
+import time
+
+import numpy as np
+
+import npunet
+from npunet import functional as F, kernels as K, nn
+from npunet.lesson import Lesson, table
+
+L = Lesson("Lesson 1: layers from scratch")
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Step 1: a convolution as four loops
+# out[n, o, i, j] = sum over c, u, v of x[n, c, i*s + u, j*s + v] * w[o, c, u, v] + b[o]
+# (PyTorch's Conv2d is this cross-correlation; weight layout (out, in, kh, kw)).
+
+# %%
+L.step("a convolution as four loops")
+C, O, S = L.pick((16, 16, 48), (4, 4, 16))
+x = rng.standard_normal((1, C, S, S)).astype(np.float32)
+conv = nn.Conv2d(C, O, 3)
+t = time.perf_counter()
+y_loops = F.conv2d_naive(x, conv.weight.data, conv.bias.data)
+t_loops = time.perf_counter() - t
+print("x:", x.shape, "weight:", conv.weight.shape, "-> out:", y_loops.shape, "(H_out = (H + 2p - k) // s + 1)")
+
+# %% [markdown]
+# ## Step 2: im2col + one GEMM
+# Every output pixel's 3x3xC patch becomes one column of a (C*9, H_out*W_out) matrix; the
+# convolution is then (O, C*9) @ (C*9, H_out*W_out): one call into BLAS.
+
+# %%
+L.step("im2col + GEMM")
+Ho = S - 2
+t = time.perf_counter()
+cols = K.im2col_ref(x, 0, 1, 0, Ho, 3, 3, 1, 1, 0, 0, Ho)     # the plain NumPy twin
+y_gemm = (conv.weight.data.reshape(O, -1) @ cols).reshape(1, O, Ho, Ho) + conv.bias.data[:, None, None]
+t_gemm = time.perf_counter() - t
+print("cols:", cols.shape, f"= ({C}*3*3, {Ho}*{Ho}),", f"{cols.nbytes / 2**20:.1f} MiB for a {x.nbytes / 2**10:.0f} KiB input")
+print("max |loops - gemm| =", float(np.abs(y_loops - y_gemm).max()))
+
+# %% [markdown]
+# ## Step 3: the Numba kernel behind nn.Conv2d
+# npunet tiles the im2col (a few output rows at a time, so the column buffer stays in cache) and
+# uses a "wide" layout for stride 1 in which every row of the column matrix is one contiguous copy.
+# The kernel and its NumPy twin agree exactly:
+
+# %%
+L.step("the Numba kernel")
+cols_k = np.empty_like(cols)
+K.im2col(x, 0, 1, 0, Ho, 3, 3, 1, 1, 0, 0, Ho, cols_k)
+print("numba im2col == numpy twin:", np.array_equal(cols_k, cols))
+conv(x)
+t = time.perf_counter()
+y_fast = conv(x)
+t_fast = time.perf_counter() - t
+table([["four loops", f"{t_loops * 1e3:.1f}"], ["im2col + GEMM (NumPy)", f"{t_gemm * 1e3:.2f}"],
+       ["nn.Conv2d (Numba + BLAS)", f"{t_fast * 1e3:.2f}"]], ["forward", "ms"])
+print("max |loops - Conv2d| =", float(np.abs(y_loops - y_fast).max()))
+
+# %% [markdown]
+# ## Step 4: the backward, by hand
+# With dout = dL/dout reshaped to (O, H_out*W_out):
+# - dW = dout @ cols^T (every weight saw every column),
+# - db = dout summed over N, H, W,
+# - dcols = W^T @ dout, and col2im scatters dcols back: each input pixel collects the gradient of
+#   every patch it was copied into (they overlap, so the scatter *adds*).
+# The check: central differences of a random vector-Jacobian product, in float64.
+
+# %%
+L.step("the backward, checked against finite differences")
+small = nn.Conv2d(3, 4, (3, 2), stride=2, padding=1).to(np.float64)
+r = npunet.gradcheck(small, rng.standard_normal((2, 3, 7, 6)))
+print(r)
+
+# %% [markdown]
+# ## Step 5: max-pool, up-convolution, bilinear upsampling
+# Max-pool remembers where each maximum was and routes the gradient there; the 2x2 stride-2
+# transposed convolution (the paper's "up-convolution") is a convolution's input-gradient; bilinear
+# upsampling scatters each output gradient to its four source pixels with the same weights.
+
+# %%
+L.step("max-pool, up-convolution and bilinear upsampling with their gradients")
+xp = (rng.permutation(2 * 3 * 8 * 8) * 0.01).reshape(2, 3, 8, 8)  # distinct values: no ties
+rows = []
+for name, layer, inp in [("MaxPool2d(2)", nn.MaxPool2d(2), xp),
+                         ("ConvTranspose2d(3, 2, 2, stride=2)", nn.ConvTranspose2d(3, 2, 2, 2).to(np.float64), xp),
+                         ("Upsample(x2, bilinear)", nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), xp)]:
+    out = layer(inp)
+    err = npunet.gradcheck(layer, inp).max_rel_error
+    rows.append([name, inp.shape, out.shape, f"{err:.1e}", "ok" if err <= 1e-6 else "FAIL"])
+table(rows, ["layer", "in", "out", "gradcheck", "<= 1e-6"])
+assert all(r[-1] == "ok" for r in rows), "a backward disagrees with finite differences"

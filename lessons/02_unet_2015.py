@@ -1,0 +1,135 @@
+# %% [markdown]
+# # Lesson 2: U-Net (2015), block by block
+# Valid 3x3 convolutions shrink every map by 2 px, so a 572x572 tile becomes a 388x388 map:
+# 572→570→568 | pool 284→282→280 | … | 28 at 1024 channels | up 56, crop 64→56, … →388.
+# We trace it without computing anything, count the 31,030,658 parameters by hand, crop and
+# concatenate, find the legal input sizes, and do overlap-tile prediction with mirrored borders.
+
+# %%
+import numpy as np
+
+import npunet
+from npunet import nn
+from npunet.data import make_cell_image, overlap_tile
+from npunet.lesson import Lesson, table
+from npunet.models import UNet, nearest_legal, valid_input_sizes
+from npunet.viz import draw_architecture
+
+L = Lesson("Lesson 2: U-Net 2015, block by block")
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Step 1: the shape trace of the paper's network
+# `npunet.summary` runs the model on a shape-only stand-in: no convolution is computed, so the
+# full 572 network traces instantly.  "kept for backward" is the activation memory each block holds.
+
+# %%
+L.step("the 572 → 388 shape trace")
+unet = UNet(in_channels=1, num_classes=2, base_channels=64)
+s = npunet.summary(unet, (1, 1, 572, 572))
+draw_architecture(unet, (1, 1, 572, 572), L.fig("unet_architecture.png"))
+print("figure:", L.fig("unet_architecture.png"))
+
+# %% [markdown]
+# ## Step 2: why valid convolutions shrink the map
+# An unpadded 3x3 convolution can only be centred on pixels with a full neighbourhood: H_out = H - 2.
+
+# %%
+L.step("valid convolutions")
+x = rng.standard_normal((1, 1, 10, 10)).astype(np.float32)
+c1, c2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3)
+print("input", x.shape, "-> conv", c1(x).shape, "-> conv", c2(c1(x)).shape, "-> pool", nn.MaxPool2d(2)(c2(c1(x))).shape)
+
+# %% [markdown]
+# ## Step 3: copy and crop
+# The decoder map after the up-convolution (56x56 at the deepest level) is smaller than the encoder
+# map of the same level (64x64): the skip is center-cropped by (64 - 56) / 2 = 4 px a side, then the
+# two are concatenated on channels, [skip, upsampled].
+
+# %%
+L.step("crop and concatenate (64 → 56)")
+skip = rng.standard_normal((1, 512, 64, 64)).astype(np.float32)
+up = rng.standard_normal((1, 512, 56, 56)).astype(np.float32)
+cc = nn.CropConcat()
+out = cc(skip, up)
+print("skip", skip.shape, "+ up", up.shape, "-> concat", out.shape)
+d_skip, d_up = cc.backward(np.ones_like(out))
+print("gradient reaching the skip is zero on the cropped border:", float(d_skip[0, 0, :4].sum()), "and",
+      int(d_skip[0, 0].sum()), "= 56*56 inside")
+
+# %% [markdown]
+# ## Step 4: which input sizes work
+# Every pool needs an even size and the decoder must stay positive: S = 16k + 124 with k ≥ 4.
+
+# %%
+L.step("legal input sizes")
+print("legal sizes up to 700:", valid_input_sizes(4, "valid", 700))
+print("570 is not legal; nearest:", nearest_legal(570))
+try:
+    unet(np.zeros((1, 1, 570, 570), np.float32))
+except ValueError as e:
+    print("error at entry:", e)
+
+# %% [markdown]
+# ## Step 5: 31,030,658 parameters, by hand
+# A k x k conv from C_in to C_out has C_out * C_in * k * k weights + C_out biases; a 2x2 up-conv from
+# C to C/2 has C * C/2 * 4 + C/2.
+
+# %%
+L.step("counting parameters by hand")
+conv = lambda ci, co, k=3: co * ci * k * k + co
+ch = [64, 128, 256, 512, 1024]
+enc = conv(1, 64) + conv(64, 64) + sum(conv(ch[i - 1], ch[i]) + conv(ch[i], ch[i]) for i in range(1, 5))
+dec = sum(ch[i] * ch[i - 1] * 4 + ch[i - 1] + conv(ch[i], ch[i - 1]) + conv(ch[i - 1], ch[i - 1]) for i in range(4, 0, -1))
+head = conv(64, 2, 1)
+table([["encoder", f"{enc:,}"], ["decoder", f"{dec:,}"], ["1x1 head", f"{head:,}"],
+       ["total by hand", f"{enc + dec + head:,}"], ["model.num_parameters()", f"{unet.num_parameters():,}"]],
+      ["part", "parameters"])
+assert enc + dec + head == unet.num_parameters() == 31_030_658
+
+# %% [markdown]
+# ## Step 6: the padded and bilinear variants
+# Most re-implementations pad the convolutions ("same": the output has the input's size) and some
+# replace the up-convolution by bilinear upsampling (the variant a source post calls "UNet3++").
+
+# %%
+L.step("padded and bilinear variants")
+rows = []
+for kw in [dict(), dict(padding="same"), dict(padding="same", up_mode="bilinear"),
+           dict(padding="same", block="residual"), dict(padding="same", block="separable")]:
+    m = UNet(1, 2, 64, **kw)
+    size = 572 if not kw else 512
+    r = npunet.summary(m, (1, 1, size, size), print_fn=None)
+    rows.append([str(kw or "paper"), f"{m.num_parameters():,}", f"{size} → {r['output_shapes'][0][2]}",
+                 f"{r['activation_bytes'] / 2**20:.0f} MiB"])
+table(rows, ["variant", "parameters", "size", "kept for backward"])
+
+# %% [markdown]
+# ## Step 7: feature maps and overlap-tile prediction
+# A valid U-Net predicts a 388 tile from a 572 window: 92 px of context on each side. For an image
+# of any size, mirror the border by that context, predict tile by tile and stitch.
+
+# %%
+L.step("feature maps and overlap-tile with mirrored borders")
+npunet.manual_seed(0)
+small = UNet(1, 2, base_channels=L.pick(8, 4), depth=2).eval()
+img, lab, mask = make_cell_image(L.pick(150, 60), rng=1)
+pred = overlap_tile(small, img[None], tile=L.pick(124, 52), depth=2)
+print("image", img.shape, "-> stitched logits", pred.shape, "(untrained net: the point is the shapes)")
+import matplotlib.pyplot as plt  # noqa: E402
+x = np.pad(img, 20, mode="symmetric")[None, None, :L.pick(124, 52), :L.pick(124, 52)].astype(np.float32)
+feats = {"down1": small.down1(x), "down2": small.down2(small.pool1(small.down1(x)))}
+fig, ax = plt.subplots(2, 5, figsize=(12, 5))
+ax[0, 0].imshow(np.pad(img, 20, mode="symmetric"), cmap="gray")
+ax[0, 0].set_title("mirrored border")
+ax[1, 0].imshow(x[0, 0], cmap="gray")
+ax[1, 0].set_title(f"input tile {x.shape[2]}")
+for r, (name, f) in enumerate(feats.items()):
+    for k in range(4):
+        ax[r, k + 1].imshow(f[0, k], cmap="magma")
+        ax[r, k + 1].set_title(f"{name} ch{k} {f.shape[2]}x{f.shape[3]}", fontsize=8)
+for a in ax.ravel():
+    a.axis("off")
+fig.savefig(L.fig("unet_feature_maps.png"), dpi=90, bbox_inches="tight")
+plt.close(fig)
+print("figure:", L.fig("unet_feature_maps.png"))

@@ -1,0 +1,91 @@
+# %% [markdown]
+# # Lesson 4: U-Net++, nested skips node by node
+# X^{i,0} = H(D(X^{i-1,0})), and for j > 0: X^{i,j} = H([X^{i,0}, …, X^{i,j-1}, U(X^{i+1,j-1})]).
+# We build the first nodes by hand, then look at deep supervision, pruning to L1…L4 and the memory
+# cost compared with U-Net.
+
+# %%
+import time
+
+import numpy as np
+
+import npunet
+from npunet import losses
+from npunet.lesson import Lesson, table
+from npunet.models import UNet, UNetPlusPlus
+from npunet.viz import draw_architecture
+
+L = Lesson("Lesson 4: U-Net++")
+rng = np.random.default_rng(0)
+S = L.pick(128, 32)
+
+# %% [markdown]
+# ## Step 1: the nodes, one by one
+# Channels f = (32, 64, 128, 256, 512); with bilinear up-sampling X^{i,j} takes j·f_i + f_{i+1} channels.
+
+# %%
+L.step("building X^{0,1}, X^{1,1}, X^{0,2} by hand")
+npunet.manual_seed(0)
+net = UNetPlusPlus(3, 1, deep_supervision=True)
+x = rng.standard_normal((1, 3, S, S)).astype(np.float32)
+x00 = net.x0_0(x)
+x10 = net.x1_0(net.pool1(x00))
+x01 = net.x0_1(net.cat0_1(x00, net.up1_0(x10)))
+x20 = net.x2_0(net.pool2(x10))
+x11 = net.x1_1(net.cat1_1(x10, net.up2_0(x20)))
+x02 = net.x0_2(net.cat0_2(x00, x01, net.up1_1(x11)))
+for name, v in [("X^{0,0}", x00), ("X^{1,0}", x10), ("X^{0,1} = H([X00, U(X10)])", x01), ("X^{2,0}", x20),
+                ("X^{1,1} = H([X10, U(X20)])", x11), ("X^{0,2} = H([X00, X01, U(X11)])", x02)]:
+    print(f"{name:34s} {v.shape}")
+print("input channels of X^{0,2}'s first conv:", net.x0_2.conv1.in_channels, "= 2*32 + 64")
+
+# %% [markdown]
+# ## Step 2: the whole network and deep supervision
+# With deep supervision each X^{0,j} has a 1x1 head; training averages the heads' losses (the
+# authors use BCE + Dice per head), and backward returns one gradient per head.
+
+# %%
+L.step("deep supervision")
+npunet.summary(net, (1, 3, S, S))
+draw_architecture(net, (1, 3, 256, 256), L.fig("unetpp_architecture.png"))
+heads = net(x)
+y = (rng.random((1, 1, S, S)) > 0.5).astype(np.float32)
+ds = losses.DeepSupervisionLoss(losses.CombinedLoss.unetpp())
+print("heads:", [h.shape for h in heads], "loss", round(ds.forward(heads, y), 4), "per head",
+      [round(v, 4) for v in ds.values])
+grads = ds.backward()
+net.backward(grads)
+print("gradient reaching x0_0.conv1.weight: norm", float(np.linalg.norm(net.x0_0.conv1.weight.grad)))
+
+# %% [markdown]
+# ## Step 3: pruning to UNet++ L1 … L4
+# A model trained with deep supervision can be cut at inference: keep the nodes with i + j ≤ L and
+# the head on X^{0,L}. The pruned nets share the trained weights. Parameter counts in the paper's
+# configuration (no BN, 2x2 up-convolutions): 100,961 / 511,105 / 2,204,961 / 9,041,601.
+
+# %%
+L.step("pruning L1 … L4")
+paper = UNetPlusPlus(1, 1, batch_norm=False, up_mode="transpose", deep_supervision=True)
+xs = rng.standard_normal((1, 1, S, S)).astype(np.float32)
+rows = []
+for level in (1, 2, 3, 4):
+    p = paper.prune(level).eval()
+    p(xs)
+    t = time.perf_counter()
+    p(xs)
+    rows.append([f"L{level}", f"{p.num_parameters():,}", f"{(time.perf_counter() - t) * 1e3:.1f}"])
+table(rows, ["pruned", "parameters", f"forward ms @ {S}²"])
+
+# %% [markdown]
+# ## Step 4: the memory cost of nested skips
+# Every node keeps its inputs for backward, and the dense skips concatenate ever more maps at full
+# resolution.
+
+# %%
+L.step("activation memory vs U-Net")
+rows = []
+for name, m in [("U-Net (same, BN, bilinear, base 32)", UNet(3, 1, 32, padding="same", batch_norm=True, up_mode="bilinear")),
+                ("U-Net++ (BN, bilinear)", UNetPlusPlus(3, 1)), ("U-Net++ + deep supervision", UNetPlusPlus(3, 1, deep_supervision=True))]:
+    r = npunet.summary(m, (1, 3, 256, 256), print_fn=None)
+    rows.append([name, f"{m.num_parameters():,}", f"{r['activation_bytes'] / 2**20:.0f} MiB"])
+table(rows, ["model", "parameters", "kept for backward @ 256²"])

@@ -1,0 +1,75 @@
+# %% [markdown]
+# # Lesson 6: losses and metrics
+# BCE, Dice, IoU, focal and MS-SSIM on the same predictions, with their gradients dL/dlogits drawn
+# as pictures: where does each loss push? Then the metrics and the empty-mask policy.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+import npunet
+from npunet import losses, metrics
+from npunet.data import make_cell_image
+from npunet.gradcheck import gradcheck_fn
+from npunet.lesson import Lesson, table
+
+L = Lesson("Lesson 6: losses and metrics")
+S = L.pick(176, 48)
+
+# %% [markdown]
+# ## Step 1: one target, one imperfect prediction
+# The prediction is the true mask, blurred, shifted by 2 px and with a missed cell: the typical
+# mistakes of a half-trained net.
+
+# %%
+L.step("a target and a prediction")
+img, lab, mask = make_cell_image(S, rng=4)
+y = mask[None, None].astype(np.float64)
+shifted = np.roll(mask, 2, axis=1).astype(np.float64)
+shifted[lab == lab.max()] = 0  # one missed cell
+z = (shifted * 2 - 1) * 3 + np.random.default_rng(0).normal(0, 1.0, shifted.shape)
+z = z[None, None]
+print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y.mean()), 3))
+
+# %% [markdown]
+# ## Step 2: the losses and their gradients
+# Each loss object: forward(z, y) -> float and backward() -> dL/dz (REFERENCE.md §4 definitions).
+# BCE pushes every pixel equally; focal mutes the easy ones; Dice/IoU weigh pixels by the region
+# sums; MS-SSIM pushes along structure (edges) at several scales.
+
+# %%
+L.step("values and gradient maps")
+scales = 5 if S > 160 else 2
+cands = [("BCE", losses.BCEWithLogitsLoss()), ("Dice", losses.DiceLoss()), ("IoU", losses.IoULoss()),
+         ("focal", losses.FocalLoss()), (f"MS-SSIM ({scales} scales)", losses.MSSSIMLoss(scales=scales))]
+fig, ax = plt.subplots(1, len(cands) + 1, figsize=(3.2 * (len(cands) + 1), 3.4))
+ax[0].imshow(mask, cmap="gray"); ax[0].set_title("target"); ax[0].axis("off")
+rows = []
+for a, (name, loss) in zip(ax[1:], cands):
+    v = loss.forward(z, y)
+    g = loss.backward()[0, 0]
+    lim = np.abs(g).max()
+    a.imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    a.set_title(f"{name}\nL = {v:.3f}", fontsize=9)
+    a.axis("off")
+    # a scalar over many pixels: h = 1e-4 keeps rounding noise below the 1e-6 tolerance
+    err = gradcheck_fn(lambda t: loss.forward(t, y), lambda s: s * loss.backward(), z, eps=1e-4,
+                       max_per_tensor=L.pick(40, 10)).max_rel_error
+    rows.append([name, f"{v:.4f}", f"{np.abs(g).max():.2e}", f"{err:.1e}"])
+fig.savefig(L.fig("loss_gradients.png"), dpi=90, bbox_inches="tight")
+plt.close(fig)
+table(rows, ["loss", "value", "max |dL/dz|", "gradcheck"])
+print("figure:", L.fig("loss_gradients.png"))
+
+# %% [markdown]
+# ## Step 3: metrics from confusion counts
+# Dice = 2TP / (2TP + FP + FN) (= F1), IoU = TP / (TP + FP + FN). Policy: a class absent from both
+# prediction and truth scores 1.
+
+# %%
+L.step("metrics")
+pred = (z[0, 0] > 0).astype(int)
+s = metrics.binary_scores(pred, mask)
+table([[k, f"{v:.3f}"] for k, v in s.items()], ["metric", "value"])
+print("instance F1@0.5:", round(metrics.instance_f1(pred, lab)["f1"], 3))
+print("both empty ->", metrics.binary_scores(np.zeros((4, 4), int), np.zeros((4, 4), int))["dice"])
