@@ -72,7 +72,7 @@ def _relabel(lab):
 
 
 def make_cell_image(size=128, rng=None, density=1.0, radius=(6.0, 12.0), touching=0.7, noise=0.06, blur=1.0,
-                    membrane=0.65):
+                    membrane=0.75):
     """One image.  Returns (image float32 (H, W) in ~[0, 1], labels int32 (H, W), mask uint8 (H, W)).
 
     touching: fraction of cells placed right next to an existing one (clusters of touching cells).
