@@ -123,6 +123,10 @@ def test_bn_kernels_match_twins(dtype, rng):
     d = rng.standard_normal(x.shape).astype(dtype)
     dx, dg, db = np.empty_like(x), np.empty(4), np.empty(4)
     K.bn_backward(d, x, mean, invstd, gamma, dx, dg, db)
+    scale, shift = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)
+    out = np.empty_like(x)
+    K.bn_apply(x, scale, shift, out)
+    np.testing.assert_allclose(out, K.bn_apply_ref(x, scale, shift), rtol=1e-6, atol=1e-6)
     rdx, rdg, rdb = K.bn_backward_ref(d, x, mean, invstd, gamma)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(dx, rdx, rtol=tol, atol=tol)
@@ -137,3 +141,19 @@ def test_all_finite_matches_twin(rng):
         y = x.copy()
         y[2, 4, 6] = bad
         assert not K.all_finite(y) and not K.all_finite_ref(y)
+
+
+def test_warp_nearest_and_rasterise_match_twins(rng):
+    from npunet.data import augment as A, synthetic as S
+    lab = rng.integers(0, 5, (2, 11, 13)).astype(np.float32)
+    sy, sx = rng.uniform(-4, 15, (11, 13)), rng.uniform(-4, 17, (11, 13))
+    out = np.empty_like(lab)
+    A.warp_nearest(lab, sy, sx, out)
+    np.testing.assert_array_equal(out, A.warp_nearest_ref(lab, sy, sx))
+    K_ = 6
+    args = (40, 50, rng.uniform(0, 40, K_), rng.uniform(0, 50, K_), rng.uniform(4, 9, K_), rng.uniform(4, 9, K_),
+            rng.uniform(0, np.pi, K_), rng.uniform(0, 0.08, (K_, 3)), rng.uniform(0, 6, (K_, 3)))
+    lab1, d1 = S._rasterise(*args)
+    lab2, d2 = S._rasterise_ref(*args)
+    np.testing.assert_array_equal(lab1, lab2)
+    np.testing.assert_allclose(np.where(np.isinf(d1), -1, d1), np.where(np.isinf(d2), -1, d2), atol=1e-12)

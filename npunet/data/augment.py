@@ -109,6 +109,20 @@ def warp_bicubic_ref(img, sy, sx):
     return out
 
 
+def warp_nearest_ref(lab, sy, sx):
+    """NumPy twin of :func:`warp_nearest`."""
+    H, W = lab.shape[1:]
+
+    def refl(i, n):
+        if n == 1:
+            return np.zeros_like(i)
+        p = 2 * (n - 1)
+        i = np.abs(i) % p
+        return np.where(i >= n, p - i, i)
+
+    return lab[:, refl(np.floor(sy + 0.5).astype(int), H), refl(np.floor(sx + 0.5).astype(int), W)]
+
+
 def elastic(image, labels, rng, grid=3, sigma=10.0):
     """Elastic deformation as the U-Net paper: image (C, H, W) bicubic, labels (K, H, W) nearest."""
     C, H, W = image.shape

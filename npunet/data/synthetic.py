@@ -37,6 +37,25 @@ def _rasterise(H, W, cy, cx, ry, rx, theta, harm_a, harm_p):
     return lab, dist
 
 
+def _rasterise_ref(H, W, cy, cx, ry, rx, theta, harm_a, harm_p):
+    """NumPy twin of :func:`_rasterise` (whole-image arrays per cell instead of bounding boxes)."""
+    hh, ww = np.mgrid[0:H, 0:W].astype(np.float64)
+    lab = np.zeros((H, W), np.int32)
+    dist = np.full((H, W), np.inf)
+    for k in range(len(cy)):
+        c, s = np.cos(theta[k]), np.sin(theta[k])
+        dy, dx = hh - cy[k], ww - cx[k]
+        u = (c * dx + s * dy) / rx[k]
+        v = (-s * dx + c * dy) / ry[k]
+        phi = np.arctan2(v, u)
+        wob = 1 + sum(harm_a[k, j] * np.cos((j + 2) * phi + harm_p[k, j]) for j in range(harm_a.shape[1]))
+        d = np.sqrt(u * u + v * v) / wob
+        take = (d < 1) & (d < dist)
+        dist[take] = d[take]
+        lab[take] = k + 1
+    return lab, dist
+
+
 def _blur(img, sigma):
     """Separable Gaussian blur (reflect border) by dense matrices: fine for the sizes used here."""
     if sigma <= 0:
