@@ -134,10 +134,14 @@ class _ConvGeometry:
         b[..., : self.Wo] = t[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3)
         return b.reshape(O, -1)
 
-    def cols_to_tile(self, y, out, n0, n1, r0, r1):
+    def cols_to_tile(self, y, out, n0, n1, r0, r1, bias=None):
+        """Write GEMM result y (O, nn*R*row_len) into out[n0:n1, :, r0:r1] (+ bias, fused into the copy)."""
         O = y.shape[0]
-        y4 = y.reshape(O, n1 - n0, r1 - r0, self.row_len)[..., : self.Wo]
-        out[n0:n1, :, r0:r1, :] = y4.transpose(1, 0, 2, 3)
+        y4 = y.reshape(O, n1 - n0, r1 - r0, self.row_len)[..., : self.Wo].transpose(1, 0, 2, 3)
+        if bias is None:
+            out[n0:n1, :, r0:r1, :] = y4
+        else:
+            np.add(y4, bias.reshape(1, O, 1, 1), out=out[n0:n1, :, r0:r1, :])
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
@@ -160,9 +164,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     for n0, n1, r0, r1 in tiles:
         cols = buf[: Kr * (n1 - n0) * (r1 - r0) * g.row_len].reshape(Kr, -1)
         g.im2col(src, n0, n1, r0, r1, cols)
-        g.cols_to_tile(_gemm(Wg, cols, G), out, n0, n1, r0, r1)
-    if bias is not None:
-        out += bias.reshape(1, O, 1, 1)
+        g.cols_to_tile(_gemm(Wg, cols, G), out, n0, n1, r0, r1, bias)
     return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G)
 
 
@@ -281,7 +283,10 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     x = np.ascontiguousarray(x)
     out = np.empty((N, C, conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=np.int32)
-    K.maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, arg)
+    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        K.maxpool2x2_fwd(x, out, arg)
+    else:
+        K.maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, arg)
     return out, (arg, x.shape, x.dtype)
 
 

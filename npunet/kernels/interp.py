@@ -50,21 +50,27 @@ def interp_fwd(x, y0, y1, ly, x0, x1, lx, out):
 
 @njit(cache=True, parallel=True)
 def interp_bwd(dout, y0, y1, ly, x0, x1, lx, dx):
-    """Adjoint of interp_fwd: dx (N, C, H, W) += scatter (planes in parallel)."""
-    N, C = dx.shape[0], dx.shape[1]
+    """Adjoint of interp_fwd: dx (N, C, H, W) += scatter, done separably per plane (planes in
+    parallel): first along x into a (OH, W) buffer, then along y; 4 weights per output pixel
+    become 2 + 2, and every add stays inside one row."""
+    N, C, H, W = dx.shape
     OH, OW = dout.shape[2], dout.shape[3]
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
+        tmp = np.zeros((OH, W), dx.dtype)
+        for oy in range(OH):
+            for ox in range(OW):
+                g = dout[n, c, oy, ox]
+                wx = lx[ox]
+                tmp[oy, x0[ox]] += (1 - wx) * g
+                tmp[oy, x1[ox]] += wx * g
         for oy in range(OH):
             a, b, wy = y0[oy], y1[oy], ly[oy]
-            for ox in range(OW):
-                p, q, wx = x0[ox], x1[ox], lx[ox]
-                g = dout[n, c, oy, ox]
-                dx[n, c, a, p] += (1 - wy) * (1 - wx) * g
-                dx[n, c, a, q] += (1 - wy) * wx * g
-                dx[n, c, b, p] += wy * (1 - wx) * g
-                dx[n, c, b, q] += wy * wx * g
+            for w in range(W):
+                t = tmp[oy, w]
+                dx[n, c, a, w] += (1 - wy) * t
+                dx[n, c, b, w] += wy * t
 
 
 def _interp_matrix(i0, i1, lam, size_in, dtype):

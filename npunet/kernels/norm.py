@@ -10,21 +10,21 @@ from numba import njit, prange
 
 @njit(cache=True, parallel=True)
 def bn_stats(x, mean, var):
-    """x: (N, C, M) -> mean (C,), biased var (C,) (two passes, float64 accumulators)."""
+    """x: (N, C, M) -> mean (C,), biased var (C,), in one pass: sums of (x - K) and (x - K)^2 in
+    float64 with K = the channel's first value (the shift keeps the subtraction well conditioned)."""
     N, C, M = x.shape
     for c in prange(C):
+        K = x[0, c, 0]
         s = 0.0
-        for n in range(N):
-            for k in range(M):
-                s += x[n, c, k]
-        mu = s / (N * M)
         q = 0.0
         for n in range(N):
             for k in range(M):
-                d = x[n, c, k] - mu
+                d = x[n, c, k] - K
+                s += d
                 q += d * d
-        mean[c] = mu
-        var[c] = q / (N * M)
+        m = s / (N * M)
+        mean[c] = K + m
+        var[c] = max(q / (N * M) - m * m, 0.0)
 
 
 @njit(cache=True, parallel=True)

@@ -78,6 +78,36 @@ def maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, arg):
 
 
 @njit(cache=True, parallel=True)
+def maxpool2x2_fwd(x, out, arg):
+    """The U-Net case (2x2 windows, stride 2, no padding), unrolled: same results as maxpool_fwd."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for oh in range(OH):
+            h = 2 * oh
+            for ow in range(OW):
+                w = 2 * ow
+                best = x[n, c, h, w]
+                bi = h * W + w
+                v = x[n, c, h, w + 1]
+                if v > best or v != v:
+                    best = v
+                    bi = h * W + w + 1
+                v = x[n, c, h + 1, w]
+                if v > best or v != v:
+                    best = v
+                    bi = (h + 1) * W + w
+                v = x[n, c, h + 1, w + 1]
+                if v > best or v != v:
+                    best = v
+                    bi = (h + 1) * W + w + 1
+                out[n, c, oh, ow] = best
+                arg[n, c, oh, ow] = bi
+
+
+@njit(cache=True, parallel=True)
 def maxpool_bwd(dout, arg, dx):
     """dx (N, C, H, W) += dout routed to the recorded argmax (windows may overlap,
     so the parallel loop is over planes, never over output cells)."""
