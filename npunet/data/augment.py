@@ -88,6 +88,15 @@ def warp_nearest(lab, sy, sx, out):
                 out[k, h, w] = lab[k, yy, xx]
 
 
+def _reflect_ref(i, n):
+    """Vectorised twin of _reflect: mirror indices into [0, n) (edge pixel not repeated)."""
+    if n == 1:
+        return np.zeros_like(i)
+    p = 2 * (n - 1)
+    i = np.abs(i) % p
+    return np.where(i >= n, p - i, i)
+
+
 def warp_bicubic_ref(img, sy, sx):
     """Loop-free NumPy twin of :func:`warp_bicubic`."""
     C, H, W = img.shape
@@ -95,13 +104,7 @@ def warp_bicubic_ref(img, sy, sx):
     wy = _cubic_weights(sy - y0)  # (4, H, W)
     wx = _cubic_weights(sx - x0)
 
-    def refl(i, n):
-        if n == 1:
-            return np.zeros_like(i)
-        p = 2 * (n - 1)
-        i = np.abs(i) % p
-        return np.where(i >= n, p - i, i)
-
+    refl = _reflect_ref
     out = np.zeros((C, H, W))
     for i in range(4):
         for j in range(4):
@@ -112,14 +115,7 @@ def warp_bicubic_ref(img, sy, sx):
 def warp_nearest_ref(lab, sy, sx):
     """NumPy twin of :func:`warp_nearest`."""
     H, W = lab.shape[1:]
-
-    def refl(i, n):
-        if n == 1:
-            return np.zeros_like(i)
-        p = 2 * (n - 1)
-        i = np.abs(i) % p
-        return np.where(i >= n, p - i, i)
-
+    refl = _reflect_ref
     return lab[:, refl(np.floor(sy + 0.5).astype(int), H), refl(np.floor(sx + 0.5).astype(int), W)]
 
 

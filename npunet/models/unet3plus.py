@@ -4,11 +4,11 @@ import numpy as np
 
 from .. import nn
 from ..nn.module import Meta, check_array
-from .blocks import DoubleConv
+from .blocks import ConvBNReLU, DoubleConv
 from .sizes import check_input_size
 
 
-class Branch(nn.Module):
+class Branch(ConvBNReLU):
     """One full-scale skip: resample a map to decoder stage i's resolution, then 3x3 conv -> cat_channels
     + BN + ReLU.  resample: ("pool", 2^(i-k)) for shallower encoder maps, ("up", 2^(k-i)) for deeper
     decoder maps (bilinear, align_corners=False), None for the same-scale encoder map.
@@ -16,60 +16,40 @@ class Branch(nn.Module):
     hd5_UT_hd4 (decoder 5 upsampled to decoder 4)."""
 
     def __init__(self, in_ch, out_ch, resample=None, batch_norm=True):
-        super().__init__()
-        kind, factor = resample if resample else (None, 1)
-        self.kind, self.factor = kind, factor
-        if kind == "pool":
-            self.pool = nn.MaxPool2d(factor, factor)
-        elif kind == "up":
-            self.up = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
-        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.bn = nn.BatchNorm2d(out_ch) if batch_norm else None
-        self.relu = nn.ReLU()
+        nn.Module.__init__(self)
+        self.kind, self.factor = resample if resample else (None, 1)
+        if self.kind == "pool":  # registered before conv/bn/relu: the children read in data-flow order
+            self.pool = nn.MaxPool2d(self.factor, self.factor)
+        elif self.kind == "up":
+            self.up = nn.Upsample(scale_factor=self.factor, mode="bilinear", align_corners=False)
+        super().__init__(in_ch, out_ch, 3, 1, batch_norm)
+
+    def _resample(self):
+        return getattr(self, self.kind) if self.kind else None
 
     def forward(self, x):
-        if self.kind == "pool":
-            x = self.pool(x)
-        elif self.kind == "up":
-            x = self.up(x)
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return self.relu(x)
+        r = self._resample()
+        return super().forward(r(x) if r is not None else x)
 
     def backward(self, d):
-        d = self.relu.backward(d)
-        if self.bn is not None:
-            d = self.bn.backward(d)
-        d = self.conv.backward(d)
-        if self.kind == "pool":
-            d = self.pool.backward(d)
-        elif self.kind == "up":
-            d = self.up.backward(d)
-        return d
+        d = super().backward(d)
+        r = self._resample()
+        return r.backward(d) if r is not None else d
 
 
-class Fuse(nn.Module):
+class Fuse(ConvBNReLU):
     """Concat of the five branches (5 x cat_channels = 320) -> 3x3 conv 320 -> 320 + BN + ReLU."""
 
     def __init__(self, n_branches, ch, batch_norm=True):
-        super().__init__()
+        nn.Module.__init__(self)
         self.cat = nn.Concat()
-        self.conv = nn.Conv2d(n_branches * ch, n_branches * ch, 3, padding=1)
-        self.bn = nn.BatchNorm2d(n_branches * ch) if batch_norm else None
-        self.relu = nn.ReLU()
+        super().__init__(n_branches * ch, n_branches * ch, 3, 1, batch_norm)
 
     def forward(self, *xs):
-        x = self.conv(self.cat(*xs))
-        if self.bn is not None:
-            x = self.bn(x)
-        return self.relu(x)
+        return super().forward(self.cat(*xs))
 
     def backward(self, d):
-        d = self.relu.backward(d)
-        if self.bn is not None:
-            d = self.bn.backward(d)
-        return self.cat.backward(self.conv.backward(d))
+        return self.cat.backward(super().backward(d))
 
 
 def branch_name(src, k, i):

@@ -79,10 +79,13 @@ class Conv2d(Module):
         self._out_shape = out.shape
         return out
 
+    _backward_fn = staticmethod(F.conv2d_backward)
+
     def backward(self, grad):
+        """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
         cache = self._take_cache()
         check_grad(self, grad, self._out_shape, self.weight.dtype)
-        dx, dw, db = F.conv2d_backward(grad, cache)
+        dx, dw, db = self._backward_fn(grad, cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -143,17 +146,9 @@ class ConvTranspose2d(Module):
         self._out_shape = out.shape
         return out
 
-    def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self.weight.dtype)
-        dx, dw, db = F.conv_transpose2d_backward(grad, cache)
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
-        return dx
-
-    def kept(self, inputs, out):
-        return [inputs[0]], 0
+    _backward_fn = staticmethod(F.conv_transpose2d_backward)
+    backward = Conv2d.backward
+    kept = Conv2d.kept
 
 
 # ================================================================== pooling

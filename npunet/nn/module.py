@@ -72,6 +72,8 @@ class Module:
     _leaf = False  # leaf layers implement _infer for shape-only mode
 
     def __init__(self):
+        if "_params" in self.__dict__:  # already initialised (a subclass registered children first)
+            return
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
