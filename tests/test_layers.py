@@ -39,6 +39,19 @@ def test_conv_transpose2d_gradcheck(N, C, H, W, O, k, s, p, op, rng):
     assert gradcheck(m, rng.standard_normal((N, C, H, W))).max_rel_error <= TOL
 
 
+def test_grouped_conv_transpose_matches_per_group_and_gradchecks(rng):
+    m = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2).to(np.float64)
+    x = rng.standard_normal((2, 4, 3, 4))
+    assert m.weight.shape == (4, 3, 3, 3)
+    y = m(x)
+    for g in range(2):  # each group is an ordinary transposed conv on its own channels
+        sub = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1).to(np.float64)
+        sub.weight.data = m.weight.data[2 * g:2 * g + 2].copy()
+        sub.bias.data = m.bias.data[3 * g:3 * g + 3].copy()
+        np.testing.assert_allclose(y[:, 3 * g:3 * g + 3], sub(x[:, 2 * g:2 * g + 2]), atol=1e-12)
+    assert gradcheck(m, x).max_rel_error <= TOL
+
+
 @pytest.mark.parametrize("shape,k,s,p", [((2, 3, 7, 6), 2, None, 0), ((1, 2, 9, 8), 3, 2, 1), ((2, 2, 8, 7), (3, 2), 1, 0)])
 def test_maxpool_gradcheck(shape, k, s, p, rng):
     assert gradcheck(nn.MaxPool2d(k, s, p), distinct(rng, shape)).max_rel_error <= TOL
