@@ -5,9 +5,29 @@ Every op is a pair ``xxx_forward(...) -> (out, cache)`` and
 into ``dout``; every result is a new array with the input's dtype.
 Shapes follow PyTorch: images are (N, C, H, W).
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
+from . import blas
 from . import kernels as K
+
+_pool = None
+
+
+def _two_pipelines(work, n_tiles):
+    """Run work(0) and work(1) in two threads (each handles every other tile) with one BLAS thread
+    each; returns False (nothing run) when that is not possible or not worth it."""
+    global _pool
+    if n_tiles < 4 or not blas.available():
+        return False
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="npunet-conv")
+    with blas.single_threaded():
+        futures = [_pool.submit(work, i) for i in (0, 1)]
+        for f in futures:
+            f.result()  # re-raises a worker's exception here
+    return True
 
 # Column-buffer budget per tile, in elements (2M float32 = 8 MiB).  Measured on
 # a 2-core machine: smaller tiles starve the GEMM, larger ones leave the cache.
@@ -160,11 +180,18 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     Kr = x.shape[1] * kh * kw
     out = np.empty((x.shape[0], O, g.Ho, g.Wo), dtype=x.dtype)
     tiles = _Tiles(x.shape[0], g.Ho, g.row_len, Kr)
-    buf = np.empty(Kr * tiles.nn * tiles.rr * g.row_len, dtype=x.dtype)
-    for n0, n1, r0, r1 in tiles:
-        cols = buf[: Kr * (n1 - n0) * (r1 - r0) * g.row_len].reshape(Kr, -1)
-        g.im2col(src, n0, n1, r0, r1, cols)
-        g.cols_to_tile(_gemm(Wg, cols, G), out, n0, n1, r0, r1, bias)
+    tl = list(tiles)
+    size = Kr * tiles.nn * tiles.rr * g.row_len
+
+    def work(first, step=2):
+        buf = np.empty(size, dtype=x.dtype)
+        for n0, n1, r0, r1 in tl[first::step]:
+            cols = buf[: Kr * (n1 - n0) * (r1 - r0) * g.row_len].reshape(Kr, -1)
+            g.im2col(src, n0, n1, r0, r1, cols)
+            g.cols_to_tile(_gemm(Wg, cols, G), out, n0, n1, r0, r1, bias)  # tiles write disjoint rows
+
+    if not _two_pipelines(work, len(tl)):
+        work(0, 1)
     return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G)
 
 
@@ -182,14 +209,28 @@ def conv2d_backward(dout, cache):
     dsrc = g.dsource(x.dtype)
     dW = np.zeros(Wg.shape, dtype=np.float64 if x.dtype == np.float64 else x.dtype)
     tiles = _Tiles(x.shape[0], g.Ho, g.row_len, max(Kr, O))
-    buf = np.empty(Kr * tiles.nn * tiles.rr * g.row_len, dtype=x.dtype)
-    dbuf = np.empty(O * tiles.nn * tiles.rr * g.row_len, dtype=x.dtype)
-    for n0, n1, r0, r1 in tiles:
-        cols = buf[: Kr * (n1 - n0) * (r1 - r0) * g.row_len].reshape(Kr, -1)
-        g.im2col(src, n0, n1, r0, r1, cols)
-        d = g.tile_to_cols(dout, n0, n1, r0, r1, dbuf)
-        dW += _gemm_nt(d, cols, G)
-        g.col2im(_gemm_tn(Wg, d, G), n0, n1, r0, r1, dsrc)
+    tl = list(tiles)
+    L = tiles.nn * tiles.rr * g.row_len
+    dsrcs, dWs = [dsrc, None], [dW, None]
+
+    def work(first, step=2):
+        buf = np.empty(Kr * L, dtype=x.dtype)
+        dbuf = np.empty(O * L, dtype=x.dtype)
+        if dsrcs[first] is None:  # the second pipeline scatters into its own buffer:
+            dsrcs[first] = g.dsource(x.dtype)  # neighbouring tiles overlap by kh - 1 input rows
+            dWs[first] = np.zeros_like(dW)
+        for n0, n1, r0, r1 in tl[first::step]:
+            cols = buf[: Kr * (n1 - n0) * (r1 - r0) * g.row_len].reshape(Kr, -1)
+            g.im2col(src, n0, n1, r0, r1, cols)
+            d = g.tile_to_cols(dout, n0, n1, r0, r1, dbuf)
+            dWs[first] += _gemm_nt(d, cols, G)
+            g.col2im(_gemm_tn(Wg, d, G), n0, n1, r0, r1, dsrcs[first])
+
+    if _two_pipelines(work, len(tl)):
+        dsrc += dsrcs[1]
+        dW += dWs[1]
+    else:
+        work(0, 1)
     dx = g.crop_dsource(dsrc)
     db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
     return dx, dW.astype(x.dtype).reshape(weight.shape), db

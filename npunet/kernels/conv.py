@@ -11,7 +11,9 @@ Column layout (one tile = images n0..n1-1, output rows oh0..oh1-1):
 
 These kernels run on one thread on purpose: they alternate tile by tile with
 BLAS calls that use every core, and parallel Numba regions between them make
-the two thread pools fight for the cores (measured: 5x slower GEMMs).  A
+the two thread pools fight for the cores (measured: 5x slower GEMMs).  They
+release the GIL, so functional.py can run two tile pipelines (im2col + a one-thread GEMM each)
+in two Python threads, which keeps both cores busy.  A
 parallel col2im would also have to split over channels, never over outputs,
 because neighbouring taps add into the same pixels.
 """
@@ -33,7 +35,7 @@ def _valid_range(j, pw, sw, W, W_out):
     return lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def im2col(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, cols):
     """x: (N, C, H, W) -> cols: (C*kh*kw, (n1-n0)*(oh1-oh0)*W_out), written in place."""
     N, C, H, W = x.shape
@@ -57,7 +59,7 @@ def im2col(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, cols):
                             cols[row, base + ow] = x[n, c, h, w0 + (ow - lo) * sw]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def col2im(cols, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, dx):
     """Adjoint of im2col: dx (N, C, H, W) += scatter of cols.
 
@@ -82,7 +84,7 @@ def col2im(cols, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, dx):
                             dx[n, c, h, w0 + (ow - lo) * sw] += cols[row, base + ow]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def im2col_wide(x, n0, n1, oh0, oh1, kh, kw, cols):
     """Stride-1, unpadded im2col on the *wide* grid (every output row W wide).
 
@@ -109,7 +111,7 @@ def im2col_wide(x, n0, n1, oh0, oh1, kh, kw, cols):
                     cols[row, b + m:b + L] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def col2im_wide(cols, n0, n1, oh0, oh1, kh, kw, dx):
     """Adjoint of im2col_wide: dx (N, C, H, W) += cols (junk columns must be 0)."""
     N, C, H, W = dx.shape
