@@ -323,14 +323,16 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     (sh, sw) = _pair(stride if stride is not None else kernel_size)
     (ph, pw) = _pair(padding)
     N, C, H, W = x.shape
-    x = np.ascontiguousarray(x)
-    out = np.empty((N, C, conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)), dtype=x.dtype)
-    arg = np.empty(out.shape, dtype=np.int32)
+    Ho, Wo = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        x = np.ascontiguousarray(x)
+        out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+        arg = np.empty(out.shape, dtype=np.int32)
         K.maxpool2x2_fwd(x, out, arg)
-    else:
-        K.maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, arg)
-    return out, (arg, x.shape, x.dtype)
+        return out, (arg, x.shape, x.dtype)
+    hs, he = K.pool_windows(H, Ho, kh, sh, ph)
+    ws, we = K.pool_windows(W, Wo, kw, sw, pw)
+    return _maxpool_windows(x, hs, he, ws, we)
 
 
 def adaptive_maxpool2d_forward(x, output_size):
@@ -346,7 +348,7 @@ def _maxpool_windows(x, hs, he, ws, we):
     x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], x.shape[1], len(hs), len(ws)), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=np.int32)
-    K.maxpool_windows_fwd(x, hs, he, ws, we, out, arg)
+    K.maxpool_fwd(x, hs, he, ws, we, out, arg)
     return out, (arg, x.shape, x.dtype)
 
 

@@ -65,8 +65,6 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):
                 return self._train_step(batch)
         except FloatingPointError as e:
-            if str(e).startswith("Trainer:"):
-                raise
             where = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path and \
                 os.path.exists(self.checkpoint_path) else ""
             raise FloatingPointError(f"Trainer: training diverged at step {self.step} (epoch {self.epoch}, batch "
@@ -79,11 +77,8 @@ class Trainer:
         heads = _heads(out)
         target, weight = self._targets(batch, heads[0].shape)
         value = self._ds_loss.forward(heads, target, weight)
-        if not math.isfinite(value):
-            where = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path and \
-                os.path.exists(self.checkpoint_path) else ""
-            raise FloatingPointError(f"Trainer: the loss became {value} at step {self.step} (epoch {self.epoch}, "
-                                     f"batch {self.batch}); stopping without saving{where}. Lower the learning rate.")
+        if not math.isfinite(value):  # train_step adds the step and the checkpoint to the message
+            raise FloatingPointError(f"the loss became {value}")
         grads = self._ds_loss.backward()
         d = grads if isinstance(_strip_cls(out), list) else grads[0]
         if isinstance(out, tuple):  # CGM: train the classifier on "mask not empty" with BCE

@@ -62,38 +62,31 @@ def test_maxpool_matches_twin(dtype, H, W, k, s, p, adaptive, out, rng):
         ws, we = K.pool_windows(W, Wo, k, s, p)
     o = np.empty((2, 3, len(hs), len(ws)), dtype)
     a = np.empty(o.shape, np.int32)
-    K.maxpool_windows_fwd(x, hs, he, ws, we, o, a)
+    K.maxpool_fwd(x, hs, he, ws, we, o, a)
     ro, ra = K.maxpool_fwd_ref(x, hs, he, ws, we)
     np.testing.assert_array_equal(o, ro)
     np.testing.assert_array_equal(a, ra)
-    if not adaptive:  # the regular-window kernel gives the same
-        o2, a2 = np.empty_like(o), np.empty_like(a)
-        K.maxpool_fwd(x, k, k, s, s, p, p, o2, a2)
-        np.testing.assert_array_equal(o2, ro)
-        np.testing.assert_array_equal(a2, ra)
-        if (k, s, p) == (2, 2, 0):  # and so does the unrolled 2x2 kernel
-            o3, a3 = np.empty_like(o), np.empty_like(a)
-            K.maxpool2x2_fwd(x, o3, a3)
-            np.testing.assert_array_equal(o3, ro)
-            np.testing.assert_array_equal(a3, ra)
+    if (k, s, p) == (2, 2, 0):  # the unrolled 2x2 kernel gives the same
+        o3, a3 = np.empty_like(o), np.empty_like(a)
+        K.maxpool2x2_fwd(x, o3, a3)
+        np.testing.assert_array_equal(o3, ro)
+        np.testing.assert_array_equal(a3, ra)
     d = rng.standard_normal(o.shape).astype(dtype)
     dx = np.zeros_like(x)
     K.maxpool_bwd(d, a, dx)
     np.testing.assert_allclose(dx, K.maxpool_bwd_ref(d, a, x.shape), rtol=1e-6)
 
 
-@pytest.mark.parametrize("windows", [False, True, "2x2"])
+@pytest.mark.parametrize("windows", ["general", "2x2"])
 def test_maxpool_nan_wins_like_pytorch(windows):
     x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
     x[0, 0, 1, 0] = np.nan
     o, a = np.empty((1, 1, 2, 2)), np.empty((1, 1, 2, 2), np.int32)
     if windows == "2x2":
         K.maxpool2x2_fwd(x, o, a)
-    elif windows:
-        hs, he = K.pool_windows(4, 2, 2, 2, 0)
-        K.maxpool_windows_fwd(x, hs, he, hs, he, o, a)
     else:
-        K.maxpool_fwd(x, 2, 2, 2, 2, 0, 0, o, a)
+        hs, he = K.pool_windows(4, 2, 2, 2, 0)
+        K.maxpool_fwd(x, hs, he, hs, he, o, a)
     assert np.isnan(o[0, 0, 0, 0]) and a[0, 0, 0, 0] == 4 and o[0, 0, 1, 1] == 15
 
 

@@ -6,7 +6,7 @@ with ``cache=True`` so the compilation cost is paid once per machine.
 Only loops whose iterations write disjoint memory use ``prange``.
 """
 from .conv import im2col, col2im, im2col_wide, col2im_wide, im2col_ref, col2im_ref
-from .pool import maxpool_fwd, maxpool2x2_fwd, maxpool_windows_fwd, maxpool_bwd, maxpool_fwd_ref, maxpool_bwd_ref, pool_windows
+from .pool import maxpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd_ref, maxpool_bwd_ref, pool_windows
 from .interp import interp_fwd, interp_bwd, interp_fwd_ref, interp_bwd_ref, interp_indices
 from .norm import bn_stats, bn_stats_ref, bn_apply, bn_apply_ref, bn_backward, bn_backward_ref
 from .util import all_finite, all_finite_ref
