@@ -73,7 +73,7 @@ y[..., S // 4:3 * S // 4, S // 4:3 * S // 4] = 1
 hybrid = losses.CombinedLoss.unet3plus(ms_ssim_scales=5 if S > 160 else 2)
 ds = losses.DeepSupervisionLoss(hybrid)
 print("hybrid loss over 5 heads:", round(ds.forward(seg, y), 4), "terms of the last head:",
-      {k: round(v, 4) for k, v in ds.per_head[-1].last.items()})
+      {k: round(v, 4) for k, v in hybrid.last.items()})
 
 # %% [markdown]
 # ## Step 5: parameters, side by side with the papers

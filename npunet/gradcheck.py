@@ -15,7 +15,7 @@ gradient is exactly zero (a conv bias followed by BatchNorm) would otherwise
 turn pure rounding noise (~1e-10) into a "relative error" of 1.
 
 Kinks: ReLU and max-pool are not differentiable where a pre-activation is 0 or a
-window has a tie.  Layers that branch expose ``_branch()`` (their mask / argmax);
+window has a tie.  Layers that branch expose ``kink_signature()`` (their mask / argmax);
 when a +-h step changes any branch, the difference quotient straddles a kink and
 that element is skipped and counted in ``skipped`` (tests bound that count).
 """
@@ -156,9 +156,9 @@ def gradcheck(module, inputs, eps=1e-6, seed=0, max_per_tensor=None):
         return _as_list(d) if len(inputs) > 1 else [d]
 
     try:
-        branchy = [m for m in module.modules() if hasattr(m, "_branch")]
+        branchy = [m for m in module.modules() if hasattr(m, "kink_signature")]
         return _check(run, backward, inputs, list(module.named_parameters()), eps, seed, max_per_tensor,
-                      lambda: tuple(m._branch() for m in branchy))
+                      lambda: tuple(m.kink_signature() for m in branchy))
     finally:
         module.load_state_dict({k: v for k, v in saved.items()})
 

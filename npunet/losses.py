@@ -1,11 +1,14 @@
-"""Segmentation losses with hand-written gradients (REFERENCE.md §4).
+"""Segmentation losses with hand-written gradients.
 
-Every loss: ``forward(logits, target[, weight]) -> float`` and
-``backward() -> dL/dlogits`` (same shape and dtype as the logits).
+Every loss is a pure pair ``loss_forward(z, target, weight) -> (value, cache)`` /
+``loss_backward(cache) -> dL/dz`` (same shape and dtype as z), wrapped PyTorch-style as
+``forward(z, target[, weight]) -> float`` and ``backward() -> dL/dz``.
 Logits z: (N, C, H, W).  p = sigmoid(z) unless the mode says softmax.
+
+Each loss declares what it takes:
+  ``target``          "class": integer labels (N, H, W); "binary": {0, 1} of z's shape or (N, H, W)
+  ``accepts_weight``  whether a per-pixel weight map (the U-Net paper's eq. 2) can be passed
 """
-import copy
-import math
 import warnings
 
 import numpy as np
@@ -81,17 +84,34 @@ def _check_weight(loss, w, shape, dtype):
 
 
 class Loss:
-    """Base: keeps what backward needs from the last forward."""
+    """Base: ``forward`` runs the pure pair and keeps the cache for ``backward``."""
 
+    target = "binary"
+    accepts_weight = False
     _cache = None
 
     def __call__(self, z, target, weight=None):
         return self.forward(z, target, weight)
 
-    def _take(self):
+    def forward(self, z, target, weight=None):
+        """z: logits (N, C, H, W); target: see ``self.target``; weight: (N, H, W) map or None -> float."""
+        if weight is not None and not self.accepts_weight:
+            raise ValueError(f"{type(self).__name__} cannot use a weight map (it is not a per-pixel sum); "
+                             f"pass weight=None, or use CrossEntropyLoss / BCEWithLogitsLoss for a weighted loss")
+        value, self._cache = self.loss_forward(z, target, weight)
+        return value
+
+    def backward(self):
+        """dL/dz of the last forward (same shape and dtype as z)."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}: backward() called before forward()")
-        return self._cache
+        return self.loss_backward(self._cache)
+
+    def loss_forward(self, z, target, weight=None):
+        raise NotImplementedError
+
+    def loss_backward(self, cache):
+        raise NotImplementedError
 
 
 def softmax(z, axis=1):
@@ -116,10 +136,14 @@ class CrossEntropyLoss(Loss):
     """L = mean over all N*H*W pixels of w(x) * (-log softmax(z)_target(x)).
 
     z: (N, C, H, W) logits; target: (N, H, W) int in [0, C); weight: (N, H, W) map or None (then
-    equal to PyTorch's cross_entropy).  The U-Net paper's loss with the weight map of §1.
+    equal to PyTorch's cross_entropy).  The U-Net paper's loss (Ronneberger et al. 2015, eq. 1) with
+    its weight map (eq. 2).
     """
 
-    def forward(self, z, target, weight=None):
+    target = "class"
+    accepts_weight = True
+
+    def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
         y = _check_class_target(self, z, target)
         w = _check_weight(self, weight, y.shape, z.dtype)
@@ -127,11 +151,10 @@ class CrossEntropyLoss(Loss):
         nll = -np.take_along_axis(logp, y[:, None].astype(np.int64), axis=1)[:, 0]
         M = nll.size
         wv = np.ones_like(nll) if w is None else np.broadcast_to(w, nll.shape)
-        self._cache = (logp, y, wv, M, z.dtype)
-        return float((wv * nll).sum() / M)
+        return float((wv * nll).sum() / M), (logp, y, wv, M, z.dtype)
 
-    def backward(self):
-        logp, y, w, M, dtype = self._take()
+    def loss_backward(self, cache):
+        logp, y, w, M, dtype = cache
         g = np.exp(logp)
         np.put_along_axis(g, y[:, None].astype(np.int64), np.take_along_axis(g, y[:, None].astype(np.int64), 1) - 1, 1)
         return (g * (w / M)[:, None]).astype(dtype)
@@ -141,18 +164,19 @@ class BCEWithLogitsLoss(Loss):
     """L = mean(w * (max(z, 0) - z*y + log(1 + e^{-|z|}))); target y in {0, 1}, same shape as z.
     weight: optional, broadcastable to z."""
 
-    def forward(self, z, target, weight=None):
+    accepts_weight = True
+
+    def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
         y = _check_binary_target(self, z, target)
         w = _check_weight(self, weight, z.shape, z.dtype)
         z64 = z.astype(np.float64)
         per = np.maximum(z64, 0) - z64 * y + np.log1p(np.exp(-np.abs(z64)))
         wv = 1.0 if w is None else w
-        self._cache = (z, y, wv, z.size)
-        return float(np.sum(wv * per) / z.size)
+        return float(np.sum(wv * per) / z.size), (z, y, wv, z.size)
 
-    def backward(self):
-        z, y, w, M = self._take()
+    def loss_backward(self, cache):
+        z, y, w, M = cache
         return (w * (sigmoid(z.astype(np.float64)) - y) / M).astype(z.dtype)
 
 
@@ -164,7 +188,7 @@ class FocalLoss(Loss):
     def __init__(self, alpha=0.25, gamma=2.0):
         self.alpha, self.gamma = float(alpha), float(gamma)
 
-    def forward(self, z, target, weight=None):
+    def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
         y = _check_binary_target(self, z, target)
         z64 = z.astype(np.float64)
@@ -173,11 +197,10 @@ class FocalLoss(Loss):
         pt = p * y + (1 - p) * (1 - y)
         at = self.alpha * y + (1 - self.alpha) * (1 - y) if self.alpha >= 0 else np.ones_like(y)
         mod = (1 - pt) ** self.gamma
-        self._cache = (z, y, p, ce, pt, at)
-        return float(np.mean(at * mod * ce))
+        return float(np.mean(at * mod * ce)), (z, y, p, ce, pt, at)
 
-    def backward(self):
-        z, y, p, ce, pt, at = self._take()
+    def loss_backward(self, cache):
+        z, y, p, ce, pt, at = cache
         g = self.gamma
         one_m = 1 - pt
         # d(1-p_t)^g/dz = -g (1-p_t)^(g-1) * dp_t/dz, dp_t/dz = p(1-p)(2y-1); 0 where 1-p_t = 0
@@ -215,8 +238,9 @@ class _RegionLoss(Loss):
         if mode not in self.MODES:
             raise ValueError(f"{type(self).__name__}: mode must be one of {self.MODES}, got {mode!r}")
         self.smooth, self.mode = float(smooth), mode
+        self.target = "class" if mode == "multiclass" else "binary"
 
-    def forward(self, z, target, weight=None):
+    def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
         if self.mode == "binary" and z.ndim >= 2 and z.shape[1] != 1:
             raise ValueError(f"{type(self).__name__}: mode='binary' expects logits with 1 channel, got {z.shape}; "
@@ -224,11 +248,10 @@ class _RegionLoss(Loss):
         p, y = _region_probs(self, z, target)
         ax = tuple(range(2, z.ndim))
         I, Sp, Sy = (p * y).sum(axis=ax), p.sum(axis=ax), y.sum(axis=ax)
-        self._cache = (z, p, y, I, Sp, Sy)
-        return float(1 - np.mean(self._score(I, Sp, Sy)))
+        return float(1 - np.mean(self._score(I, Sp, Sy))), (z, p, y, I, Sp, Sy)
 
-    def backward(self):
-        z, p, y, I, Sp, Sy = self._take()
+    def loss_backward(self, cache):
+        z, p, y, I, Sp, Sy = cache
         dI, dS = self._score_grads(I, Sp, Sy)  # d score / dI, d score / d(sum p), per (n, c)
         ex = (slice(None), slice(None)) + (None,) * (z.ndim - 2)
         dp = -(dI[ex] * y + dS[ex]) / I.size
@@ -353,7 +376,8 @@ def ssim(x, y, data_range=1.0, win_size=11, sigma=1.5):
 
 
 class MSSSIMLoss(Loss):
-    """L = 1 - MS-SSIM(sigmoid(z), y), data range 1 (REFERENCE.md §4, as pytorch_msssim).
+    """L = 1 - MS-SSIM(sigmoid(z), y), data range 1 (Wang, Simoncelli & Bovik 2003, eq. 7; computed as
+    pytorch_msssim does: valid Gaussian filtering, 2x2 average pooling between scales).
 
     z: (N, C, H, W) logits; target y in {0, 1} of the same shape.
     MS-SSIM = prod_{l<L} relu(cs_l)^{w_l} * relu(ssim_L)^{w_L} per (n, c), then the mean.
@@ -374,7 +398,7 @@ class MSSSIMLoss(Loss):
     def min_size(self):
         return (self.win_size - 1) * 2 ** (len(self.weights) - 1)
 
-    def forward(self, z, target, weight=None):
+    def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
         if z.ndim != 4:
             raise ValueError(f"MSSSIMLoss: expected (N, C, H, W) logits, got {z.shape}")
@@ -399,11 +423,10 @@ class MSSSIMLoss(Loss):
         R = np.maximum(V, 0)
         terms = R ** self.weights[:, None, None]
         ms = terms.prod(axis=0)                   # (N, C)
-        self._cache = (z, X, V, R, terms, ms, caches, pools)
-        return float(1 - ms.mean())
+        return float(1 - ms.mean()), (z, X, V, R, terms, ms, caches, pools)
 
-    def backward(self):
-        z, X, V, R, terms, ms, caches, pools = self._take()
+    def loss_backward(self, cache):
+        z, X, V, R, terms, ms, caches, pools = cache
         L = len(self.weights)
         dms = -np.ones_like(ms) / ms.size
         dV = np.zeros_like(V)
@@ -426,13 +449,22 @@ class MSSSIMLoss(Loss):
 class CombinedLoss(Loss):
     """Weighted sum of losses: L = sum_k w_k * L_k(z, target[, weight]).
 
-    The weight map goes to the terms that take one (cross-entropy, BCE); the others ignore it.
+    The weight map goes to the terms that accept one (cross-entropy, BCE); the others are unweighted.
+    All terms must take the same kind of target.  ``last``: each term's value in the last forward.
     Ready-made hybrids: ``CombinedLoss.unet()`` (weighted CE), ``CombinedLoss.unetpp()``
     (BCE + Dice), ``CombinedLoss.unet3plus()`` (focal + MS-SSIM + IoU).
     """
 
     def __init__(self, terms):
         self.terms = [(l, float(w)) for l, w in terms]
+        if not self.terms:
+            raise ValueError("CombinedLoss: needs at least one (loss, weight) term")
+        kinds = {l.target for l, _ in self.terms}
+        if len(kinds) > 1:
+            raise ValueError(f"CombinedLoss: the terms take different targets {sorted(kinds)} "
+                             f"({', '.join(f'{type(l).__name__}: {l.target}' for l, _ in self.terms)})")
+        self.target = kinds.pop()
+        self.accepts_weight = any(l.accepts_weight for l, _ in self.terms)
         self.last = {}
 
     @classmethod
@@ -447,43 +479,65 @@ class CombinedLoss(Loss):
     def unet3plus(cls, ms_ssim_scales=5, alpha=0.25, gamma=2.0):
         return cls([(FocalLoss(alpha, gamma), 1.0), (MSSSIMLoss(scales=ms_ssim_scales), 1.0), (IoULoss(), 1.0)])
 
-    def forward(self, z, target, weight=None):
-        total = 0.0
+    def loss_forward(self, z, target, weight=None):
+        total, caches = 0.0, []
         for l, w in self.terms:
-            v = l.forward(z, target, weight) if isinstance(l, (CrossEntropyLoss, BCEWithLogitsLoss)) \
-                else l.forward(z, target)
+            v, c = l.loss_forward(z, target, weight if l.accepts_weight else None)
             self.last[type(l).__name__] = v
+            caches.append(c)
             total += w * v
-        self._cache = True
-        return total
+        return total, caches
 
-    def backward(self):
-        self._take()
-        g = None
-        for l, w in self.terms:
-            d = w * l.backward()
-            g = d if g is None else g + d
-        return g
+    def loss_backward(self, caches):
+        return sum(w * l.loss_backward(c) for (l, w), c in zip(self.terms, caches))
 
 
 class DeepSupervisionLoss(Loss):
     """Mean of one loss over several heads: L = (1/K) sum_k loss(z_k, target[, weight]).
-    forward(list of logits, ...); backward() -> list of the heads' gradients."""
+    forward(list of logits, ...); backward() -> list of the heads' gradients.
+    ``values``: each head's loss in the last forward."""
 
     def __init__(self, loss):
         self.loss = loss
-        self.per_head = []
+        self.target, self.accepts_weight = loss.target, loss.accepts_weight
+        self.values = []
 
-    def forward(self, zs, target, weight=None):
+    def loss_forward(self, zs, target, weight=None):
         if not isinstance(zs, (list, tuple)) or not zs:
             raise TypeError("DeepSupervisionLoss: expected a non-empty list of head logits "
                             f"(the model's deep-supervision outputs), got {type(zs).__name__}")
-        while len(self.per_head) < len(zs):
-            self.per_head.append(copy.deepcopy(self.loss))
-        self.values = [l.forward(z, target, weight) for l, z in zip(self.per_head, zs)]
-        self._cache = len(zs)
-        return float(np.mean(self.values))
+        pairs = [self.loss.loss_forward(z, target, weight) for z in zs]
+        self.values = [v for v, _ in pairs]
+        return float(np.mean(self.values)), [c for _, c in pairs]
 
-    def backward(self):
-        K = self._take()
-        return [l.backward() / K for l in self.per_head[:K]]
+    def loss_backward(self, caches):
+        return [self.loss.loss_backward(c) / len(caches) for c in caches]
+
+
+class BCELoss(Loss):
+    """Binary cross-entropy on probabilities, as PyTorch's nn.BCELoss (reduction='mean'):
+    L = mean(-(y log p + (1 - y) log(1 - p))), each log clamped at -100.
+
+    p: probabilities in [0, 1], any shape (UNet 3+'s classification-guided module: (N, 2));
+    target: the same shape, in [0, 1].  dL/dp = (p - y) / max(p (1 - p), 1e-12) / M (PyTorch's backward).
+    """
+
+    def loss_forward(self, p, target, weight=None):
+        if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
+            raise TypeError(f"BCELoss: expected float32/float64 probabilities as a numpy array, got {type(p).__name__}")
+        y = np.asarray(target)
+        if y.shape != p.shape:
+            raise ValueError(f"BCELoss: target shape {y.shape} does not match the probabilities {p.shape}")
+        if p.size == 0:
+            raise ValueError("BCELoss: empty input")
+        if not (np.all((p >= 0) & (p <= 1)) and np.all((y >= 0) & (y <= 1))):
+            raise ValueError("BCELoss: probabilities and targets must lie in [0, 1] (pass logits to BCEWithLogitsLoss)")
+        p64, y64 = p.astype(np.float64), y.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            per = -(y64 * np.maximum(np.log(p64), -100) + (1 - y64) * np.maximum(np.log(1 - p64), -100))
+        return float(per.mean()), (p, y64)
+
+    def loss_backward(self, cache):
+        p, y = cache
+        p64 = p.astype(np.float64)
+        return ((p64 - y) / np.maximum(p64 * (1 - p64), 1e-12) / p.size).astype(p.dtype)

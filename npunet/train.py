@@ -32,9 +32,11 @@ class Trainer:
 
     model: an npunet model; loss: a Loss taking (logits, target[, weight]) (wrapped in
     DeepSupervisionLoss automatically when the model returns several heads).
-    Targets come from the loader's masks: int (N, H, W) for CrossEntropyLoss, float (N, 1, H, W)
-    otherwise; with use_weight_map the U-Net weight map is passed as the loss weight.
-    For a valid-conv U-Net the targets are center-cropped to the output size.
+    Targets come from the loader's masks, in the form the loss declares (``loss.target``): int
+    (N, H, W) for "class", float (N, 1, H, W) for "binary"; with use_weight_map the U-Net weight map
+    is passed as the loss weight (a loss that cannot use one says so).  For a valid-conv U-Net the
+    targets are center-cropped to the output size.  A model with UNet 3+'s classification-guided
+    module also trains its classifier: ``cls_loss`` (BCELoss) on "the mask is not empty".
     """
 
     def __init__(self, model, loss, optimizer, train_loader, scheduler=None, val_data=None, use_weight_map=False,
@@ -45,16 +47,17 @@ class Trainer:
         self.epoch, self.batch, self.step = 0, 0, 0
         self.history = {"step_loss": [], "epoch": [], "train_loss": [], "val_dice": [], "val_iou": [],
                         "val_instance_f1": [], "lr": [], "seconds": []}
+        if use_weight_map and not loss.accepts_weight:
+            raise ValueError(f"Trainer: use_weight_map=True but {type(loss).__name__} cannot use a weight map")
         self._ds_loss = losses.DeepSupervisionLoss(loss)
+        self.cls_loss = losses.BCELoss()
 
     # ------------------------------------------------------------ one step
     def _targets(self, batch, out_shape):
         H, W = out_shape[-2:]
         mask = center_crop(batch["mask"], H, W)
         weight = center_crop(batch["weight"], H, W) if self.use_weight_map else None
-        if isinstance(self.loss, losses.CrossEntropyLoss) or (
-                isinstance(self.loss, losses.CombinedLoss) and any(isinstance(l, losses.CrossEntropyLoss)
-                                                                   for l, _ in self.loss.terms)):
+        if self.loss.target == "class":
             return mask, weight
         return mask[:, None].astype(self.model.dtype), weight
 
@@ -81,14 +84,11 @@ class Trainer:
             raise FloatingPointError(f"the loss became {value}")
         grads = self._ds_loss.backward()
         d = grads if isinstance(_strip_cls(out), list) else grads[0]
-        if isinstance(out, tuple):  # CGM: train the classifier on "mask not empty" with BCE
+        if isinstance(out, tuple):  # CGM: (seg, cls) with cls (N, 2) = P(absent), P(present)
             cls = out[1]
             present = (batch["mask"].reshape(len(cls), -1).max(axis=1) > 0).astype(cls.dtype)
-            y = np.stack([1 - present, present], axis=1)
-            value_cls = float(np.mean(-(y * np.log(np.clip(cls, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - cls, 1e-7, 1)))))
-            d_cls = ((cls - y) / np.clip(cls * (1 - cls), 1e-7, None) / cls.size).astype(cls.dtype)
-            d = (d, d_cls)
-            value += value_cls
+            value += self.cls_loss.forward(cls, np.stack([1 - present, present], axis=1))
+            d = (d, self.cls_loss.backward())
         m.zero_grad()
         m.backward(d)
         self.optimizer.step()

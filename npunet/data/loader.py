@@ -1,7 +1,7 @@
 """A dataset of (image, mask, instance labels, weight map) and a seeded batch loader."""
 import numpy as np
 
-from .weightmap import weight_map
+from .weightmap import weight_map as _weight_map
 
 
 def check_pair(images, masks, labels=None, where="data"):
@@ -39,7 +39,7 @@ class SegmentationDataset:
         if weight_map:
             if self.labels is None:
                 raise ValueError("SegmentationDataset: weight_map=True needs instance labels")
-            self.weights = globals()["weight_map"](self.labels, w0, sigma)
+            self.weights = _weight_map(self.labels, w0, sigma)
         else:
             self.weights = None
 

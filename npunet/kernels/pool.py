@@ -9,21 +9,7 @@ backward routes each gradient there.
 import numpy as np
 from numba import njit, prange
 
-
-def pool_windows(size, out, kernel=None, stride=None, padding=0, adaptive=False):
-    """Window starts/ends along one axis, clipped to the input.
-
-    Regular: start = o*stride - padding, end = start + kernel.
-    Adaptive: start = floor(o*size/out), end = ceil((o+1)*size/out).
-    """
-    o = np.arange(out, dtype=np.int64)
-    if adaptive:
-        start = (o * size) // out
-        end = -((-(o + 1) * size) // out)
-    else:
-        start = o * stride - padding
-        end = start + kernel
-    return np.clip(start, 0, size), np.clip(end, 0, size)
+from ..backends.geometry import pool_windows  # noqa: F401  (the index arrays the kernels take)
 
 
 @njit(cache=True, parallel=True)

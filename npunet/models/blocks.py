@@ -4,8 +4,25 @@ from .. import nn
 BLOCKS = ("double_conv", "residual", "separable")
 
 
+def conv_bn_relu_forward(m, x):
+    """relu(bn(conv(x))) through m's children conv, bn (or None) and relu."""
+    x = m.conv(x)
+    if m.bn is not None:
+        x = m.bn(x)
+    return m.relu(x)
+
+
+def conv_bn_relu_backward(m, d):
+    """The mirror image of conv_bn_relu_forward."""
+    d = m.relu.backward(d)
+    if m.bn is not None:
+        d = m.bn.backward(d)
+    return m.conv.backward(d)
+
+
 class ConvBNReLU(nn.Module):
-    """conv (+ BN) + ReLU.  x: (N, C_in, H, W) -> (N, C_out, H', W'), H' = H + 2p - k + 1."""
+    """conv (+ BN) + ReLU.  x: (N, C_in, H, W) -> (N, C_out, H', W'), H' = H + 2p - k + 1.
+    Children: conv, bn (None without batch_norm), relu."""
 
     def __init__(self, in_ch, out_ch, kernel_size=3, padding=1, batch_norm=True):
         super().__init__()
@@ -14,16 +31,10 @@ class ConvBNReLU(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x):
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return self.relu(x)
+        return conv_bn_relu_forward(self, x)
 
     def backward(self, d):
-        d = self.relu.backward(d)
-        if self.bn is not None:
-            d = self.bn.backward(d)
-        return self.conv.backward(d)
+        return conv_bn_relu_backward(self, d)
 
 
 class SeparableConv2d(nn.Module):

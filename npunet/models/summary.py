@@ -1,21 +1,8 @@
 """``npunet.summary``: a table of every block's output shape, parameters and the activation
 memory it keeps for backward, computed from shapes alone (no convolution is run)."""
-from contextlib import contextmanager
-
 import numpy as np
 
-from ..nn.module import Meta, _State
-
-
-@contextmanager
-def shape_only():
-    """Inside this block module calls propagate shapes (Meta objects) instead of arrays."""
-    old_meta, old_trace = _State.meta, _State.trace
-    _State.meta, _State.trace = True, []
-    try:
-        yield _State.trace
-    finally:
-        _State.meta, _State.trace = old_meta, old_trace
+from ..nn.module import Meta, shape_only  # noqa: F401  (shape_only: part of this module's API)
 
 
 def trace_shapes(model, input_shape, dtype=None):

@@ -74,35 +74,49 @@ class UNet(nn.Module):
             setattr(self, f"up{k + 1}", Up(ch[lvl + 1], ch[lvl], ch[lvl], p, batch_norm, up_mode, block))
         self.outc = nn.Conv2d(ch[0], num_classes, 1)
 
+    # Children by level: down(i) and pool(i) on the contracting path (level 1 = full resolution,
+    # level depth + 1 = the bottleneck); up_to(i) is the up block that returns to level i (up1,
+    # the paper's first up-convolution, returns to the deepest skip).
+    def down(self, i):
+        return getattr(self, f"down{i}")
+
+    def pool(self, i):
+        return getattr(self, f"pool{i}")
+
+    def up_to(self, i):
+        return getattr(self, f"up{self.depth + 1 - i}")
+
     def check_input(self, x):
         check_array(self, x, 4, self.in_channels, self.dtype)
         check_input_size(self.label, x.shape, self.depth, self.padding)
 
     def forward(self, x):
-        """x1 = down1(x); x2 = down2(pool1(x1)); ... x = up1(x5, x4); ...; return outc(x)."""
+        """Fig. 1 of the paper, left half then right half (depth 4):
+        x1 = down1(x), x2 = down2(pool1(x1)), ..., x5 = down5(pool4(x4));
+        x = up1(x5, x4), x = up2(x, x3), x = up3(x, x2), x = up4(x, x1); return outc(x)."""
         self.check_input(x)
-        skips = [getattr(self, "down1")(x)]
-        for i in range(1, self.depth + 1):
-            skips.append(getattr(self, f"down{i + 1}")(getattr(self, f"pool{i}")(skips[-1])))
-        x = skips.pop()
+        D = self.depth
+        skip = {1: self.down(1)(x)}                       # skip[i]: level i's output, kept for the skip
+        for i in range(2, D + 2):
+            skip[i] = self.down(i)(self.pool(i - 1)(skip[i - 1]))
+        x = skip.pop(D + 1)                               # the bottleneck
         if self.drop is not None:
             x = self.drop(x)
-        for k in range(self.depth):
-            x = getattr(self, f"up{k + 1}")(x, skips.pop())
+        for i in range(D, 0, -1):                         # back up: level D, ..., 1
+            x = self.up_to(i)(x, skip[i])
         return self.outc(x)
 
     def backward(self, d):
-        """The mirror image: each up block returns (d_low, d_skip); a down level adds the
-        skip gradient to the one coming back through its pool."""
+        """The mirror image: each up block returns (d_below, d_skip); level i's output fed both its
+        pool and its skip, so its gradient is the sum of the two."""
+        D = self.depth
         d = self.outc.backward(d)
-        d_skips = []
-        for k in reversed(range(self.depth)):
-            d, ds = getattr(self, f"up{k + 1}").backward(d)
-            d_skips.append(ds)
+        d_skip = {}
+        for i in range(1, D + 1):                         # down the right half: level 1, ..., D
+            d, d_skip[i] = self.up_to(i).backward(d)
         if self.drop is not None:
             d = self.drop.backward(d)
-        d = getattr(self, f"down{self.depth + 1}").backward(d)
-        for i in reversed(range(1, self.depth + 1)):
-            d = getattr(self, f"pool{i}").backward(d) + d_skips[i - 1]
-            d = getattr(self, f"down{i}").backward(d)
+        d = self.down(D + 1).backward(d)
+        for i in range(D, 0, -1):                         # up the left half: level D, ..., 1
+            d = self.down(i).backward(self.pool(i).backward(d) + d_skip[i])
         return d

@@ -3,53 +3,81 @@ supervision and the classification-guided module (CGM)."""
 import numpy as np
 
 from .. import nn
-from ..nn.module import Meta, check_array
-from .blocks import ConvBNReLU, DoubleConv
+from ..backends.reference import sigmoid
+from ..nn.module import check_array
+from .blocks import DoubleConv, conv_bn_relu_backward, conv_bn_relu_forward
 from .sizes import check_input_size
 
 
-class Branch(ConvBNReLU):
+class Branch(nn.Module):
     """One full-scale skip: resample a map to decoder stage i's resolution, then 3x3 conv -> cat_channels
     + BN + ReLU.  resample: ("pool", 2^(i-k)) for shallower encoder maps, ("up", 2^(k-i)) for deeper
     decoder maps (bilinear, align_corners=False), None for the same-scale encoder map.
     Named like the authors' code: h1_PT_hd4 (encoder 1 pooled to decoder 4), h4_Cat_hd4 (same scale),
-    hd5_UT_hd4 (decoder 5 upsampled to decoder 4)."""
+    hd5_UT_hd4 (decoder 5 upsampled to decoder 4).  Children: resample, conv, bn, relu."""
 
     def __init__(self, in_ch, out_ch, resample=None, batch_norm=True):
-        nn.Module.__init__(self)
-        self.kind, self.factor = resample if resample else (None, 1)
-        if self.kind == "pool":  # registered before conv/bn/relu: the children read in data-flow order
-            self.pool = nn.MaxPool2d(self.factor, self.factor)
-        elif self.kind == "up":
-            self.up = nn.Upsample(scale_factor=self.factor, mode="bilinear", align_corners=False)
-        super().__init__(in_ch, out_ch, 3, 1, batch_norm)
-
-    def _resample(self):
-        return getattr(self, self.kind) if self.kind else None
+        super().__init__()
+        kind, factor = resample if resample else (None, 1)
+        if kind == "pool":
+            self.resample = nn.MaxPool2d(factor, factor)
+        elif kind == "up":
+            self.resample = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
+        else:
+            self.resample = nn.Identity()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.bn = nn.BatchNorm2d(out_ch) if batch_norm else None
+        self.relu = nn.ReLU()
 
     def forward(self, x):
-        r = self._resample()
-        return super().forward(r(x) if r is not None else x)
+        return conv_bn_relu_forward(self, self.resample(x))
 
     def backward(self, d):
-        d = super().backward(d)
-        r = self._resample()
-        return r.backward(d) if r is not None else d
+        return self.resample.backward(conv_bn_relu_backward(self, d))
 
 
-class Fuse(ConvBNReLU):
-    """Concat of the five branches (5 x cat_channels = 320) -> 3x3 conv 320 -> 320 + BN + ReLU."""
+class Fuse(nn.Module):
+    """Concat of the five branches (5 x cat_channels = 320) -> 3x3 conv 320 -> 320 + BN + ReLU.
+    Children: cat, conv, bn, relu."""
 
     def __init__(self, n_branches, ch, batch_norm=True):
-        nn.Module.__init__(self)
+        super().__init__()
         self.cat = nn.Concat()
-        super().__init__(n_branches * ch, n_branches * ch, 3, 1, batch_norm)
+        self.conv = nn.Conv2d(n_branches * ch, n_branches * ch, 3, padding=1)
+        self.bn = nn.BatchNorm2d(n_branches * ch) if batch_norm else None
+        self.relu = nn.ReLU()
 
     def forward(self, *xs):
-        return super().forward(self.cat(*xs))
+        return conv_bn_relu_forward(self, self.cat(*xs))
 
     def backward(self, d):
-        return self.cat.backward(super().backward(d))
+        return self.cat.backward(conv_bn_relu_backward(self, d))
+
+
+class CGMGate(nn.Module):
+    """The classification-guided module's decision in eval: forward(seg, cls) -> sigmoid(seg) * decision.
+
+    seg: (N, C, H, W) logits; cls: (N, 2) probabilities ("absent", "present"); decision = argmax (0/1).
+    backward(d) -> (d_seg, None): the decision is a constant (an argmax has no gradient)."""
+
+    _leaf = True
+
+    def _check(self, seg, cls):
+        return tuple(seg.shape)
+
+    def forward(self, seg, cls):
+        decision = np.argmax(cls, axis=1).astype(seg.dtype)[:, None, None, None]   # (N, 1, 1, 1)
+        p = sigmoid(seg)
+        self._save((p, decision), seg)
+        return p * decision
+
+    def backward(self, d):
+        _, (p, decision) = self._restore(d)
+        return d * decision * p * (1 - p), None
+
+    def kink_signature(self):
+        c = self._cache
+        return None if not isinstance(c, tuple) else hash(c[1][1].tobytes())
 
 
 def branch_name(src, k, i):
@@ -124,76 +152,56 @@ class UNet3Plus(nn.Module):
             setattr(self, f"outconv{k}", nn.Conv2d(f[4] if k == 5 else up_ch, num_classes, 3, padding=1))
             if k > 1:
                 setattr(self, f"upscore{k}", nn.Upsample(scale_factor=2 ** (k - 1), mode="bilinear", align_corners=False))
-        if cgm:
-            self.cls = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(f[4], 2, 1), nn.AdaptiveMaxPool2d(1), nn.Sigmoid())
+        if cgm:  # the authors' classifier; Flatten is their .squeeze(3).squeeze(2) (no parameters)
+            self.cls = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(f[4], 2, 1), nn.AdaptiveMaxPool2d(1), nn.Sigmoid(),
+                                     nn.Flatten())
+            self.gate = CGMGate()
 
     def forward(self, x):
         check_array(self, x, 4, self.in_channels, self.dtype)
         check_input_size(self.label, x.shape, 4, "same")
-        h = {1: self.conv1(x)}
+        h = {1: self.conv1(x)}                                     # the encoder X_En^1..5
         for k in range(2, 6):
             h[k] = getattr(self, f"conv{k}")(getattr(self, f"maxpool{k - 1}")(h[k - 1]))
-        hd = {5: h[5]}
+        hd = {5: h[5]}                                             # the decoder X_De^5..1
         for i in (4, 3, 2, 1):
             parts = [getattr(self, branch_name("enc", k, i))(h[k]) for k in range(1, i + 1)]
             parts += [getattr(self, branch_name("dec", k, i))(hd[k]) for k in range(i + 1, 6)]
             hd[i] = getattr(self, f"hd{i}")(*parts)
-        if self.deep_supervision:
+        if self.deep_supervision and self.training:                # training: every head, full size
             seg = [self.outconv1(hd[1])]
             seg += [getattr(self, f"upscore{k}")(getattr(self, f"outconv{k}")(hd[k])) for k in range(2, 6)]
         else:
             seg = self.outconv1(hd[1])
-        if not self.training:
-            seg = seg[0] if isinstance(seg, list) else seg
-            self._eval_seg = True
-        else:
-            self._eval_seg = False
         if not self.cgm:
             return seg
-        cls = self.cls(hd[5])
-        cls = Meta(cls.shape[:2], cls.dtype) if isinstance(cls, Meta) else cls[:, :, 0, 0]  # (N, 2)
-        if self.training:
-            return seg, cls
-        if isinstance(seg, Meta):
-            return seg
-        self._cgm_cache = (seg, np.argmax(cls, axis=1).astype(seg.dtype)[:, None, None, None])
-        return apply_cgm(seg, cls)
+        cls = self.cls(hd[5])                                      # (N, 2)
+        return (seg, cls) if self.training else self.gate(seg, cls)
 
     def backward(self, d):
-        if self.cgm:
-            if self.training:
-                d_seg, d_cls = d
-            else:  # eval: out = sigmoid(seg) * decision; the decision is a constant
-                seg, dec = self._cgm_cache
-                p = 1 / (1 + np.exp(-seg))
-                d_seg, d_cls = d * dec * p * (1 - p), None
-        else:
-            d_seg, d_cls = d, None
+        d_cls = None
+        if self.cgm and self.training:
+            d, d_cls = d
+        elif self.cgm:
+            d, _ = self.gate.backward(d)
         dhd = {}
-        if isinstance(d_seg, (list, tuple)):
-            dhd[1] = self.outconv1.backward(d_seg[0])
+        if isinstance(d, (list, tuple)):                           # deep supervision
+            dhd[1] = self.outconv1.backward(d[0])
             for k in range(2, 6):
-                dhd[k] = getattr(self, f"outconv{k}").backward(getattr(self, f"upscore{k}").backward(d_seg[k - 1]))
+                dhd[k] = getattr(self, f"outconv{k}").backward(getattr(self, f"upscore{k}").backward(d[k - 1]))
         else:
-            dhd[1] = self.outconv1.backward(d_seg)
+            dhd[1] = self.outconv1.backward(d)
         if d_cls is not None:
-            g = self.cls.backward(d_cls[:, :, None, None])
-            dhd[5] = dhd.get(5, 0) + g
-        dh = {}
-        for i in (1, 2, 3, 4):
+            dhd[5] = dhd.get(5, 0) + self.cls.backward(d_cls)
+        dh = {}                                                    # gradients add where a map feeds several
+        for i in (1, 2, 3, 4):                                     # branches: dh[k] and dhd[k] accumulate
             parts = getattr(self, f"hd{i}").backward(dhd.pop(i))
             for k in range(1, i + 1):
-                g = getattr(self, branch_name("enc", k, i)).backward(parts[k - 1])
-                dh[k] = dh.get(k, 0) + g
+                dh[k] = dh.get(k, 0) + getattr(self, branch_name("enc", k, i)).backward(parts[k - 1])
             for k in range(i + 1, 6):
-                g = getattr(self, branch_name("dec", k, i)).backward(parts[k - 1])
-                dhd[k] = dhd.get(k, 0) + g
-        d = dh[5] + dhd.pop(5) if 5 in dh else dhd.pop(5)
+                dhd[k] = dhd.get(k, 0) + getattr(self, branch_name("dec", k, i)).backward(parts[k - 1])
+        d = dhd.pop(5)                                             # hd5 is h5: one map, two roles
         for k in range(5, 1, -1):
             g = getattr(self, f"conv{k}").backward(d)
             d = getattr(self, f"maxpool{k - 1}").backward(g) + dh[k - 1]
         return self.conv1.backward(d)
-
-    def _branch(self):  # the CGM decision (an argmax) is a kink for gradient checks
-        c = getattr(self, "_cgm_cache", None)
-        return None if c is None or self.training else hash(c[1].tobytes())

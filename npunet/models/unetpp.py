@@ -8,7 +8,7 @@ H = two 3x3 conv (+BN) + ReLU, D = 2x2 max-pool, U = up-sampling, [ ] = channel 
 import numpy as np
 
 from .. import nn
-from ..nn.module import Meta, check_array
+from ..nn.module import check_array
 from .blocks import DoubleConv
 from .sizes import check_input_size
 
@@ -33,10 +33,8 @@ class UNetPlusPlus(nn.Module):
             raise ValueError(f"UNetPlusPlus: depth must be in 1..{len(filters) - 1} for {len(filters)} filters, got {depth}")
         if up_mode not in ("transpose", "bilinear"):
             raise ValueError(f"UNetPlusPlus: up_mode must be 'transpose' or 'bilinear', got {up_mode!r}")
-        self.config = dict(in_channels=in_channels, num_classes=num_classes, filters=tuple(filters), depth=depth,
-                           deep_supervision=deep_supervision, batch_norm=batch_norm, up_mode=up_mode)
-        self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
-        self.deep_supervision, self.up_mode = deep_supervision, up_mode
+        self._configure(dict(in_channels=in_channels, num_classes=num_classes, filters=tuple(filters), depth=depth,
+                             deep_supervision=deep_supervision, batch_norm=batch_norm, up_mode=up_mode))
         f = list(filters)
         for i in range(depth + 1):  # the encoder column
             if i > 0:
@@ -57,6 +55,11 @@ class UNetPlusPlus(nn.Module):
                 setattr(self, f"final{j}", nn.Conv2d(f[0], num_classes, 1))
         else:
             self.final = nn.Conv2d(f[0], num_classes, 1)
+
+    def _configure(self, config):
+        self.config = config
+        self.in_channels, self.num_classes, self.depth = config["in_channels"], config["num_classes"], config["depth"]
+        self.deep_supervision, self.up_mode = config["deep_supervision"], config["up_mode"]
 
     def node(self, i, j):
         return getattr(self, f"x{i}_{j}")
@@ -80,9 +83,7 @@ class UNetPlusPlus(nn.Module):
         heads = [getattr(self, f"final{j}")(X[0, j]) for j in range(1, L + 1)]
         if self.training:
             return heads
-        if isinstance(heads[0], Meta):
-            return heads[0]
-        return sum(heads[1:], heads[0]) / len(heads)
+        return sum(heads[1:], heads[0]) / len(heads)    # eval: the mean of the heads ("accurate mode")
 
     def backward(self, d):
         L = self.depth
@@ -113,21 +114,23 @@ class UNetPlusPlus(nn.Module):
 
     def prune(self, level):
         """UNet++ L_level: the nodes with i + j <= level and the head on X^{0,level}, sharing this
-        model's weights (no copy).  With deep supervision the head is final{level}, trained for
-        exactly this; without, the single head (trained on X^{0,depth}) is reused."""
+        model's weights (no copy, no new parameters drawn).  With deep supervision the head is
+        final{level}, trained for exactly this; without, the single head (trained on X^{0,depth}) is reused."""
         if not 1 <= level <= self.depth:
             raise ValueError(f"{self.label}: prune level must be in 1..{self.depth}, got {level}")
-        cfg = dict(self.config, depth=level, deep_supervision=False)
-        from .. import init
-        state = init.rng().bit_generator.state
-        small = UNetPlusPlus(**cfg)  # fresh modules are replaced below; do not consume the global RNG
-        init.rng().bit_generator.state = state
-        for name, _ in list(small.named_children()):
-            if name == "final":
-                continue
-            setattr(small, name, getattr(self, name))
+        small = UNetPlusPlus.__new__(UNetPlusPlus)
+        nn.Module.__init__(small)
+        small._configure(dict(self.config, depth=level, deep_supervision=False))
+        for i in range(level + 1):  # the same registration order as __init__, so state_dicts match
+            if i > 0:
+                small.add_child(f"pool{i}", getattr(self, f"pool{i}"))
+            small.add_child(f"x{i}_0", self.node(i, 0))
+        for j in range(1, level + 1):
+            for i in range(level + 1 - j):
+                for name in (f"up{i + 1}_{j - 1}", f"cat{i}_{j}", f"x{i}_{j}"):
+                    small.add_child(name, getattr(self, name))
         small.final = getattr(self, f"final{level}") if self.deep_supervision else self.final
         small.train(self.training)
-        for name, m in self.named_children():  # restore this model's names in error messages
+        for name, m in self.named_children():  # shared modules: keep this model's names in error messages
             m._set_path(name)
         return small

@@ -1,8 +1,8 @@
 """Layers with explicit forward/backward, PyTorch names and semantics."""
 from .module import Module, Parameter, Meta, set_checks, check_array
-from .layers import (Conv2d, ConvTranspose2d, MaxPool2d, AdaptiveMaxPool2d, Upsample, BatchNorm2d, ReLU,
+from .layers import (Conv2d, ConvTranspose2d, MaxPool2d, AdaptiveMaxPool2d, Upsample, BatchNorm2d, ReLU, Flatten,
                      Sigmoid, Dropout, Dropout2d, Identity, Sequential, CropConcat, CenterCrop, Concat, Add, Mul)
 
 __all__ = ["Module", "Parameter", "Meta", "set_checks", "check_array", "Conv2d", "ConvTranspose2d", "MaxPool2d",
            "AdaptiveMaxPool2d", "Upsample", "BatchNorm2d", "ReLU", "Sigmoid", "Dropout", "Dropout2d", "Identity",
-           "Sequential", "CropConcat", "CenterCrop", "Concat", "Add", "Mul"]
+           "Sequential", "CropConcat", "CenterCrop", "Concat", "Add", "Mul", "Flatten"]

@@ -1,12 +1,12 @@
-"""The layers: thin classes that validate, hold parameters and the cache, and call
-the forward/backward pairs of :mod:`npunet.functional`."""
-import math
-
+"""The layers: thin classes that validate, hold parameters and the cache, and call the
+forward/backward pairs of the selected backend (``npunet/backends/reference.py`` reads like a
+textbook; ``fast.py`` computes the same faster).  Every layer follows the protocol of ``Conv2d``."""
 import numpy as np
 
-from .. import functional as F
 from .. import init
-from .module import Meta, Module, Parameter, check_array, check_grad, _State
+from ..backends import current as ops
+from ..backends.geometry import conv_out_size, conv_transpose_out_size, upsample_out_size
+from .module import Module, Parameter, check_array
 
 
 def _pair(v, name, layer):
@@ -18,14 +18,10 @@ def _pair(v, name, layer):
     return v
 
 
-def _meta_like(x, shape):
-    return Meta(shape, x.dtype)
-
-
 # ================================================================== convolutions
 
 class Conv2d(Module):
-    """2-D convolution, PyTorch semantics.
+    """2-D convolution, PyTorch semantics: the model for every layer in this file.
 
     weight: (out_channels, in_channels/groups, kh, kw); bias: (out_channels,).
     x: (N, C_in, H, W) -> (N, C_out, H_out, W_out), H_out = (H + 2p - kh) // s + 1.
@@ -39,16 +35,36 @@ class Conv2d(Module):
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
         self.stride = _pair(stride, "stride", "Conv2d")
         self.padding = _pair(padding, "padding", "Conv2d")
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
-                             f"must be divisible by groups ({groups})")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"Conv2d: kernel_size/stride must be >= 1 and padding >= 0, got "
-                             f"{self.kernel_size}/{self.stride}/{self.padding}")
+        _check_conv_args("Conv2d", self)
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         self.weight = Parameter(init.pytorch_default((self.out_channels, self.in_channels // self.groups, kh, kw), fan_in))
         self.bias = Parameter(init.pytorch_default((self.out_channels,), fan_in)) if bias else None
+
+    def _check(self, x):
+        check_array(self, x, 4, self.in_channels, self.weight.dtype)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        H, W = x.shape[2:]
+        if H + 2 * ph < kh or W + 2 * pw < kw:
+            raise ValueError(f"{self.label}: input of size {H}x{W} (padding {ph},{pw}) is smaller than the "
+                             f"{kh}x{kw} kernel; the output would be empty")
+        return (x.shape[0], self.out_channels, conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw))
+
+    def forward(self, x):
+        self._check(x)
+        bias = None if self.bias is None else self.bias.data
+        out, cache = ops().conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.groups)
+        self._save(cache, out)
+        return out
+
+    def backward(self, grad):
+        """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
+        backend, cache = self._restore(grad)
+        dx, dw, db = backend.conv2d_backward(grad, cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -58,41 +74,19 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         return s + ("" if self.bias is not None else ", bias=False")
 
-    def _check(self, x):
-        check_array(self, x, 4, self.in_channels, self.weight.dtype)
-        H, W = x.shape[2:]
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if H + 2 * ph < kh or W + 2 * pw < kw:
-            raise ValueError(f"{self.label}: input of size {H}x{W} (padding {ph},{pw}) is smaller than the "
-                             f"{kh}x{kw} kernel; the output would be empty")
-        return (x.shape[0], self.out_channels, F.conv_out_size(H, kh, self.stride[0], ph),
-                F.conv_out_size(W, kw, self.stride[1], pw))
-
-    def _infer(self, x):
-        return _meta_like(x, self._check(x))
-
-    def forward(self, x):
-        self._check(x)
-        x = np.ascontiguousarray(x)
-        out, self._cache = F.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
-                                            self.stride, self.padding, self.groups)
-        self._out_shape = out.shape
-        return out
-
-    _backward_fn = staticmethod(F.conv2d_backward)
-
-    def backward(self, grad):
-        """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self.weight.dtype)
-        dx, dw, db = self._backward_fn(grad, cache)
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
-        return dx
-
     def kept(self, inputs, out):
         return [inputs[0]], 0
+
+
+def _check_conv_args(name, m):
+    if m.in_channels < 1 or m.out_channels < 1:
+        raise ValueError(f"{name}: in_channels and out_channels must be >= 1, got {m.in_channels} and {m.out_channels}")
+    if m.groups < 1 or m.in_channels % m.groups or m.out_channels % m.groups:
+        raise ValueError(f"{name}: in_channels ({m.in_channels}) and out_channels ({m.out_channels}) "
+                         f"must be divisible by groups ({m.groups})")
+    if min(m.kernel_size) < 1 or min(m.stride) < 1 or min(m.padding) < 0:
+        raise ValueError(f"{name}: kernel_size/stride must be >= 1 and padding >= 0, got "
+                         f"{m.kernel_size}/{m.stride}/{m.padding}")
 
 
 class ConvTranspose2d(Module):
@@ -112,8 +106,7 @@ class ConvTranspose2d(Module):
         self.stride = _pair(stride, "stride", "ConvTranspose2d")
         self.padding = _pair(padding, "padding", "ConvTranspose2d")
         self.output_padding = _pair(output_padding, "output_padding", "ConvTranspose2d")
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError("ConvTranspose2d: channels must be divisible by groups")
+        _check_conv_args("ConvTranspose2d", self)
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"ConvTranspose2d: output_padding {self.output_padding} must be smaller than stride {self.stride}")
         kh, kw = self.kernel_size
@@ -122,36 +115,52 @@ class ConvTranspose2d(Module):
         self.weight = Parameter(init.pytorch_default((self.in_channels, self.out_channels // self.groups, kh, kw), fan_in))
         self.bias = Parameter(init.pytorch_default((self.out_channels,), fan_in)) if bias else None
 
-    def extra_repr(self):
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-
     def _check(self, x):
         check_array(self, x, 4, self.in_channels, self.weight.dtype)
         H, W = x.shape[2:]
         (kh, kw), (sh, sw), (ph, pw), (oh, ow) = self.kernel_size, self.stride, self.padding, self.output_padding
-        Ho = F.conv_transpose_out_size(H, kh, sh, ph, oh)
-        Wo = F.conv_transpose_out_size(W, kw, sw, pw, ow)
+        Ho, Wo = conv_transpose_out_size(H, kh, sh, ph, oh), conv_transpose_out_size(W, kw, sw, pw, ow)
         if Ho < 1 or Wo < 1:
             raise ValueError(f"{self.label}: input {H}x{W} gives an empty output {Ho}x{Wo}")
         return (x.shape[0], self.out_channels, Ho, Wo)
 
-    def _infer(self, x):
-        return _meta_like(x, self._check(x))
-
     def forward(self, x):
         self._check(x)
-        out, self._cache = F.conv_transpose2d_forward(np.ascontiguousarray(x), self.weight.data,
-                                                      None if self.bias is None else self.bias.data,
-                                                      self.stride, self.padding, self.output_padding, self.groups)
-        self._out_shape = out.shape
+        bias = None if self.bias is None else self.bias.data
+        out, cache = ops().conv_transpose2d_forward(x, self.weight.data, bias, self.stride, self.padding,
+                                                    self.output_padding, self.groups)
+        self._save(cache, out)
         return out
 
-    _backward_fn = staticmethod(F.conv_transpose2d_backward)
-    backward = Conv2d.backward
-    kept = Conv2d.kept
+    def backward(self, grad):
+        """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
+        backend, cache = self._restore(grad)
+        dx, dw, db = backend.conv_transpose2d_backward(grad, cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self):
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+
+    def kept(self, inputs, out):
+        return [inputs[0]], 0
 
 
 # ================================================================== pooling
+
+def _forward_cache(m):
+    """The cache of m's last forward (None after its backward or before any forward)."""
+    c = m._cache
+    return c[1] if isinstance(c, tuple) else None
+
+
+def _argmax_signature(pool):
+    """Which element won every window: gradcheck skips steps that change it (a kink)."""
+    c = _forward_cache(pool)
+    return None if c is None else hash(c[0].tobytes())
+
 
 class MaxPool2d(Module):
     """Max pooling (floor mode). x: (N, C, H, W) -> (N, C, H_out, W_out), H_out = (H + 2p - k) // s + 1.
@@ -166,8 +175,10 @@ class MaxPool2d(Module):
         self.kernel_size = _pair(kernel_size, "kernel_size", "MaxPool2d")
         self.stride = _pair(stride if stride is not None else kernel_size, "stride", "MaxPool2d")
         self.padding = _pair(padding, "padding", "MaxPool2d")
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half the kernel {self.kernel_size}")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(f"MaxPool2d: kernel_size and stride must be >= 1, got {self.kernel_size}, {self.stride}")
+        if any(p < 0 or 2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"MaxPool2d: padding {self.padding} must be >= 0 and at most half the kernel {self.kernel_size}")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
@@ -175,28 +186,23 @@ class MaxPool2d(Module):
     def _check(self, x):
         check_array(self, x, 4)
         H, W = x.shape[2:]
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if H + 2 * ph < kh or W + 2 * pw < kw:
             raise ValueError(f"{self.label}: input {H}x{W} is smaller than the {kh}x{kw} window")
-        return (x.shape[0], x.shape[1], F.conv_out_size(H, kh, self.stride[0], ph),
-                F.conv_out_size(W, kw, self.stride[1], pw))
-
-    def _infer(self, x):
-        return _meta_like(x, self._check(x))
+        return (x.shape[0], x.shape[1], conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw))
 
     def forward(self, x):
         self._check(x)
-        out, self._cache = F.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        self._out_shape, self._dtype = out.shape, out.dtype
+        out, cache = ops().maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return F.maxpool2d_backward(grad, cache)
+        backend, cache = self._restore(grad)
+        return backend.maxpool2d_backward(grad, cache)
 
-    def _branch(self):  # the argmax of every window
-        return None if self._cache is None else hash(self._cache[0].tobytes())
+    def kink_signature(self):
+        return _argmax_signature(self)
 
     def kept(self, inputs, out):
         return [], int(np.prod(out.shape)) * 4  # int32 argmax
@@ -221,31 +227,27 @@ class AdaptiveMaxPool2d(Module):
         check_array(self, x, 4)
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"{self.label}: empty input {tuple(x.shape)}")
-        return x.shape[:2] + self.output_size
-
-    def _infer(self, x):
-        return _meta_like(x, self._check(x))
+        return tuple(x.shape[:2]) + self.output_size
 
     def forward(self, x):
         self._check(x)
-        out, self._cache = F.adaptive_maxpool2d_forward(x, self.output_size)
-        self._out_shape, self._dtype = out.shape, out.dtype
+        out, cache = ops().adaptive_maxpool2d_forward(x, self.output_size)
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return F.adaptive_maxpool2d_backward(grad, cache)
+        backend, cache = self._restore(grad)
+        return backend.adaptive_maxpool2d_backward(grad, cache)
 
-    def _branch(self):
-        return None if self._cache is None else hash(self._cache[0].tobytes())
+    def kink_signature(self):
+        return _argmax_signature(self)
 
     def kept(self, inputs, out):
         return [], int(np.prod(out.shape)) * 4
 
 
 class Upsample(Module):
-    """Nearest or bilinear resize, PyTorch semantics (see REFERENCE §6).
+    """Nearest or bilinear resize, PyTorch semantics (F.interpolate's sampling rules).
 
     x: (N, C, H, W) -> (N, C, H_out, W_out), H_out = size or floor(H * scale_factor).
     """
@@ -263,6 +265,10 @@ class Upsample(Module):
         self.size = None if size is None else _pair(size, "size", "Upsample")
         self.scale_factor = None if scale_factor is None else tuple(float(s) for s in (
             (scale_factor, scale_factor) if np.isscalar(scale_factor) else scale_factor))
+        if self.size is not None and min(self.size) < 1:
+            raise ValueError(f"Upsample: size must be >= 1, got {self.size}")
+        if self.scale_factor is not None and min(self.scale_factor) <= 0:
+            raise ValueError(f"Upsample: scale_factor must be > 0, got {self.scale_factor}")
         self.mode, self.align_corners = mode, align_corners
 
     def extra_repr(self):
@@ -272,22 +278,22 @@ class Upsample(Module):
     def _check(self, x):
         check_array(self, x, 4)
         if self.size is not None:
-            return x.shape[:2] + self.size
-        return x.shape[:2] + tuple(int(math.floor(d * s)) for d, s in zip(x.shape[2:], self.scale_factor))
-
-    def _infer(self, x):
-        return _meta_like(x, self._check(x))
+            return tuple(x.shape[:2]) + self.size
+        size = tuple(upsample_out_size(d, s) for d, s in zip(x.shape[2:], self.scale_factor))
+        if min(size) < 1:
+            raise ValueError(f"{self.label}: scale_factor {self.scale_factor} turns the {x.shape[2]}x{x.shape[3]} "
+                             f"input into an empty {size[0]}x{size[1]} output")
+        return tuple(x.shape[:2]) + size
 
     def forward(self, x):
         shape = self._check(x)
-        out, self._cache = F.interpolate_forward(x, shape[2:], self.mode, self.align_corners, self.scale_factor)
-        self._out_shape, self._dtype = out.shape, out.dtype
+        out, cache = ops().interpolate_forward(x, shape[2:], self.mode, self.align_corners, self.scale_factor)
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return F.interpolate_backward(grad, cache)
+        backend, cache = self._restore(grad)
+        return backend.interpolate_backward(grad, cache)
 
 
 # ================================================================== normalisation
@@ -319,24 +325,21 @@ class BatchNorm2d(Module):
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
             raise ValueError(f"{self.label}: expected more than 1 value per channel when training, "
                              f"got input of shape {tuple(x.shape)}")
-        return x.shape
-
-    def _infer(self, x):
-        return _meta_like(x, self._check(x))
+        return tuple(x.shape)
 
     def forward(self, x):
         self._check(x)
-        out, self._cache, rm, rv = F.batchnorm2d_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                                         self.running_var, self.training, self.momentum, self.eps)
+        out, cache, rm, rv = ops().batchnorm2d_forward(x, self.weight.data, self.bias.data, self.running_mean,
+                                                       self.running_var, self.training, self.momentum, self.eps)
         if self.training:
             self.running_mean, self.running_var = rm, rv
             self.num_batches_tracked = self.num_batches_tracked + 1
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, cache[-1], self.weight.dtype)
-        dx, dg, db = F.batchnorm2d_backward(grad, cache)
+        backend, cache = self._restore(grad)
+        dx, dg, db = backend.batchnorm2d_backward(grad, cache)
         self.weight.grad += dg
         self.bias.grad += db
         return dx
@@ -348,34 +351,31 @@ class BatchNorm2d(Module):
 # ================================================================== elementwise
 
 class _Elementwise(Module):
+    """Any shape in, the same shape out."""
+
     _leaf = True
 
-    def _infer(self, x):
-        check_array(self, x, x.ndim)
-        return _meta_like(x, x.shape)
-
-    def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return self._bwd(grad, cache)
-
-    def _remember(self, out, cache):
-        self._cache, self._out_shape, self._dtype = cache, out.shape, out.dtype
-        return out
+    def _check(self, x):
+        check_array(self, x, np.ndim(x))
+        return tuple(x.shape)
 
 
 class ReLU(_Elementwise):
     """out = max(x, 0); any shape."""
 
     def forward(self, x):
-        check_array(self, x, np.ndim(x))
-        return self._remember(*F.relu_forward(x))
+        self._check(x)
+        out, mask = ops().relu_forward(x)
+        self._save(mask, out)
+        return out
 
-    def _bwd(self, grad, mask):
-        return F.relu_backward(grad, mask)
+    def backward(self, grad):
+        backend, mask = self._restore(grad)
+        return backend.relu_backward(grad, mask)
 
-    def _branch(self):  # which units were active: gradcheck skips steps that change it
-        return None if self._cache is None or isinstance(self._cache, bool) else hash(np.packbits(self._cache).tobytes())
+    def kink_signature(self):  # which units were active: gradcheck skips steps that change it
+        mask = _forward_cache(self)
+        return None if mask is None else hash(np.packbits(mask).tobytes())
 
     def kept(self, inputs, out):
         return [], int(np.prod(out.shape))  # bool mask
@@ -385,32 +385,41 @@ class Sigmoid(_Elementwise):
     """out = 1 / (1 + exp(-x)); any shape."""
 
     def forward(self, x):
-        check_array(self, x, np.ndim(x))
-        return self._remember(*F.sigmoid_forward(x))
+        self._check(x)
+        out, cache = ops().sigmoid_forward(x)
+        self._save(cache, out)
+        return out
 
-    def _bwd(self, grad, out):
-        return F.sigmoid_backward(grad, out)
+    def backward(self, grad):
+        backend, out = self._restore(grad)
+        return backend.sigmoid_backward(grad, out)
 
     def kept(self, inputs, out):
         return [out], 0
 
 
-class Identity(_Elementwise):
+class Identity(Module):
+    """out = x; backward passes the gradient through."""
+
+    _leaf = True
+
+    def _check(self, x):
+        return tuple(x.shape)
+
     def forward(self, x):
-        self._cache, self._out_shape, self._dtype = True, np.shape(x), getattr(x, "dtype", None)
+        self._save(None, x)
         return x
 
-    def _infer(self, x):
-        return x
-
-    def _bwd(self, grad, cache):
+    def backward(self, grad):
+        self._restore(grad)
         return grad
 
 
-class Dropout(_Elementwise):
+class Dropout(Module):
     """Inverted dropout: in training keep each unit with probability 1 - p and scale by 1/(1 - p);
     identity in eval.  Seedable: ``Dropout(p, seed=...)``; by default seeded from npunet.init."""
 
+    _leaf = True
     _channelwise = False
 
     def __init__(self, p=0.5, seed=None):
@@ -423,14 +432,22 @@ class Dropout(_Elementwise):
     def extra_repr(self):
         return f"p={self.p}"
 
-    def forward(self, x):
-        check_array(self, x, x.ndim if not self._channelwise else 4)
-        if not self.training or self.p == 0:
-            return self._remember(x, None)
-        return self._remember(*F.dropout_forward(x, self.p, self._rng, self._channelwise))
+    def _check(self, x):
+        check_array(self, x, 4 if self._channelwise else np.ndim(x))
+        return tuple(x.shape)
 
-    def _bwd(self, grad, mask):
-        return grad.copy() if mask is None else F.dropout_backward(grad, mask)
+    def forward(self, x):
+        self._check(x)
+        if not self.training or self.p == 0:
+            self._save(None, x)
+            return x
+        out, mask = ops().dropout_forward(x, self.p, self._rng, self._channelwise)
+        self._save(mask, out)
+        return out
+
+    def backward(self, grad):
+        backend, mask = self._restore(grad)
+        return grad.copy() if mask is None else backend.dropout_backward(grad, mask)
 
     def kept(self, inputs, out):
         return [], 0 if not self.training or self.p == 0 else out.nbytes
@@ -468,19 +485,15 @@ class CropConcat(Module):
                              f"{tuple(x.shape[2:])}; copy-and-crop can only crop, not pad")
         return (x.shape[0], skip.shape[1] + x.shape[1]) + tuple(x.shape[2:])
 
-    def _infer(self, skip, x):
-        return _meta_like(x, self._check(skip, x))
-
     def forward(self, skip, x):
         self._check(skip, x)
-        out, self._cache = F.crop_concat_forward(skip, x)
-        self._out_shape, self._dtype = out.shape, out.dtype
+        out, cache = ops().crop_concat_forward(skip, x)
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        cache = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return F.crop_concat_backward(grad, cache)
+        backend, cache = self._restore(grad)
+        return backend.crop_concat_backward(grad, cache)
 
 
 class CenterCrop(Module):
@@ -496,21 +509,15 @@ class CenterCrop(Module):
             raise ValueError(f"{self.label}: cannot crop {tuple(x.shape[2:])} to the larger {tuple(like.shape[2:])}")
         return tuple(x.shape[:2]) + tuple(like.shape[2:])
 
-    def _infer(self, x, like):
-        return _meta_like(x, self._check(x, like))
-
     def forward(self, x, like):
         shape = self._check(x, like)
-        t, l = (x.shape[2] - shape[2]) // 2, (x.shape[3] - shape[3]) // 2
-        self._cache, self._out_shape, self._dtype = (x.shape, t, l), shape, x.dtype
-        return x[:, :, t:t + shape[2], l:l + shape[3]]
+        out, cache = ops().center_crop_forward(x, shape[2:])
+        self._save(cache, out)
+        return out
 
     def backward(self, grad):
-        (shape, t, l) = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        dx = np.zeros(shape, grad.dtype)
-        dx[:, :, t:t + grad.shape[2], l:l + grad.shape[3]] = grad
-        return dx
+        backend, cache = self._restore(grad)
+        return backend.center_crop_backward(grad, cache)
 
 
 class Concat(Module):
@@ -531,30 +538,15 @@ class Concat(Module):
                                  f"has {tuple(xs[0].shape)}; all must share N, H and W")
         return (xs[0].shape[0], sum(x.shape[1] for x in xs)) + tuple(xs[0].shape[2:])
 
-    def _infer(self, *xs):
-        return _meta_like(xs[0], self._check(*xs))
-
     def forward(self, *xs):
-        shape = self._check(*xs)
-        out = np.concatenate(xs, axis=1)
-        self._cache, self._out_shape, self._dtype = [x.shape[1] for x in xs], shape, out.dtype
+        self._check(*xs)
+        out, cache = ops().concat_forward(*xs)
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        sizes = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        idx = np.cumsum(sizes)[:-1]
-        return tuple(np.ascontiguousarray(g) for g in np.split(grad, idx, axis=1))
-
-
-def _unbroadcast(g, shape):
-    """Sum g down to ``shape`` (the inverse of NumPy broadcasting)."""
-    while g.ndim > len(shape):
-        g = g.sum(axis=0)
-    for ax, n in enumerate(shape):
-        if n == 1 and g.shape[ax] != 1:
-            g = g.sum(axis=ax, keepdims=True)
-    return np.ascontiguousarray(g)
+        backend, cache = self._restore(grad)
+        return backend.concat_backward(grad, cache)
 
 
 class _Binary(Module):
@@ -570,39 +562,56 @@ class _Binary(Module):
         except ValueError:
             raise ValueError(f"{self.label}: shapes {tuple(a.shape)} and {tuple(b.shape)} do not broadcast") from None
 
-    def _infer(self, a, b):
-        return _meta_like(a, self._check(a, b))
-
 
 class Add(_Binary):
     """out = a + b (NumPy broadcasting); backward -> (da, db) summed back to each shape."""
 
     def forward(self, a, b):
-        shape = self._check(a, b)
-        self._cache, self._out_shape, self._dtype = (a.shape, b.shape), shape, a.dtype
-        return a + b
+        self._check(a, b)
+        out, cache = ops().add_forward(a, b)
+        self._save(cache, out)
+        return out
 
     def backward(self, grad):
-        sa, sb = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return _unbroadcast(grad, sa), _unbroadcast(grad, sb)
+        backend, cache = self._restore(grad)
+        return backend.add_backward(grad, cache)
 
 
 class Mul(_Binary):
     """out = a * b (NumPy broadcasting); backward -> (grad * b, grad * a) summed back to each shape."""
 
     def forward(self, a, b):
-        shape = self._check(a, b)
-        self._cache, self._out_shape, self._dtype = (a, b), shape, a.dtype
-        return a * b
+        self._check(a, b)
+        out, cache = ops().mul_forward(a, b)
+        self._save(cache, out)
+        return out
 
     def backward(self, grad):
-        a, b = self._take_cache()
-        check_grad(self, grad, self._out_shape, self._dtype)
-        return _unbroadcast(grad * b, a.shape), _unbroadcast(grad * a, b.shape)
+        backend, cache = self._restore(grad)
+        return backend.mul_backward(grad, cache)
 
     def kept(self, inputs, out):
         return list(inputs), 0
+
+
+class Flatten(Module):
+    """x: (N, d1, d2, ...) -> (N, d1*d2*...), as PyTorch's nn.Flatten(); backward reshapes back."""
+
+    _leaf = True
+
+    def _check(self, x):
+        check_array(self, x, np.ndim(x))
+        return (x.shape[0], int(np.prod(x.shape[1:])))
+
+    def forward(self, x):
+        shape = self._check(x)
+        out = x.reshape(shape).copy()
+        self._save(x.shape, out)
+        return out
+
+    def backward(self, grad):
+        _, x_shape = self._restore(grad)
+        return grad.reshape(x_shape).copy()
 
 
 class Sequential(Module):

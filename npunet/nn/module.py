@@ -3,11 +3,22 @@
 ``y = m(x)`` runs ``forward`` and keeps what backward needs; ``m.backward(dy)``
 returns the input gradient (a tuple for several inputs) and *adds* parameter
 gradients into ``Parameter.grad``, as PyTorch accumulates (``zero_grad()`` clears).
+One forward allows one backward: the cache is used up, as PyTorch frees its graph.
+
+A layer (a leaf module) follows one protocol, shown in full by ``Conv2d``:
+  ``_check(*inputs) -> output shape``  validate the inputs (errors name the layer); also gives
+                                       the shape-only mode (``npunet.summary``) its answer;
+  ``forward``   ``_check``, call the backend's pair, ``self._save(cache, out)``, return out;
+  ``backward``  ``ops, cache = self._restore(grad)``, call ``ops.xxx_backward``, add into
+                ``Parameter.grad``, return dx.
 """
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
+from .. import backends
 from ..kernels import all_finite
 
 _FLOATS = (np.float32, np.float64)
@@ -31,16 +42,41 @@ class Meta:
     def __repr__(self):
         return f"Meta{self.shape}"
 
+    def _broadcast(self, other):
+        other_shape = other.shape if isinstance(other, Meta) else np.shape(other)
+        return Meta(np.broadcast_shapes(self.shape, tuple(other_shape)), self.dtype)
 
-class _State:
+    # arithmetic on stand-ins gives the result's shape, so model code needs no shape-only branch
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = _broadcast
+
+
+class _Mode(threading.local):
     meta = False          # shape-only mode (no arithmetic)
     trace = None          # list that leaf calls append (module, inputs, output) to
     check_finite = True   # scan inputs for NaN/Inf
 
 
+_mode = _Mode()
+
+
 def set_checks(finite=True):
-    """Turn the NaN/Inf scan of every layer input on or off (on by default)."""
-    _State.check_finite = bool(finite)
+    """Turn the NaN/Inf scan of every layer input on or off (on by default; this thread)."""
+    _mode.check_finite = bool(finite)
+
+
+@contextmanager
+def shape_only():
+    """Inside this block module calls propagate shapes (Meta objects) instead of arrays;
+    yields the list of leaf calls (module, inputs, output)."""
+    old = _mode.meta, _mode.trace
+    _mode.meta, _mode.trace = True, []
+    try:
+        yield _mode.trace
+    finally:
+        _mode.meta, _mode.trace = old
+
+
+_USED = object()  # the cache after its backward ran
 
 
 class Parameter:
@@ -69,11 +105,9 @@ class Parameter:
 class Module:
     """Base class.  Subclasses set Parameters, buffers and child Modules as attributes."""
 
-    _leaf = False  # leaf layers implement _infer for shape-only mode
+    _leaf = False  # leaf layers implement _check (and so shape-only mode)
 
     def __init__(self):
-        if "_params" in self.__dict__:  # already initialised (a subclass registered children first)
-            return
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
@@ -96,6 +130,10 @@ class Module:
             self._modules[name] = value
             value._set_path(f"{self._path}.{name}" if self._path else name)
         object.__setattr__(self, name, value)
+
+    def add_child(self, name, module):
+        """Register ``module`` as child ``name`` (what ``self.name = module`` does, for computed names)."""
+        setattr(self, name, module)
 
     def register_buffer(self, name, array):
         self._buffers[name] = None
@@ -234,12 +272,12 @@ class Module:
 
     # ------------------------------------------------------------ calling
     def __call__(self, *inputs):
-        if _State.meta and self._leaf:
+        if _mode.meta and self._leaf:
             out = self._infer(*inputs)
         else:
             out = self.forward(*inputs)
-        if _State.trace is not None and self._leaf:
-            _State.trace.append((self, inputs, out))
+        if _mode.trace is not None and self._leaf:
+            _mode.trace.append((self, inputs, out))
         return out
 
     def forward(self, *inputs):
@@ -248,20 +286,37 @@ class Module:
     def backward(self, grad):
         raise NotImplementedError
 
-    def _infer(self, *inputs):
+    def _check(self, *inputs):
+        """Leaf layers: validate the inputs and return the output shape."""
         raise NotImplementedError(f"{self.label} has no shape inference")
+
+    def _infer(self, *inputs):
+        """Shape-only mode: the output as a Meta (shape and dtype, no data)."""
+        return Meta(self._check(*inputs), inputs[0].dtype)
+
+    def _save(self, cache, out):
+        """Keep what backward needs, with the backend that made it and the output's shape/dtype."""
+        self._cache = (backends.current(), cache, out.shape, out.dtype)
+
+    def _restore(self, grad):
+        """-> (backend, cache) of the last forward, after checking ``grad`` against its output.
+        The cache is used up: a second backward without a new forward is refused."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.label}: backward() called before forward() "
+                               f"(or after to()/a shape-only pass); run forward first")
+        if self._cache is _USED:
+            raise RuntimeError(f"{self.label}: backward() called a second time after one forward(); the first "
+                               f"backward used up what the forward kept (as PyTorch frees its graph). "
+                               f"Run forward again before another backward")
+        ops, cache, shape, dtype = self._cache
+        check_grad(self, grad, shape, dtype)
+        self._cache = _USED
+        return ops, cache
 
     def kept(self, inputs, out):
         """What this layer keeps from forward for backward: (arrays it references, bytes it
         allocated itself).  Arrays are counted once however many layers keep them."""
         return [], 0
-
-    def _take_cache(self):
-        """The forward cache, or a clear error when backward comes first."""
-        if self._cache is None:
-            raise RuntimeError(f"{self.label}: backward() called before forward() "
-                               f"(or after to()/a shape-only pass); run forward first")
-        return self._cache
 
     def extra_repr(self):
         return ""
@@ -296,7 +351,7 @@ def check_array(layer, x, ndim=4, channels=None, dtype=None, what="input"):
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{layer.label}: expected {channels} channels in the {what}, "
                          f"got {x.shape[1]} (shape {tuple(x.shape)})")
-    if not isinstance(x, Meta) and _State.check_finite and not all_finite(x):
+    if not isinstance(x, Meta) and _mode.check_finite and not all_finite(x):
         n_bad = int(np.count_nonzero(~np.isfinite(x)))
         raise FloatingPointError(f"{layer.label}: the {what} contains {n_bad} NaN/Inf value(s) "
                                  f"(shape {tuple(x.shape)}); the previous layer or the data produced them")

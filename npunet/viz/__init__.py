@@ -1,4 +1,5 @@
-"""Figures with matplotlib (Agg backend: works without a screen)."""
+"""Figures with matplotlib.  npunet never chooses matplotlib's backend: without a screen matplotlib
+falls back to Agg by itself, and notebooks keep their inline figures."""
 from .plots import plot_history, plot_predictions, overlay, save_figure
 from .architecture import draw_architecture, block_graph
 

@@ -9,13 +9,10 @@ as a U, U-Net++ as its nested triangle, UNet 3+ with its full-scale links.
 """
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
-
-from ..models.summary import trace_shapes  # noqa: E402
+from ..models.summary import trace_shapes
 
 
 def block_graph(model, input_shape):

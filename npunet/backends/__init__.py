@@ -1,0 +1,60 @@
+"""Two implementations of every op behind one signature.
+
+- ``reference``: the textbook.  Plain NumPy, no Numba, no threads; every backward in one screen.
+- ``fast``: the engine.  Numba kernels, tiled GEMMs, parallel pipelines; each piece checked
+  against its reference twin.
+
+Every op is a pair ``xxx_forward(...) -> (out, cache)`` / ``xxx_backward(dout, cache) -> grads``
+with the same arguments and results in both backends (``OPS`` lists them).  Layers call the
+pair of the backend selected when their forward runs, and keep it for their backward.
+
+    npunet.set_backend("reference")        # for the rest of the program (or this thread/context)
+    with npunet.backend("reference"):      # for one block
+        y = model(x)
+"""
+import importlib
+import threading
+from contextlib import contextmanager
+
+NAMES = ("reference", "fast")
+DEFAULT = "fast"
+
+OPS = ("conv2d", "conv_transpose2d", "maxpool2d", "adaptive_maxpool2d", "interpolate", "batchnorm2d",
+       "relu", "sigmoid", "dropout", "crop_concat", "center_crop", "concat", "add", "mul")
+
+_local = threading.local()  # per thread, so that a selection persists across notebook cells
+
+
+def _module(name):
+    if name not in NAMES:
+        raise ValueError(f"npunet backend must be one of {NAMES}, got {name!r}")
+    return importlib.import_module(f".{name}", __name__)
+
+
+def set_backend(name):
+    """Select the backend ("reference" or "fast") for every op that runs from now on in this
+    thread (new threads start with the default, "fast")."""
+    _module(name)
+    _local.name = name
+
+
+def get_backend():
+    """The name of the selected backend."""
+    return getattr(_local, "name", DEFAULT)
+
+
+@contextmanager
+def backend(name):
+    """``with npunet.backend("reference"): ...`` runs the block on that backend, then restores."""
+    mod = _module(name)
+    previous = get_backend()
+    _local.name = name
+    try:
+        yield mod
+    finally:
+        _local.name = previous
+
+
+def current():
+    """The selected backend's module (``reference`` or ``fast``)."""
+    return _module(get_backend())
