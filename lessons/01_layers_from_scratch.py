@@ -3,6 +3,9 @@
 # A convolution three ways (four loops, im2col + one matrix product, the Numba kernel), its
 # backward derived by hand and checked against finite differences, then the other U-Net layers:
 # max-pool, transposed convolution ("up-convolution") and bilinear upsampling.
+# Every op exists twice behind one signature: `npunet/backends/reference.py` (plain NumPy, the
+# code this lesson steps through) and the fast backend (Numba + tiled BLAS) that layers use by
+# default; `with npunet.backend("reference"):` switches.
 #
 # Run: `python lessons/01_layers_from_scratch.py [--fast] [--step]`, or open it as a notebook.
 
@@ -13,6 +16,7 @@ import numpy as np
 
 import npunet
 from npunet import functional as F, kernels as K, nn
+from npunet.backends import reference as R
 from npunet.lesson import Lesson, table
 
 L = Lesson("Lesson 1: layers from scratch")
@@ -42,7 +46,7 @@ print("x:", x.shape, "weight:", conv.weight.shape, "-> out:", y_loops.shape, "(H
 L.step("im2col + GEMM")
 Ho = S - 2
 t = time.perf_counter()
-cols = K.im2col_ref(x, 0, 1, 0, Ho, 3, 3, 1, 1, 0, 0, Ho)     # the plain NumPy twin
+cols = R.im2col(x, kh=3, kw=3, stride=(1, 1), padding=(0, 0))   # the reference backend's im2col
 y_gemm = (conv.weight.data.reshape(O, -1) @ cols).reshape(1, O, Ho, Ho) + conv.bias.data[:, None, None]
 t_gemm = time.perf_counter() - t
 print("cols:", cols.shape, f"= ({C}*3*3, {Ho}*{Ho}),", f"{cols.nbytes / 2**20:.1f} MiB for a {x.nbytes / 2**10:.0f} KiB input")
@@ -57,14 +61,18 @@ print("max |loops - gemm| =", float(np.abs(y_loops - y_gemm).max()))
 # %%
 L.step("the Numba kernel")
 cols_k = np.empty_like(cols)
-K.im2col(x, 0, 1, 0, Ho, 3, 3, 1, 1, 0, 0, Ho, cols_k)
-print("numba im2col == numpy twin:", np.array_equal(cols_k, cols))
-conv(x)
-t = time.perf_counter()
-y_fast = conv(x)
-t_fast = time.perf_counter() - t
-table([["four loops", f"{t_loops * 1e3:.1f}"], ["im2col + GEMM (NumPy)", f"{t_gemm * 1e3:.2f}"],
-       ["nn.Conv2d (Numba + BLAS)", f"{t_fast * 1e3:.2f}"]], ["forward", "ms"])
+K.im2col(x, n0=0, n1=1, oh0=0, oh1=Ho, kh=3, kw=3, sh=1, sw=1, ph=0, pw=0, W_out=Ho, cols=cols_k)
+print("numba im2col == reference im2col:", np.array_equal(cols_k, cols))
+times = {}
+for backend in ("reference", "fast"):
+    with npunet.backend(backend):
+        conv(x)
+        t = time.perf_counter()
+        y_fast = conv(x)
+        times[backend] = time.perf_counter() - t
+table([["four loops", f"{t_loops * 1e3:.1f}"], ["im2col + GEMM, by hand", f"{t_gemm * 1e3:.2f}"],
+       ["nn.Conv2d, reference backend", f"{times['reference'] * 1e3:.2f}"],
+       ["nn.Conv2d, fast backend (Numba + BLAS)", f"{times['fast'] * 1e3:.2f}"]], ["forward", "ms"])
 print("max |loops - Conv2d| =", float(np.abs(y_loops - y_fast).max()))
 
 # %% [markdown]
@@ -77,16 +85,31 @@ print("max |loops - Conv2d| =", float(np.abs(y_loops - y_fast).max()))
 # The check: central differences of a random vector-Jacobian product, in float64.
 
 # %%
-L.step("the backward, checked against finite differences")
+L.step("the backward, written out and checked against finite differences")
+x64, conv64 = x.astype(np.float64), nn.Conv2d(C, O, 3).to(np.float64)
+y64 = conv64(x64)
+dout = rng.standard_normal(y64.shape)                           # (1, O, Ho, Wo): dL/dout from above
+d = dout.transpose(1, 0, 2, 3).reshape(O, -1)                   # (O, N*Ho*Wo)
+cols64 = R.im2col(x64, kh=3, kw=3, stride=(1, 1), padding=(0, 0))  # (C*9, N*Ho*Wo)
+dW = (d @ cols64.T).reshape(conv64.weight.shape)                # (O, C*9) -> (O, C, 3, 3)
+db = dout.sum(axis=(0, 2, 3))                                   # (O,)
+dcols = conv64.weight.data.reshape(O, -1).T @ d                 # (C*9, N*Ho*Wo)
+dx = R.col2im(dcols, x64.shape, kh=3, kw=3, stride=(1, 1), padding=(0, 0))  # (1, C, S, S)
+dx_layer = conv64.backward(dout)
+print("by hand vs nn.Conv2d.backward: dx", float(np.abs(dx - dx_layer).max()),
+      "dW", float(np.abs(dW - conv64.weight.grad).max()), "db", float(np.abs(db - conv64.bias.grad).max()))
 small = nn.Conv2d(3, 4, (3, 2), stride=2, padding=1).to(np.float64)
-r = npunet.gradcheck(small, rng.standard_normal((2, 3, 7, 6)))
-print(r)
+for backend in ("reference", "fast"):
+    with npunet.backend(backend):
+        print(f"{backend} backend:", npunet.gradcheck(small, rng.standard_normal((2, 3, 7, 6))))
 
 # %% [markdown]
 # ## Step 5: max-pool, up-convolution, bilinear upsampling
 # Max-pool remembers where each maximum was and routes the gradient there; the 2x2 stride-2
 # transposed convolution (the paper's "up-convolution") is a convolution's input-gradient; bilinear
-# upsampling scatters each output gradient to its four source pixels with the same weights.
+# upsampling is two matrix products, out = My @ x @ Mx^T, so its backward is My^T @ dout @ Mx.
+# Read them in npunet/backends/reference.py: `maxpool2d_backward`, `conv_transpose2d_forward`,
+# `interpolate_backward`.
 
 # %%
 L.step("max-pool, up-convolution and bilinear upsampling with their gradients")

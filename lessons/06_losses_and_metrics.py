@@ -33,7 +33,7 @@ print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y
 
 # %% [markdown]
 # ## Step 2: the losses and their gradients
-# Each loss object: forward(z, y) -> float and backward() -> dL/dz (REFERENCE.md §4 definitions).
+# Each loss object: forward(z, y) -> float and backward() -> dL/dz (definitions: the docstrings in npunet/losses.py).
 # BCE pushes every pixel equally; focal mutes the easy ones; Dice/IoU weigh pixels by the region
 # sums; MS-SSIM pushes along structure (edges) at several scales.
 

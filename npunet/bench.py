@@ -101,11 +101,18 @@ def conv_flops(model, input_shape):
     return total
 
 
-MODEL_CASES = {
-    "unet572": ("U-Net 2015, valid, 1 -> 2, base 64, batch 1 @ 572^2",
-                dict(in_channels=1, num_classes=2, base_channels=64), (1, 1, 572, 572)),
-    "classroom": ("U-Net same, BN, base 16, 1 -> 2, batch 8 @ 128^2",
-                  dict(in_channels=1, num_classes=2, base_channels=16, padding="same", batch_norm=True), (8, 1, 128, 128)),
+MODEL_CASES = {  # name: (label, model class, config, input shape, backend)
+    "unet572": ("U-Net 2015, valid, 1 -> 2, base 64, batch 1 @ 572^2", "UNet",
+                dict(in_channels=1, num_classes=2, base_channels=64), (1, 1, 572, 572), "fast"),
+    "classroom": ("U-Net same, BN, base 16, 1 -> 2, batch 8 @ 128^2", "UNet",
+                  dict(in_channels=1, num_classes=2, base_channels=16, padding="same", batch_norm=True), (8, 1, 128, 128),
+                  "fast"),
+    "unet3plus": ("UNet 3+ filters 16..256, cat 16, 1 -> 2, batch 4 @ 128^2", "UNet3Plus",
+                  dict(in_channels=1, num_classes=2, filters=(16, 32, 64, 128, 256), cat_channels=16), (4, 1, 128, 128),
+                  "fast"),
+    "reference": ("reference backend: U-Net same, BN, base 8, depth 3, batch 1 @ 64^2", "UNet",
+                  dict(in_channels=1, num_classes=2, base_channels=8, depth=3, padding="same", batch_norm=True),
+                  (1, 1, 64, 64), "reference"),
 }
 
 
@@ -113,10 +120,10 @@ def _model_step_worker(case, repeat):
     """Runs in a fresh process so that its peak resident memory is the step's own."""
     import resource
 
+    from . import backend, models
     from .losses import CrossEntropyLoss
-    from .models import UNet
-    _, cfg, shape = MODEL_CASES[case]
-    m = UNet(**cfg)
+    _, cls, cfg, shape, backend_name = MODEL_CASES[case]
+    m = getattr(models, cls)(**cfg)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     loss = CrossEntropyLoss()
@@ -128,20 +135,22 @@ def _model_step_worker(case, repeat):
         m.zero_grad()
         m.backward(loss.backward())
 
-    t = _best(step, repeat)
+    with backend(backend_name):
+        t = _best(step, repeat)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return dict(seconds=t, flops=3 * conv_flops(m, shape), peak_rss=rss)
 
 
 def bench_model(name="unet", repeat=2, out=print):
-    """Time float32 training steps (forward + backward) of the 572 U-Net and the classroom U-Net."""
+    """Time float32 training steps (forward + backward) of the 572 U-Net, the classroom U-Net, a small
+    UNet 3+ (fast backend) and a small U-Net on the reference backend."""
     import json
     import subprocess
     import sys
     peak = gemm_rate()
     out(f"machine float32 GEMM (2048^3): {peak:.1f} GFLOP/s")
     results = {}
-    for case, (label, _, _) in MODEL_CASES.items():
+    for case, (label, *_) in MODEL_CASES.items():
         code = (f"import json; from npunet.bench import _model_step_worker; "
                 f"print(json.dumps(_model_step_worker({case!r}, {repeat})))")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -28,9 +28,3 @@ def pytorch_default(shape, fan_in, dtype=np.float32):
     """PyTorch's default for conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     (kaiming_uniform with a = sqrt(5) gives exactly this bound for the weight)."""
     return uniform(shape, 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0, dtype)
-
-
-def kaiming_normal_(param, fan_in):
-    """The U-Net paper's init: N(0, 2 / N_in), N_in = C_in * kh * kw."""
-    param.data = (_rng.standard_normal(param.data.shape) * math.sqrt(2.0 / fan_in)).astype(param.data.dtype)
-    return param

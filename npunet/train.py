@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import init, losses, metrics, models, optim
+from . import init, losses, metrics, models
 from .io import load_npz, save_npz
 
 FORMAT_VERSION = 1

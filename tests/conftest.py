@@ -12,3 +12,10 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed():
     npunet.manual_seed(0)
+
+
+@pytest.fixture(params=["fast", "reference"])
+def each_backend(request):
+    """Runs the test once per backend."""
+    with npunet.backend(request.param):
+        yield request.param

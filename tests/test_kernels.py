@@ -157,3 +157,51 @@ def test_warp_nearest_and_rasterise_match_twins(rng):
     lab2, d2 = S._rasterise_ref(*args)
     np.testing.assert_array_equal(lab1, lab2)
     np.testing.assert_allclose(np.where(np.isinf(d1), -1, d1), np.where(np.isinf(d2), -1, d2), atol=1e-12)
+
+
+# ---------------------------------------------------------------- every kernel has its twin
+
+def test_every_numba_kernel_has_a_numpy_twin():
+    from numba.core.registry import CPUDispatcher
+    kernels = [n for n in K.__all__ if isinstance(getattr(K, n), CPUDispatcher)]
+    assert len(kernels) >= 12
+    missing = [n for n in kernels if not hasattr(K, n + "_ref")]
+    assert not missing, f"kernels without a NumPy twin: {missing}"
+
+
+@pytest.mark.parametrize("N,C,H,W,kh,kw,n0,n1,r0,r1", [
+    (2, 3, 7, 6, 3, 3, 0, 2, 0, 5), (1, 2, 9, 8, 3, 2, 0, 1, 2, 5), (3, 2, 5, 5, 1, 1, 1, 3, 0, 5)])
+def test_wide_kernels_equal_their_twins(N, C, H, W, kh, kw, n0, n1, r0, r1, rng):
+    x = rng.standard_normal((N, C, H, W))
+    wide = np.empty((C * kh * kw, (n1 - n0) * (r1 - r0) * W))
+    K.im2col_wide(x, n0, n1, r0, r1, kh, kw, wide)
+    np.testing.assert_array_equal(wide, K.im2col_wide_ref(x, n0, n1, r0, r1, kh, kw))
+    d = rng.standard_normal(wide.shape)
+    dx = np.zeros_like(x)
+    K.col2im_wide(d, n0, n1, r0, r1, kh, kw, dx)
+    np.testing.assert_allclose(dx, K.col2im_wide_ref(d, x.shape, n0, n1, r0, r1, kh, kw), atol=1e-12)
+    # the twins are each other's adjoint: <im2col(x), d> == <x, col2im(d)>
+    assert np.isclose(np.sum(K.im2col_wide_ref(x, n0, n1, r0, r1, kh, kw) * d),
+                      np.sum(x * K.col2im_wide_ref(d, x.shape, n0, n1, r0, r1, kh, kw)))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (1, 2, 7, 9)])
+def test_maxpool2x2_equals_its_twin(shape, rng):
+    x = rng.standard_normal(shape)
+    o = np.empty(shape[:2] + (shape[2] // 2, shape[3] // 2))
+    a = np.empty(o.shape, np.int32)
+    K.maxpool2x2_fwd(x, o, a)
+    ro, ra = K.maxpool2x2_fwd_ref(x)
+    np.testing.assert_array_equal(o, ro)
+    np.testing.assert_array_equal(a, ra)
+
+
+def test_two_nearest_equals_its_twin(rng):
+    lab = np.zeros((20, 23), np.int32)
+    for k, (h, w) in enumerate([(3, 4), (10, 15), (16, 5), (5, 19)], 1):
+        lab[h:h + 3, w:w + 4] = k
+    d1, d2 = K.two_nearest(lab, 4)
+    r1, r2 = K.two_nearest_ref(lab, 4)
+    np.testing.assert_allclose(d1, r1)
+    np.testing.assert_allclose(d2, r2)
+    assert (d2 >= d1).all() and (d1[lab > 0] == 0).all()

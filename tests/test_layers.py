@@ -26,6 +26,7 @@ def away_from_zero(rng, shape, gap=1e-3):
     (2, 3, 7, 5, 4, 3, 1, 1, 1), (1, 2, 8, 8, 3, 2, 2, 0, 1), (2, 1, 6, 9, 2, (3, 2), 2, 1, 1),
     (2, 4, 5, 6, 4, 3, 1, 0, 2), (1, 3, 6, 5, 3, 3, 1, 1, 3), (3, 2, 4, 4, 5, 1, 1, 0, 1),
     (1, 2, 9, 7, 3, (2, 3), (2, 1), (1, 0), 1)])
+@pytest.mark.usefixtures("each_backend")
 def test_conv2d_gradcheck(N, C, H, W, O, k, s, p, g, rng):
     m = nn.Conv2d(C, O, k, stride=s, padding=p, groups=g).to(np.float64)
     assert gradcheck(m, rng.standard_normal((N, C, H, W))).max_rel_error <= TOL
@@ -34,11 +35,13 @@ def test_conv2d_gradcheck(N, C, H, W, O, k, s, p, g, rng):
 @pytest.mark.parametrize("N,C,H,W,O,k,s,p,op", [
     (2, 3, 4, 5, 4, 2, 2, 0, 0), (1, 2, 5, 4, 3, 3, 2, 1, 0), (2, 2, 4, 4, 3, (3, 2), 1, 0, 0),
     (1, 3, 3, 5, 2, 3, 2, 1, 1), (2, 1, 3, 3, 2, 4, 3, 1, 0)])
+@pytest.mark.usefixtures("each_backend")
 def test_conv_transpose2d_gradcheck(N, C, H, W, O, k, s, p, op, rng):
     m = nn.ConvTranspose2d(C, O, k, stride=s, padding=p, output_padding=op).to(np.float64)
     assert gradcheck(m, rng.standard_normal((N, C, H, W))).max_rel_error <= TOL
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_grouped_conv_transpose_matches_per_group_and_gradchecks(rng):
     m = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2).to(np.float64)
     x = rng.standard_normal((2, 4, 3, 4))
@@ -53,11 +56,13 @@ def test_grouped_conv_transpose_matches_per_group_and_gradchecks(rng):
 
 
 @pytest.mark.parametrize("shape,k,s,p", [((2, 3, 7, 6), 2, None, 0), ((1, 2, 9, 8), 3, 2, 1), ((2, 2, 8, 7), (3, 2), 1, 0)])
+@pytest.mark.usefixtures("each_backend")
 def test_maxpool_gradcheck(shape, k, s, p, rng):
     assert gradcheck(nn.MaxPool2d(k, s, p), distinct(rng, shape)).max_rel_error <= TOL
 
 
 @pytest.mark.parametrize("out", [1, (2, 3), (3, 2)])
+@pytest.mark.usefixtures("each_backend")
 def test_adaptive_maxpool_gradcheck(out, rng):
     assert gradcheck(nn.AdaptiveMaxPool2d(out), distinct(rng, (2, 3, 7, 5))).max_rel_error <= TOL
 
@@ -67,11 +72,13 @@ def test_adaptive_maxpool_gradcheck(out, rng):
                                 dict(size=(7, 11), mode="bilinear", align_corners=False),
                                 dict(size=(3, 4), mode="bilinear", align_corners=True),
                                 dict(scale_factor=2), dict(size=(5, 9))])
+@pytest.mark.usefixtures("each_backend")
 def test_upsample_gradcheck(kw, rng):
     assert gradcheck(nn.Upsample(**kw), rng.standard_normal((2, 3, 4, 5))).max_rel_error <= TOL
 
 
 @pytest.mark.parametrize("training", [True, False])
+@pytest.mark.usefixtures("each_backend")
 def test_batchnorm_gradcheck(training, rng):
     m = nn.BatchNorm2d(3).to(np.float64)
     m.weight.data = rng.standard_normal(3)
@@ -83,10 +90,12 @@ def test_batchnorm_gradcheck(training, rng):
 
 @pytest.mark.parametrize("layer", [nn.ReLU, nn.Sigmoid, nn.Identity, lambda: nn.Dropout(0.3, seed=1),
                                    lambda: nn.Dropout2d(0.5, seed=2)])
+@pytest.mark.usefixtures("each_backend")
 def test_elementwise_gradcheck(layer, rng):
     assert gradcheck(layer(), away_from_zero(rng, (2, 4, 3, 5))).max_rel_error <= TOL
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_join_gradchecks(rng):
     a, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((2, 2, 5, 4))
     assert gradcheck(nn.CropConcat(), (a, b)).max_rel_error <= TOL
@@ -96,6 +105,7 @@ def test_join_gradchecks(rng):
     assert gradcheck(nn.Mul(), (a, rng.standard_normal((2, 1, 1, 1)))).max_rel_error <= TOL
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_sequential_gradcheck(rng):
     m = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
                       nn.ConvTranspose2d(3, 2, 2, 2)).to(np.float64)
@@ -127,6 +137,7 @@ def test_gradcheck_catches_a_wrong_backward(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C,O,k,s,p,g", [(3, 4, 3, 1, 1, 1), (2, 3, (3, 2), 2, (1, 0), 1), (4, 4, 3, 1, 0, 4), (4, 6, 2, 3, 1, 2)])
+@pytest.mark.usefixtures("each_backend")
 def test_conv_forward_matches_naive_loops(dtype, C, O, k, s, p, g, rng):
     m = nn.Conv2d(C, O, k, s, p, groups=g).to(dtype)
     x = rng.standard_normal((2, C, 9, 7)).astype(dtype)
@@ -154,6 +165,7 @@ def test_conv_tiles_agree_with_untiled(monkeypatch, rng, pipelines):
     assert gradcheck(m, x, max_per_tensor=30).max_rel_error <= TOL
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_conv_transpose_forward_matches_loop_scatter(rng):
     m = nn.ConvTranspose2d(3, 2, (3, 2), stride=2, padding=1).to(np.float64)
     x = rng.standard_normal((2, 3, 4, 5))
@@ -169,7 +181,7 @@ def test_conv_transpose_forward_matches_loop_scatter(rng):
 
 
 def _bilinear_by_formula(x, oh, ow, align_corners, scale=None):
-    """Independent per-pixel loop following REFERENCE.md §6."""
+    """Independent per-pixel loop following PyTorch's F.interpolate sampling rules."""
     N, C, H, W = x.shape
     out = np.zeros((N, C, oh, ow))
 
@@ -191,12 +203,14 @@ def _bilinear_by_formula(x, oh, ow, align_corners, scale=None):
 
 @pytest.mark.parametrize("ac", [True, False])
 @pytest.mark.parametrize("scale", [2, 4, 16])
+@pytest.mark.usefixtures("each_backend")
 def test_bilinear_scale_matches_formula(ac, scale, rng):
     x = rng.standard_normal((1, 2, 3, 4))
     y = nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=ac)(x)
     np.testing.assert_allclose(y, _bilinear_by_formula(x, 3 * scale, 4 * scale, ac, None if ac else scale), atol=1e-12)
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_bilinear_size_and_nearest(rng):
     x = rng.standard_normal((1, 2, 5, 6))
     y = nn.Upsample(size=(7, 4), mode="bilinear", align_corners=False)(x)
@@ -205,6 +219,7 @@ def test_bilinear_size_and_nearest(rng):
     np.testing.assert_array_equal(z, x.repeat(2, axis=2).repeat(2, axis=3))
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_maxpool_forward_and_global_max(rng):
     x = rng.standard_normal((2, 3, 7, 9))
     y = nn.MaxPool2d(2)(x)
@@ -213,6 +228,7 @@ def test_maxpool_forward_and_global_max(rng):
     np.testing.assert_array_equal(nn.AdaptiveMaxPool2d(1)(x)[..., 0, 0], x.max(axis=(2, 3)))
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_batchnorm_running_statistics_follow_pytorch(rng):
     m = nn.BatchNorm2d(3).to(np.float64)
     rm, rv = np.zeros(3), np.ones(3)
@@ -232,6 +248,7 @@ def test_batchnorm_running_statistics_follow_pytorch(rng):
     np.testing.assert_allclose(m(x), (x - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5), atol=1e-10)
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_dropout_is_inverted_seedable_and_identity_in_eval(rng):
     x = np.ones((4, 8, 16, 16), np.float32)
     a, b = nn.Dropout(0.25, seed=7), nn.Dropout(0.25, seed=7)
@@ -246,6 +263,7 @@ def test_dropout_is_inverted_seedable_and_identity_in_eval(rng):
     assert a(x) is x or np.array_equal(a(x), x)
 
 
+@pytest.mark.usefixtures("each_backend")
 def test_crop_concat_crops_the_centre(rng):
     skip = rng.standard_normal((1, 2, 64, 64))
     x = rng.standard_normal((1, 3, 56, 56))
@@ -272,6 +290,7 @@ ALL_LAYERS = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("make,shape", ALL_LAYERS)
+@pytest.mark.usefixtures("each_backend")
 def test_dtype_preserved_and_inputs_untouched(make, shape, dtype, rng):
     m = make().to(dtype)
     x = rng.standard_normal(shape).astype(dtype)
@@ -288,6 +307,7 @@ def test_dtype_preserved_and_inputs_untouched(make, shape, dtype, rng):
 
 
 @pytest.mark.parametrize("make,shape", ALL_LAYERS[:-1])  # dropout draws a new mask per call
+@pytest.mark.usefixtures("each_backend")
 def test_non_contiguous_and_negative_stride_inputs(make, shape, rng):
     m = make().to(np.float64)
     x = rng.standard_normal(shape)

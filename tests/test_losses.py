@@ -210,3 +210,57 @@ def test_probabilities_instead_of_logits_warn(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         L.BCEWithLogitsLoss().forward(p - 0.5, np.zeros_like(p))
+
+
+# ---------------------------------------------------------------- the loss protocol
+
+def test_bce_on_probabilities_matches_pytorch_definition_and_gradchecks(rng):
+    p = rng.uniform(0.05, 0.95, (3, 2))
+    y = np.array([[1.0, 0], [0, 1], [1, 0]])
+    ref = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert math.isclose(L.BCELoss().forward(p, y), ref, rel_tol=1e-12)
+    assert check(L.BCELoss(), p, y) <= TOL
+    # PyTorch clamps each log at -100: a certain, wrong prediction costs 100, not inf
+    assert math.isclose(L.BCELoss().forward(np.array([[0.0, 1.0]]), np.array([[1.0, 0.0]])), 100.0)
+    with pytest.raises(ValueError, match=r"BCELoss: probabilities .* \[0, 1\]"):
+        L.BCELoss().forward(np.array([[1.5, 0.2]]), np.array([[1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("loss,target,weighted", [
+    (L.CrossEntropyLoss(), "class", True), (L.BCEWithLogitsLoss(), "binary", True), (L.FocalLoss(), "binary", False),
+    (L.DiceLoss(), "binary", False), (L.DiceLoss(mode="multiclass"), "class", False), (L.IoULoss(), "binary", False),
+    (L.MSSSIMLoss(scales=2), "binary", False), (L.CombinedLoss.unetpp(), "binary", True),
+    (L.CombinedLoss.unet3plus(ms_ssim_scales=2), "binary", False), (L.CombinedLoss.unet(), "class", True)])
+def test_losses_declare_target_and_weight_map(loss, target, weighted):
+    assert loss.target == target and loss.accepts_weight == weighted
+    assert L.DeepSupervisionLoss(loss).target == target
+
+
+def test_a_loss_that_cannot_use_a_weight_map_rejects_one(rng):
+    z, y = blobs(rng, (1, 1, 8, 8))
+    with pytest.raises(ValueError, match="DiceLoss cannot use a weight map"):
+        L.DiceLoss().forward(z, y, np.ones((1, 8, 8)))
+    with pytest.raises(ValueError, match="FocalLoss cannot use a weight map"):
+        L.FocalLoss().forward(z, y, np.ones((1, 8, 8)))
+    # a combination passes the map to the terms that take one: BCE weighted, Dice not
+    w = rng.uniform(0.5, 3, (1, 8, 8))
+    combo = L.CombinedLoss.unetpp()
+    v = combo.forward(z, y, w)
+    assert math.isclose(v, L.BCEWithLogitsLoss().forward(z, y, w) + L.DiceLoss().forward(z, y), rel_tol=1e-12)
+    assert check(combo, z, y, w) <= TOL
+    with pytest.raises(ValueError, match="different targets"):
+        L.CombinedLoss([(L.CrossEntropyLoss(), 1.0), (L.DiceLoss(), 1.0)])
+
+
+def test_deep_supervision_keeps_no_copies_of_the_loss(rng):
+    loss = L.CombinedLoss.unetpp()
+    ds = L.DeepSupervisionLoss(loss)
+    z1, y = blobs(rng, (2, 1, 8, 8))
+    z2 = z1 + rng.standard_normal(z1.shape)
+    v = ds.forward([z1, z2], y)
+    g1, g2 = ds.backward()
+    # each head's gradient is that head's own, halved
+    np.testing.assert_allclose(g1, loss.loss_backward(loss.loss_forward(z1, y)[1]) / 2)
+    np.testing.assert_allclose(g2, loss.loss_backward(loss.loss_forward(z2, y)[1]) / 2)
+    assert math.isclose(v, (loss.forward(z1, y) + loss.forward(z2, y)) / 2)
+    assert [k for k in vars(ds) if k not in ("loss", "target", "accepts_weight", "values", "_cache")] == []

@@ -9,7 +9,7 @@ from npunet.models import UNet, UNet3Plus, UNetPlusPlus, apply_cgm, nearest_lega
 MODEL_TOL = 1e-5
 
 
-# ---------------------------------------------------------------- parameter counts (REFERENCE.md)
+# ---------------------------------------------------------------- parameter counts (the papers and their code)
 
 @pytest.mark.parametrize("make,count", [
     (lambda: UNet(1, 2, 64), 31_030_658),

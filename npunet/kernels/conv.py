@@ -9,16 +9,14 @@ Column layout (one tile = images n0..n1-1, output rows oh0..oh1-1):
   row    = (c*kh + i)*kw + j              (channel-major, so groups are row blocks)
   column = ((n-n0)*(oh1-oh0) + (oh-oh0))*W_out + ow
 
-These kernels run on one thread on purpose: they alternate tile by tile with
-BLAS calls that use every core, and parallel Numba regions between them make
-the two thread pools fight for the cores (measured: 5x slower GEMMs).  They
-release the GIL, so functional.py can run two tile pipelines (im2col + a one-thread GEMM each)
-in two Python threads, which keeps both cores busy.  A
-parallel col2im would also have to split over channels, never over outputs,
-because neighbouring taps add into the same pixels.
+These kernels run on one thread on purpose: a parallel Numba region next to the BLAS
+threads makes the two thread pools fight for the cores (measured: 5x slower GEMMs).
+They release the GIL, so the fast backend runs several tile pipelines (im2col + a GEMM
+each) in Python threads, which keeps every core busy.  Twins: ``im2col_ref`` /
+``col2im_ref`` and ``im2col_wide_ref`` / ``col2im_wide_ref`` below.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True)
@@ -61,11 +59,8 @@ def im2col(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, cols):
 
 @njit(cache=True, nogil=True)
 def col2im(cols, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out, dx):
-    """Adjoint of im2col: dx (N, C, H, W) += scatter of cols.
-
-    Taps of neighbouring outputs overlap in dx, so the parallel loop runs over
-    channels only (every channel writes its own plane of dx).
-    """
+    """Adjoint of im2col: dx (N, C, H, W) += scatter of cols.  Taps of neighbouring
+    outputs overlap in dx, so splitting this loop over threads would have to go by channel."""
     N, C, H, W = dx.shape
     R = oh1 - oh0
     for c in range(C):
@@ -165,4 +160,32 @@ def col2im_ref(cols, x_shape, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out):
             dxp[:, :, hs, ws] += c6[:, i, j].transpose(1, 0, 2, 3)
     dx = np.zeros(x_shape, dtype=cols.dtype)
     dx[n0:n1] = dxp[:, :, ph:ph + H, pw:pw + W]
+    return dx
+
+
+def im2col_wide_ref(x, n0, n1, oh0, oh1, kh, kw):
+    """NumPy twin of :func:`im2col_wide`: each row is a run of the flattened image (zero past its end)."""
+    N, C, H, W = x.shape
+    L = (oh1 - oh0) * W
+    flat = np.concatenate([x[n0:n1].reshape(n1 - n0, C, H * W), np.zeros((n1 - n0, C, L + kh * W + kw), x.dtype)], 2)
+    cols = np.empty((C, kh, kw, n1 - n0, L), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            s = (oh0 + i) * W + j
+            cols[:, i, j] = flat[:, :, s:s + L].transpose(1, 0, 2)      # (C, n, L)
+    return cols.reshape(C * kh * kw, -1)
+
+
+def col2im_wide_ref(cols, x_shape, n0, n1, oh0, oh1, kh, kw):
+    """NumPy twin of :func:`col2im_wide`; returns the scattered (N, C, H, W) array."""
+    N, C, H, W = x_shape
+    L = (oh1 - oh0) * W
+    c5 = cols.reshape(C, kh, kw, n1 - n0, L)
+    flat = np.zeros((n1 - n0, C, H * W + L + kh * W + kw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            s = (oh0 + i) * W + j
+            flat[:, :, s:s + L] += c5[:, i, j].transpose(1, 0, 2)
+    dx = np.zeros(x_shape, dtype=cols.dtype)
+    dx[n0:n1] = flat[:, :, :H * W].reshape(n1 - n0, C, H, W)
     return dx

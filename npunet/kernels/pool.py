@@ -9,7 +9,7 @@ backward routes each gradient there.
 import numpy as np
 from numba import njit, prange
 
-from ..backends.geometry import pool_windows  # noqa: F401  (the index arrays the kernels take)
+from ..backends.geometry import pool_windows  # the index arrays the kernels take
 
 
 @njit(cache=True, parallel=True)
@@ -95,6 +95,14 @@ def maxpool_fwd_ref(x, hs, he, ws, we):
             ww = we[ow] - ws[ow]
             arg[:, :, oh, ow] = (hs[oh] + k // ww) * W + ws[ow] + k % ww
     return out, arg
+
+
+def maxpool2x2_fwd_ref(x):
+    """Twin of :func:`maxpool2x2_fwd`: 2x2 windows, stride 2 -> (out, arg)."""
+    H, W = x.shape[2:]
+    hs, he = pool_windows(H, H // 2, 2, 2)
+    ws, we = pool_windows(W, W // 2, 2, 2)
+    return maxpool_fwd_ref(x, hs, he, ws, we)
 
 
 def maxpool_bwd_ref(dout, arg, x_shape):

@@ -1,7 +1,5 @@
 """U-Net (Ronneberger, Fischer & Brox, MICCAI 2015), and its padded, bilinear,
 residual and separable (Mobile U-Net) variants."""
-import numpy as np
-
 from .. import nn
 from ..nn.module import check_array
 from .blocks import BLOCKS, DoubleConv

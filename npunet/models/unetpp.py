@@ -5,8 +5,6 @@ Node X^{i,j} (level i, position j along the skip):
   X^{i,j} = H([X^{i,0}, ..., X^{i,j-1}, U(X^{i+1,j-1})])      (j > 0)
 H = two 3x3 conv (+BN) + ReLU, D = 2x2 max-pool, U = up-sampling, [ ] = channel concat.
 """
-import numpy as np
-
 from .. import nn
 from ..nn.module import check_array
 from .blocks import DoubleConv

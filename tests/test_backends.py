@@ -1,0 +1,344 @@
+"""The two backends: every op gives the same forward and gradients in both (float64, relative
+difference <= 1e-10), whole models agree, the switch behaves, the reference stays a textbook."""
+import ast
+import inspect
+
+import numpy as np
+import pytest
+
+import npunet
+from npunet import backends, gradcheck, nn
+from npunet.backends import blas, fast, reference
+from npunet.gradcheck import _flatten, _unflatten
+from npunet.models import UNet, UNet3Plus, UNetPlusPlus
+
+SAME = 1e-10
+
+
+def rel(a, b, floor=0.0):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), floor, 1e-300)) if b.size else 0.0
+
+
+def distinct(rng, shape):
+    """No ties (max-pool's argmax must be unique for the two backends to pick the same element)."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) + rng.uniform(0, 0.1, n)).reshape(shape) / n
+
+
+# (op, forward args after x, inputs' shapes)
+OP_CASES = [
+    ("conv2d", lambda r: dict(weight=r.standard_normal((4, 3, 3, 3)), bias=r.standard_normal(4), stride=1, padding=1), [(2, 3, 7, 5)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((3, 2, 2, 2)), bias=None, stride=2, padding=0), [(1, 2, 8, 8)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((2, 1, 3, 2)), bias=r.standard_normal(2), stride=2, padding=1), [(2, 1, 6, 9)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((4, 2, 3, 3)), bias=r.standard_normal(4), stride=1, padding=0, groups=2), [(2, 4, 5, 6)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((3, 1, 3, 3)), bias=r.standard_normal(3), stride=1, padding=1, groups=3), [(1, 3, 6, 5)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((3, 2, 2, 3)), bias=None, stride=(2, 1), padding=(1, 0)), [(1, 2, 9, 7)]),
+    ("conv_transpose2d", lambda r: dict(weight=r.standard_normal((3, 4, 2, 2)), bias=r.standard_normal(4), stride=2), [(2, 3, 4, 5)]),
+    ("conv_transpose2d", lambda r: dict(weight=r.standard_normal((2, 3, 3, 3)), bias=r.standard_normal(3), stride=2, padding=1), [(1, 2, 5, 4)]),
+    ("conv_transpose2d", lambda r: dict(weight=r.standard_normal((3, 2, 3, 3)), bias=None, stride=2, padding=1, output_padding=1), [(1, 3, 3, 5)]),
+    ("conv_transpose2d", lambda r: dict(weight=r.standard_normal((4, 3, 3, 3)), bias=r.standard_normal(6), stride=2, padding=1, groups=2), [(2, 4, 3, 4)]),
+    ("maxpool2d", lambda r: dict(kernel_size=2), [(2, 3, 7, 6)]),
+    ("maxpool2d", lambda r: dict(kernel_size=3, stride=2, padding=1), [(1, 2, 9, 8)]),
+    ("maxpool2d", lambda r: dict(kernel_size=(3, 2), stride=1), [(2, 2, 8, 7)]),
+    ("maxpool2d", lambda r: dict(kernel_size=4, stride=4), [(1, 2, 16, 12)]),
+    ("adaptive_maxpool2d", lambda r: dict(output_size=1), [(2, 3, 7, 5)]),
+    ("adaptive_maxpool2d", lambda r: dict(output_size=(2, 3)), [(2, 3, 7, 5)]),
+    ("interpolate", lambda r: dict(size=(8, 10), mode="bilinear", align_corners=True), [(2, 3, 4, 5)]),
+    ("interpolate", lambda r: dict(size=(16, 20), mode="bilinear", align_corners=False, scale=(4.0, 4.0)), [(2, 3, 4, 5)]),
+    ("interpolate", lambda r: dict(size=(7, 11), mode="bilinear", align_corners=False), [(2, 3, 4, 5)]),
+    ("interpolate", lambda r: dict(size=(3, 4), mode="bilinear", align_corners=True), [(2, 3, 4, 5)]),
+    ("interpolate", lambda r: dict(size=(8, 10), mode="nearest", scale=(2.0, 2.0)), [(2, 3, 4, 5)]),
+    ("interpolate", lambda r: dict(size=(5, 9), mode="nearest"), [(2, 3, 4, 5)]),
+    ("relu", lambda r: {}, [(2, 4, 3, 5)]),
+    ("sigmoid", lambda r: {}, [(2, 4, 3, 5)]),
+    ("crop_concat", lambda r: {}, [(2, 3, 9, 8), (2, 2, 5, 4)]),
+    ("crop_concat", lambda r: {}, [(1, 3, 9, 8), (1, 2, 5, 4)]),
+    ("center_crop", lambda r: dict(size=(5, 4)), [(2, 3, 9, 8)]),
+    ("concat", lambda r: {}, [(1, 1, 3, 3), (1, 2, 3, 3), (1, 3, 3, 3)]),
+    ("add", lambda r: {}, [(2, 3, 9, 8), (1, 3, 1, 8)]),
+    ("mul", lambda r: {}, [(2, 3, 9, 8), (2, 1, 1, 1)]),
+]
+
+
+def _run_pair(ops, op, inputs, kw, dout_seed):
+    out, cache = getattr(ops, op + "_forward")(*inputs, **kw)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape)
+    dout_before = dout.copy()
+    grads = getattr(ops, op + "_backward")(dout, cache)
+    np.testing.assert_array_equal(dout, dout_before)  # the incoming gradient is never written
+    return out, grads if isinstance(grads, tuple) else (grads,)
+
+
+@pytest.mark.parametrize("op,args,shapes", OP_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES)])
+def test_op_agrees_across_backends(op, args, shapes, rng):
+    inputs = [distinct(rng, s) if "maxpool" in op else rng.standard_normal(s) for s in shapes]
+    kw = args(rng)
+    copies = [x.copy() for x in inputs]
+    out_f, g_f = _run_pair(fast, op, inputs, kw, 7)
+    out_r, g_r = _run_pair(reference, op, inputs, kw, 7)
+    for x, c in zip(inputs, copies):
+        np.testing.assert_array_equal(x, c)  # inputs untouched
+    assert out_f.shape == out_r.shape and out_f.dtype == out_r.dtype == np.float64
+    assert rel(out_f, out_r) <= SAME
+    assert len(g_f) == len(g_r)
+    for a, b in zip(g_f, g_r):
+        if b is None:
+            assert a is None
+            continue
+        assert a.shape == b.shape and rel(a, b) <= SAME
+        assert not any(np.shares_memory(a, x) for x in inputs)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_agrees_across_backends(training, rng):
+    x = rng.standard_normal((3, 4, 5, 6)) * 2 + 1
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    rm, rv = rng.standard_normal(4), rng.uniform(0.5, 2, 4)
+    res = {}
+    for ops in (fast, reference):
+        out, cache, nrm, nrv = ops.batchnorm2d_forward(x, gamma, beta, rm, rv, training, 0.1, 1e-5)
+        grads = ops.batchnorm2d_backward(np.random.default_rng(3).standard_normal(x.shape), cache)
+        res[ops.__name__] = (out, nrm, nrv) + grads
+    for a, b in zip(res[fast.__name__], res[reference.__name__]):
+        assert rel(a, b) <= SAME
+
+
+def test_dropout_masks_and_gradients_agree(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    outs = []
+    for ops in (fast, reference):
+        out, mask = ops.dropout_forward(x, 0.3, np.random.default_rng(5), channelwise=True)
+        outs.append((out, ops.dropout_backward(np.ones_like(out), mask)))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- the reference pairs are gradient-checked
+
+@pytest.mark.parametrize("op,args,shapes", [c for c in OP_CASES if c[0] not in ("relu",)],
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES) if c[0] != "relu"])
+def test_reference_pair_gradchecks(op, args, shapes, rng):
+    inputs = [distinct(rng, s) if "maxpool" in op else rng.standard_normal(s) for s in shapes]
+    kw = args(rng)
+    fwd, bwd = getattr(reference, op + "_forward"), getattr(reference, op + "_backward")
+    cache = {}
+
+    def forward(*xs):
+        out, cache["c"] = fwd(*xs, **kw)
+        return out
+
+    def backward(g):
+        return bwd(g, cache["c"])
+
+    r = npunet.gradcheck_fn(forward, backward, inputs)
+    assert r.max_rel_error <= 1e-6, str(r)
+
+
+def test_reference_conv_weight_gradients_gradcheck(rng):
+    """The parameter gradients of the reference conv pairs, against central differences."""
+    x = rng.standard_normal((2, 4, 6, 5))
+    for fwd, bwd, w in [(reference.conv2d_forward, reference.conv2d_backward, rng.standard_normal((6, 2, 3, 3))),
+                        (reference.conv_transpose2d_forward, reference.conv_transpose2d_backward,
+                         rng.standard_normal((4, 3, 3, 2)))]:
+        b, cache = rng.standard_normal(6), {}
+
+        def forward(w_, b_):
+            out, cache["c"] = fwd(x, w_, b_, 2, 1, groups=2)
+            return out
+
+        def backward(g):
+            _, dw, db = bwd(g, cache["c"])
+            return dw, db
+
+        r = npunet.gradcheck_fn(forward, backward, (w, b))
+        assert r.max_rel_error <= 1e-6, str(r)
+
+
+# ---------------------------------------------------------------- whole models
+
+def _model_grads(m, x, backend):
+    rngs = [mod._rng for mod in m.modules() if hasattr(mod, "_rng")]
+    states = [r.bit_generator.state for r in rngs]
+    saved = m.state_dict()
+    with npunet.backend(backend):
+        m.zero_grad()
+        y = m(x)
+        ys = _flatten(y)
+        g = [np.random.default_rng(11).standard_normal(t.shape) for t in ys]
+        dx = m.backward(_unflatten(list(g), y))
+        grads = {k: p.grad.copy() for k, p in m.named_parameters()}
+        buffers = {k: np.array(v, copy=True) for k, v in m.named_buffers()}
+    for r, s in zip(rngs, states):  # replay the same dropout masks for the other backend
+        r.bit_generator.state = s
+    m.load_state_dict(saved)
+    return ys, dx, grads, buffers
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: UNet(1, 2, base_channels=4, depth=2), (2, 1, 44, 52)),
+    (lambda: UNet(1, 2, base_channels=4, depth=2, padding="same", batch_norm=True, dropout=0.3), (2, 1, 16, 16)),
+    (lambda: UNet(1, 2, base_channels=4, depth=2, padding="same", up_mode="bilinear", block="residual"), (1, 1, 16, 12)),
+    (lambda: UNetPlusPlus(1, 2, filters=(2, 3, 4), depth=2, deep_supervision=True), (2, 1, 8, 12)),
+    (lambda: UNet3Plus(1, 1, filters=(2, 2, 3, 3, 4), cat_channels=2, cgm=True, deep_supervision=True), (2, 1, 16, 16)),
+    (lambda: UNet3Plus(1, 1, filters=(2, 2, 3, 3, 4), cat_channels=2, cgm=True).eval(), (2, 1, 16, 16)),
+], ids=["unet-valid", "unet-same-bn-dropout", "unet-bilinear-residual", "unetpp-ds", "unet3plus-cgm-ds", "unet3plus-cgm-eval"])
+def test_models_agree_across_backends(make, shape, rng):
+    m = make().to(np.float64)
+    x = rng.standard_normal(shape)
+    ys_f, dx_f, g_f, b_f = _model_grads(m, x, "fast")
+    ys_r, dx_r, g_r, b_r = _model_grads(m, x, "reference")
+    for a, b in zip(ys_f, ys_r):
+        assert rel(a, b) <= SAME
+    assert rel(dx_f, dx_r) <= SAME
+    scale = max(np.abs(v).max() for v in g_r.values())
+    assert set(g_f) == set(g_r)
+    for k in g_r:  # a conv bias ahead of BatchNorm has a true gradient of 0: compare against the model's scale
+        assert rel(g_f[k], g_r[k], 1e-3 * scale) <= SAME, k
+    for k in b_r:
+        assert rel(b_f[k], b_r[k]) <= SAME, k
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_and_float64_preserved_by_both_backends(dtype, rng):
+    m = UNet(1, 2, base_channels=4, depth=2, padding="same", batch_norm=True).to(dtype)
+    x = rng.standard_normal((1, 1, 16, 16)).astype(dtype)
+    outs = {}
+    for b in backends.NAMES:
+        with npunet.backend(b):
+            y = m(x)
+            dx = m.backward(np.ones_like(y))
+            assert y.dtype == dx.dtype == dtype
+            outs[b] = y
+    assert rel(outs["fast"], outs["reference"]) <= (1e-4 if dtype == np.float32 else SAME)
+
+
+# ---------------------------------------------------------------- the switch
+
+def test_backend_switch_and_context():
+    assert npunet.get_backend() == "fast"
+    with npunet.backend("reference") as ops:
+        assert ops is reference and backends.current() is reference
+        with npunet.backend("fast"):
+            assert npunet.get_backend() == "fast"
+        assert npunet.get_backend() == "reference"
+    assert npunet.get_backend() == "fast"
+    try:
+        npunet.set_backend("reference")
+        assert npunet.get_backend() == "reference"
+    finally:
+        npunet.set_backend("fast")
+    with pytest.raises(ValueError, match="'reference', 'fast'"):
+        npunet.set_backend("numba")
+    assert npunet.functional.conv2d_forward is fast.conv2d_forward
+    with npunet.backend("reference"):
+        assert npunet.functional.conv2d_forward is reference.conv2d_forward
+
+
+def test_backward_uses_the_backend_of_its_forward(rng):
+    m = nn.MaxPool2d(2)  # the two backends' caches differ: mixing them would fail
+    x = distinct(rng, (1, 2, 4, 4))
+    with npunet.backend("reference"):
+        y = m(x)
+    dx = m.backward(np.ones_like(y))
+    assert dx.shape == x.shape and dx.sum() == y.size
+
+
+def test_both_backends_export_every_op():
+    for op in backends.OPS:
+        for mod in (fast, reference):
+            assert callable(getattr(mod, op + "_forward")) and callable(getattr(mod, op + "_backward")), (mod, op)
+            assert (inspect.signature(getattr(fast, op + "_forward")).parameters.keys()
+                    == inspect.signature(getattr(reference, op + "_forward")).parameters.keys()), op
+
+
+def test_reference_is_plain_numpy_and_every_backward_fits_one_screen():
+    src = inspect.getsource(reference)
+    imported = {a.name.split(".")[0] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"numpy", "geometry"}, imported
+    for name, fn in inspect.getmembers(reference, inspect.isfunction):
+        if fn.__module__ == reference.__name__:
+            assert len(inspect.getsource(fn).splitlines()) <= 40, f"{name} no longer fits one screen"
+
+
+# ---------------------------------------------------------------- the layer protocol
+
+def test_second_backward_is_refused(rng):
+    m = UNet(1, 2, base_channels=2, depth=1, padding="same").to(np.float64)
+    x = rng.standard_normal((1, 1, 8, 8))
+    y = m(x)
+    m.backward(np.ones_like(y))
+    g = m.outc.weight.grad.copy()
+    with pytest.raises(RuntimeError, match=r"Conv2d\('outc'\): backward\(\) called a second time"):
+        m.backward(np.ones_like(y))
+    np.testing.assert_array_equal(m.outc.weight.grad, g)  # nothing doubled
+    y = m(x)  # a new forward allows a new backward
+    m.backward(np.ones_like(y))
+    np.testing.assert_allclose(m.outc.weight.grad, 2 * g)
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.ReLU().backward(np.ones(3))
+
+
+def test_join_gradients_are_new_arrays_even_for_one_image(rng):
+    for m, xs in [(nn.Concat(), (rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 1, 3, 3)))),
+                  (nn.CropConcat(), (rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((1, 1, 3, 3))))]:
+        for b in backends.NAMES:
+            with npunet.backend(b):
+                y = m(*xs)
+                g = rng.standard_normal(y.shape)
+                assert not any(np.shares_memory(d, g) for d in m.backward(g))
+
+
+def test_output_shape_inference_lives_in_the_base_class():
+    own = [cls.__name__ for cls in vars(nn.layers).values()
+           if isinstance(cls, type) and issubclass(cls, nn.Module) and cls is not nn.Module and "_infer" in vars(cls)]
+    assert own == []
+    from npunet.models.summary import trace_shapes
+    out, calls = trace_shapes(UNet3Plus(1, 1, filters=(2, 2, 3, 3, 4), cat_channels=2,
+                                        cgm=True).eval(), (1, 1, 32, 32))
+    assert out.shape == (1, 1, 32, 32) and len(calls) > 50
+
+
+# ---------------------------------------------------------------- threads
+
+def test_blas_thread_count_restored_after_every_conv(rng, monkeypatch):
+    if not blas.available():
+        pytest.skip("threadpoolctl sees no controllable BLAS here")
+    before = blas.num_threads()
+    monkeypatch.setattr(blas, "plan", lambda: (2, 1))  # force the pipelines, whatever the machine
+    m = nn.Conv2d(32, 64, 3, padding=1)
+    x = rng.standard_normal((2, 32, 40, 40)).astype(np.float32)
+    monkeypatch.setattr(fast, "TILE_ELEMS", 288 * 42 * 4)  # small tiles: many of them
+    seen = []
+    real = blas.limited
+
+    def spy(threads):
+        seen.append(threads)
+        return real(threads)
+
+    monkeypatch.setattr(blas, "limited", spy)
+    y = m(x)
+    m.backward(np.ones_like(y))
+    assert seen == [1, 1]  # forward and backward both ran the pipelines
+    assert blas.num_threads() == before
+    with pytest.raises(ValueError):  # an exception inside the pipelines restores it too
+        fast.conv2d_forward(x, np.ones((64, 31, 3, 3), np.float32), None, 1, 1)
+    assert blas.num_threads() == before
+
+
+def test_pipeline_plan_follows_the_cores(monkeypatch):
+    monkeypatch.setattr(blas, "available", lambda: True)
+    for n, want in [(1, (1, None)), (2, (2, 1)), (3, (3, 1)), (4, (4, 1)), (8, (4, 2)), (16, (4, 4))]:
+        monkeypatch.setattr(blas, "cores", lambda n=n: n)
+        assert blas.plan() == want
+    monkeypatch.undo()
+    monkeypatch.setenv("NPUNET_BLAS_PIPELINES", "0")
+    assert blas.plan() == (1, None)
+
+
+def test_gradcheck_of_a_model_on_the_reference_backend(rng):
+    with npunet.backend("reference"):
+        m = UNet(1, 2, base_channels=2, depth=2, padding="same", batch_norm=True).to(np.float64)
+        r = gradcheck(m, rng.standard_normal((2, 1, 8, 8)), max_per_tensor=6)
+    assert r.max_rel_error <= 1e-5, str(r)
