@@ -24,7 +24,7 @@ def cores():
 
 @functools.lru_cache(maxsize=1)
 def _controller():
-    import numpy  # noqa: F401  (numpy's BLAS must be loaded before threadpoolctl looks)
+
     from threadpoolctl import ThreadpoolController
     return ThreadpoolController()
 

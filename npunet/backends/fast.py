@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import kernels as K
 from . import blas
-from .geometry import conv_out_size, conv_transpose_out_size, pair as _pair, pool_windows
+from .geometry import conv_out_size, conv_transpose_out_size, interp_indices, pair as _pair, pool_windows
 from .reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
                         concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
                         dropout_backward, dropout_forward, mul_backward, mul_forward, relu_backward,
@@ -346,14 +346,14 @@ def interpolate_forward(x, size, mode="nearest", align_corners=None, scale=None)
     """x: (N, C, H, W) -> (N, C, size[0], size[1]).
 
     scale: (s_h, s_w) scale factors when the user gave them (PyTorch then uses
-    1/s, not in/out, to place the samples).  See kernels.interp.interp_indices.
+    1/s, not in/out, to place the samples).  See geometry.interp_indices.
     """
     N, C, H, W = x.shape
     oh, ow = size
     sh, sw = scale if scale is not None else (None, None)
     ac = bool(align_corners)
-    iy = K.interp_indices(H, oh, mode, ac, sh)
-    ix = K.interp_indices(W, ow, mode, ac, sw)
+    iy = interp_indices(H, oh, mode, ac, sh)
+    ix = interp_indices(W, ow, mode, ac, sw)
     iy = (iy[0], iy[1], iy[2].astype(x.dtype))
     ix = (ix[0], ix[1], ix[2].astype(x.dtype))
     out = np.empty((N, C, oh, ow), dtype=x.dtype)

@@ -12,7 +12,7 @@ every result is a new array with the input's dtype.
 """
 import numpy as np
 
-from .geometry import conv_out_size, conv_transpose_out_size, crop_offsets, pair, pool_windows
+from .geometry import conv_out_size, conv_transpose_out_size, crop_offsets, interp_indices, pair, pool_windows
 
 
 # ================================================================== convolution
@@ -219,28 +219,16 @@ adaptive_maxpool2d_backward = maxpool2d_backward
 # ================================================================== upsampling
 
 def interp_matrix(size_in, size_out, mode, align_corners=False, scale=None):
-    """The (size_out, size_in) matrix M with out = M @ in along one axis (PyTorch's sampling).
+    """The (size_out, size_in) matrix M with out = M @ in along one axis.
 
-    nearest:  src = floor(o / s), s = scale_factor if given else out/in.
-    bilinear, align_corners=True:  src = o * (in - 1) / (out - 1).
-    bilinear, align_corners=False: src = max((o + 0.5) / s - 0.5, 0).
-    Output o mixes input floor(src) with weight 1 - frac(src) and the next one with frac(src).
+    Output o reads input i0[o] with weight 1 - lam[o] and i1[o] with weight lam[o]: PyTorch's
+    sampling rule, in ``geometry.interp_indices`` (nearest: i1 = i0, lam = 0).
     """
-    o = np.arange(size_out, dtype=np.float64)
-    s = scale if scale is not None else size_out / size_in
+    i0, i1, lam = interp_indices(size_in, size_out, mode, align_corners, scale)
     M = np.zeros((size_out, size_in))
-    if mode == "nearest":
-        M[np.arange(size_out), np.minimum(np.floor(o / s).astype(np.int64), size_in - 1)] = 1
-        return M
-    if align_corners:
-        src = o * ((size_in - 1) / (size_out - 1)) if size_out > 1 else np.zeros(size_out)
-    else:
-        src = np.maximum((o + 0.5) / s - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
-    i1 = np.minimum(i0 + 1, size_in - 1)
-    lam = src - i0
-    np.add.at(M, (np.arange(size_out), i0), 1 - lam)                      # add: i0 == i1 at the edge
-    np.add.at(M, (np.arange(size_out), i1), lam)
+    rows = np.arange(size_out)
+    np.add.at(M, (rows, i0), 1 - lam)                                     # add: i0 == i1 at the edge
+    np.add.at(M, (rows, i1), lam)
     return M
 
 
