@@ -1,6 +1,7 @@
 """CLI commands that need the models and data: demo, train, predict, summary."""
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -16,72 +17,166 @@ def _cmd_demo(args):
           f"in {r['seconds']:.0f} s")
 
 
+def _fail(msg):
+    raise SystemExit(msg)
+
+
+def _read_config(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        _fail(f"npunet train: cannot read config '{path}': {e}")
+
+
+def _config_diffs(saved, mine):
+    """'key (checkpoint X, config Y)' for every key the two configs disagree on (nested keys dotted)."""
+    out = []
+    for k in mine:
+        a, b = saved.get(k), mine[k]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{d}" for d in _config_diffs(a, b)]
+        elif json.dumps(a) != json.dumps(b):
+            out.append(f"{k} (checkpoint {json.dumps(a)}, config {json.dumps(b)})")
+    return out
+
+
 def _cmd_train(args):
-    cfg = json.loads(json.dumps(DEFAULT_TRAIN_CONFIG))
-    if args.config:
-        try:
-            with open(args.config) as f:
-                user = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"npunet train: cannot read config '{args.config}': {e}") from None
-        unknown = set(user) - set(cfg)
-        if unknown:
-            raise SystemExit(f"npunet train: unknown config keys {sorted(unknown)}; known: {sorted(cfg)}")
-        cfg.update(user)
-    if args.out:
-        cfg["out"] = args.out
-    if args.epochs:
-        cfg["epochs"] = args.epochs
-    trainer = build_run(cfg)
-    ck = trainer.checkpoint_path
-    if args.resume and os.path.exists(ck):
+    from .config import ConfigError, describe, merge
+    if args.help_config:
+        print(describe())
+        return
+    if args.resume and args.force:
+        _fail("npunet train: --resume continues the run in the folder and --force starts it over; give one")
+    user = _read_config(args.config) if args.config else {}
+    if isinstance(user, dict):
+        user = dict(user)
+        if args.out:
+            user["out"] = args.out
+        if args.epochs is not None:
+            user["epochs"] = args.epochs
+    try:
+        cfg = merge(user)
+        ck = os.path.join(cfg["out"], "checkpoint.npz")
+        resume = args.resume and os.path.exists(ck)
+        if resume:
+            from .io import load_npz
+            from .train import read_meta
+            meta = read_meta(load_npz(ck), ck)
+            saved = merge(meta["config"])
+            mine = merge({k: v for k, v in user.items() if k not in ("out", "epochs")}, base=saved)
+            diffs = _config_diffs(saved, mine)
+            if diffs:
+                print(f"npunet train --resume: the config differs from the checkpoint's in {'; '.join(diffs)}. "
+                      f"The run continues with the checkpoint's values, so that it resumes exactly; to train with "
+                      f"the new values start over with --force.", file=sys.stderr)
+            cfg = dict(saved, out=cfg["out"], epochs=cfg["epochs"])
+        elif os.path.exists(ck) and not args.force:
+            _fail(f"npunet train: '{cfg['out']}' already holds a run ({ck}); continue it with --resume, or start "
+                  f"over with --force (the checkpoint is replaced), or choose another folder with --out")
+        elif args.resume:
+            print(f"npunet train --resume: no checkpoint in '{cfg['out']}' yet; starting a new run", file=sys.stderr)
+        trainer = build_run(cfg)
+    except ConfigError as e:
+        _fail(f"npunet train: {e}")
+    except (TypeError, ValueError) as e:  # a model constructor's own check of model_config
+        _fail(f"npunet train: config key 'model_config': {e}")
+    if resume:
         trainer.load(ck)
         print(f"resumed from {ck} at epoch {trainer.epoch}, step {trainer.step}")
+    elif args.force and os.path.exists(ck):
+        os.remove(ck)  # starting over: the old run must not be resumed by mistake later
     trainer.fit(cfg["epochs"])
     print(f"done: checkpoint {ck}")
 
 
-def _read_image(path):
+def read_image(path, in_channels):
+    """An image file as (C, H, W) float64 raw values, C = in_channels.  Grey, RGB, RGBA (alpha dropped)
+    and palette PNG/TIFF/JPEG; .npy arrays (H, W), (C, H, W), channel-last (H, W, C) or one image (1, C, H, W).
+    Returns (array, note) where note says what was done to fit the model, or ''."""
+    note = ""
     if path.endswith(".npy"):
-        a = np.load(path, allow_pickle=False)
+        try:
+            a = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            _fail(f"npunet predict: '{path}' is not a plain numeric .npy array ({e})")
+        if a.dtype.kind not in "uif":
+            _fail(f"npunet predict: '{path}' holds {a.dtype} values; expected a numeric image")
     else:
         from PIL import Image
-        a = np.asarray(Image.open(path)).astype(np.float32)
-        if a.ndim == 3:
-            a = a[..., :3].mean(axis=-1)
-        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-6)
-    a = np.asarray(a, np.float32)
-    return a[None] if a.ndim == 2 else a
+        try:
+            img = Image.open(path)
+        except (OSError, ValueError) as e:
+            _fail(f"npunet predict: cannot read '{path}' as an image ({e})")
+        if img.mode in ("P", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+            img = img.convert("RGB")
+        elif img.mode == "LA":
+            img = img.convert("L")
+        a = np.asarray(img)
+    a = np.asarray(a, np.float64)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a, note = a[0], "dropped the batch axis of (1, C, H, W)"
+    if a.ndim == 2:
+        a = a[None]
+    elif a.ndim == 3 and a.shape[0] != in_channels and a.shape[-1] == in_channels:
+        a, note = a.transpose(2, 0, 1), f"channel-last (H, W, {in_channels}) read as ({in_channels}, H, W)"
+    elif a.ndim == 3 and in_channels == 1 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
+        a, note = a[..., :3].mean(axis=-1)[None], "RGB averaged to grey for a 1-channel model"
+    if a.ndim != 3 or a.shape[0] != in_channels:
+        _fail(f"npunet predict: '{path}' has shape {a.shape}; the model takes {in_channels} channel(s): give an image "
+              f"(H, W)" + (f", ({in_channels}, H, W) or (H, W, {in_channels})" if in_channels > 1 else " or (1, H, W)"))
+    if min(a.shape[1:]) < 2:
+        _fail(f"npunet predict: '{path}' has shape {a.shape}; an image needs at least 2x2 pixels")
+    if not np.isfinite(a).all():
+        _fail(f"npunet predict: '{path}' contains NaN/Inf values")
+    return a, note
+
+
+def fit_range(a, lo, hi):
+    """Map the image's own [min, max] onto [lo, hi], the training images' typical range: the same
+    picture gives the same input whatever the file's scale (0..255 PNG, 0..1 float .npy)."""
+    span = float(a.max() - a.min())
+    return lo + (a - a.min()) * ((hi - lo) / span) if span > 0 else np.full_like(a, lo)
 
 
 def _cmd_predict(args):
     from .train import load_model, predict_masks
-    model, meta = load_model(args.checkpoint)
-    img = _read_image(args.input)
-    if img.shape[0] != model.in_channels:
-        raise SystemExit(f"npunet predict: the model takes {model.in_channels} channel(s), '{args.input}' has {img.shape[0]}")
-    mask = predict_masks(model, img[None].astype(model.dtype))[0]
+    try:
+        model, meta = load_model(args.checkpoint)
+    except (OSError, ValueError) as e:
+        _fail(f"npunet predict: {e}")
+    img, note = read_image(args.input, model.in_channels)
+    lo, hi = meta.get("input_range") or (0.0, 1.0)
+    x = fit_range(img, lo, hi).astype(model.dtype)
+    mask = predict_masks(model, x[None])[0]
     out = args.out or os.path.splitext(args.input)[0] + "_mask.png"
     from PIL import Image
     Image.fromarray((mask > 0).astype(np.uint8) * 255).save(out)
-    print(f"{args.input}: {mask.shape[0]}x{mask.shape[1]}, foreground {100 * (mask > 0).mean():.1f}% -> {out}")
+    print(f"{args.input}: {mask.shape[0]}x{mask.shape[1]}{' (' + note + ')' if note else ''}, "
+          f"foreground {100 * (mask > 0).mean():.1f}% -> {out}")
 
 
 def _cmd_summary(args):
     from . import models
     from .models.summary import summary
-    if args.model == "unet":
-        m = models.UNet(args.in_channels, args.classes, args.base, depth=args.depth,
-                        padding="same" if args.same else "valid")
-    elif args.model == "unetpp":
-        m = models.UNetPlusPlus(args.in_channels, args.classes, deep_supervision=True)
-    else:
-        m = models.UNet3Plus(args.in_channels, args.classes, deep_supervision=True, cgm=True)
-    size = args.size or (572 if args.model == "unet" else 256)
     try:
+        if args.model == "unet":
+            m = models.UNet(args.in_channels, args.classes, args.base or 64, depth=args.depth or 4,
+                            padding="same" if args.same else "valid")
+        elif args.model == "unetpp":
+            base, depth = args.base or 32, args.depth or 4
+            m = models.UNetPlusPlus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(depth + 1)],
+                                    depth=depth, deep_supervision=True)
+        else:
+            if args.depth not in (None, 4):
+                _fail(f"npunet summary: UNet 3+ has five levels (depth 4), got --depth {args.depth}")
+            base = args.base or 64
+            m = models.UNet3Plus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(5)],
+                                 cat_channels=base, deep_supervision=True, cgm=True)
+        size = args.size or (572 if args.model == "unet" and not args.same else 256)
         summary(m, (1, args.in_channels, size, size))
-    except ValueError as e:
-        raise SystemExit(f"npunet summary: {e}") from None
+    except (TypeError, ValueError) as e:
+        _fail(f"npunet summary: {e}")
 
 
 def add_commands(sub):
@@ -101,6 +196,8 @@ def add_commands(sub):
     t.add_argument("--out", help="run folder (checkpoint.npz is written there after every epoch)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--force", action="store_true", help="start over in a folder that already holds a run")
+    t.add_argument("--help-config", action="store_true", help="print every config key with its type, range and default")
     t.set_defaults(func=_cmd_train)
     p = sub.add_parser("predict", help="segment an image with a trained checkpoint")
     p.add_argument("--checkpoint", required=True)
@@ -112,7 +209,7 @@ def add_commands(sub):
     s.add_argument("--size", type=int, help="input side (default 572 for unet, 256 otherwise)")
     s.add_argument("--in-channels", type=int, default=1)
     s.add_argument("--classes", type=int, default=2)
-    s.add_argument("--base", type=int, default=64)
-    s.add_argument("--depth", type=int, default=4)
+    s.add_argument("--base", type=int, help="channels of the first level (default: the model's own)")
+    s.add_argument("--depth", type=int, help="levels below the first (default 4)")
     s.add_argument("--same", action="store_true", help="padded convolutions (default: valid, as the paper)")
     s.set_defaults(func=_cmd_summary)

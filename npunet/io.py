@@ -1,21 +1,36 @@
 """Save and load arrays as .npz (no pickle), atomically."""
+import glob
 import os
 import tempfile
 
 import numpy as np
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_npz(path, arrays):
-    """Write a dict of arrays to ``path`` atomically: temp file in the same folder,
-    fsync, os.replace.  A crash mid-write leaves any previous file intact."""
+    """Write a dict of arrays to ``path`` atomically: temp file in the same folder, fsync, os.replace.
+    A crash mid-write leaves any previous file intact; the temp files a killed save left behind
+    (``.<name>.tmp-*``) are removed by the next save.  The file gets the user's normal mode (umask)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    prefix = f".{os.path.basename(path)}.tmp-"
+    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -28,12 +28,22 @@ def _check_logits(loss, z, min_ndim=2):
         raise TypeError(f"{name}: expected float32 or float64 logits, got {z.dtype}")
     if z.ndim < min_ndim:
         raise ValueError(f"{name}: expected logits of shape (N, C, H, W), got {z.shape}")
+    if z.size == 0:
+        raise ValueError(f"{name}: empty logits {z.shape} (a batch of 0 images?); a mean over nothing is undefined")
     if not np.isfinite(z).all():
         raise FloatingPointError(f"{name}: the logits contain {int((~np.isfinite(z)).sum())} NaN/Inf value(s); "
                                  f"training has diverged or the input data has NaNs")
-    if z.size > 16 and z.min() >= 0 and z.max() <= 1:
+    if z.size > 16 and z.min() >= 0 and z.max() <= 1 and _look_like_probabilities(z):
         warnings.warn(f"{name}: every logit lies in [0, 1]; this loss expects raw logits (before sigmoid/softmax), "
                       f"not probabilities", stacklevel=3)
+
+
+def _look_like_probabilities(z):
+    """Values in [0, 1] that also sum to 1 over the classes (softmax) or, for one channel, spread over
+    most of [0, 1] (sigmoid of a trained net).  A fresh model's logits sit in a narrow band near 0."""
+    if z.ndim >= 2 and z.shape[1] > 1:
+        return bool(np.allclose(z.sum(axis=1), 1, atol=1e-3))
+    return float(z.max() - z.min()) > 0.9
 
 
 def _check_binary_target(loss, z, y):
@@ -237,6 +247,9 @@ class _RegionLoss(Loss):
     def __init__(self, smooth=1.0, mode="binary"):
         if mode not in self.MODES:
             raise ValueError(f"{type(self).__name__}: mode must be one of {self.MODES}, got {mode!r}")
+        if not smooth > 0:
+            raise ValueError(f"{type(self).__name__}: smooth must be > 0 (it keeps the score defined on an empty "
+                             f"mask, where sum(p) + sum(y) can be 0), got {smooth}")
         self.smooth, self.mode = float(smooth), mode
         self.target = "class" if mode == "multiclass" else "binary"
 

@@ -51,6 +51,7 @@ class Trainer:
             raise ValueError(f"Trainer: use_weight_map=True but {type(loss).__name__} cannot use a weight map")
         self._ds_loss = losses.DeepSupervisionLoss(loss)
         self.cls_loss = losses.BCELoss()
+        self.input_range = None  # the training images' typical [min, max]; predict maps files onto it
 
     # ------------------------------------------------------------ one step
     def _targets(self, batch, out_shape):
@@ -68,10 +69,14 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):
                 return self._train_step(batch)
         except FloatingPointError as e:
-            where = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path and \
-                os.path.exists(self.checkpoint_path) else ""
-            raise FloatingPointError(f"Trainer: training diverged at step {self.step} (epoch {self.epoch}, batch "
-                                     f"{self.batch}): {e}; stopping without saving{where}. Lower the learning rate.") from None
+            raise self._diverged("training", e) from None
+
+    def _diverged(self, where, e):
+        last = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path and \
+            os.path.exists(self.checkpoint_path) else ""
+        return FloatingPointError(f"Trainer: training diverged at step {self.step} (epoch {self.epoch + 1}, batch "
+                                  f"{self.batch}), first seen in {where}: {e}; stopping without saving{last}. "
+                                  f"Lower the learning rate (now {self.optimizer.lr:g}).")
 
     def _train_step(self, batch):
         m = self.model
@@ -130,7 +135,11 @@ class Trainer:
         h["seconds"].append(seconds)
         msg = f"epoch {self.epoch + 1}: loss {h['train_loss'][-1]:.4f}"
         if self.val_data is not None:
-            r = evaluate(self.model, *self.val_data)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    r = evaluate(self.model, *self.val_data)
+            except FloatingPointError as e:
+                raise self._diverged("validation", e) from None
             h["val_dice"].append(r["dice"])
             h["val_iou"].append(r["iou"])
             h["val_instance_f1"].append(r.get("instance_f1", float("nan")))
@@ -158,7 +167,7 @@ class Trainer:
                     optimizer=dict(type=type(self.optimizer).__name__, **opt_scalars),
                     scheduler=None if self.scheduler is None else self.scheduler.state_dict(),
                     rng=dict(init=init.rng().bit_generator.state, modules=rngs, loader_seed=self.loader.seed),
-                    history=self.history, config=_jsonable(self.config))
+                    history=self.history, config=_jsonable(self.config), input_range=self.input_range)
         arrays["meta"] = np.array(json.dumps(meta))
         save_npz(path, arrays)
 
@@ -181,6 +190,7 @@ class Trainer:
         self.epoch, self.batch, self.step = meta["epoch"], meta["batch"], meta["step"]
         self.history = meta["history"]
         self.config = meta["config"]
+        self.input_range = meta.get("input_range")
         return self
 
 

@@ -314,7 +314,7 @@ def test_cli_summary_train_predict(tmp_path):
     assert r.returncode == 0 and (tmp_path / "img_mask.png").exists(), r.stderr
     (tmp_path / "bad.json").write_text('{"modle": "UNet"}')
     r = run("train", "--config", str(tmp_path / "bad.json"))
-    assert r.returncode != 0 and "unknown config keys ['modle']" in r.stderr
+    assert r.returncode != 0 and "unknown key 'modle' (did you mean 'model'?)" in r.stderr
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)

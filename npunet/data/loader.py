@@ -15,6 +15,15 @@ def check_pair(images, masks, labels=None, where="data"):
         raise ValueError(f"{where}: expected masks (N, H, W), got {masks.shape}")
     if images.shape[0] != masks.shape[0]:
         raise ValueError(f"{where}: {images.shape[0]} images but {masks.shape[0]} masks")
+    if images.shape[0] == 0:
+        raise ValueError(f"{where}: no images (an empty array)")
+    if images.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: images hold {images.dtype} values; expected numbers")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))
+        raise ValueError(f"{where}: the data contains NaN/Inf values in image(s) {bad[:8].tolist()}"
+                         f"{' ...' if len(bad) > 8 else ''}: a data problem (fix or drop those images), "
+                         f"not a training one")
     if images.shape[2:] != masks.shape[1:]:
         raise ValueError(f"{where}: images are {images.shape[2:]} but masks are {masks.shape[1:]}")
     vals = np.unique(masks)

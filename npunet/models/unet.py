@@ -1,6 +1,7 @@
 """U-Net (Ronneberger, Fischer & Brox, MICCAI 2015), and its padded, bilinear,
 residual and separable (Mobile U-Net) variants."""
 from .. import nn
+from . import args as A
 from ..nn.module import check_array
 from .blocks import BLOCKS, DoubleConv
 from .sizes import check_input_size
@@ -47,14 +48,12 @@ class UNet(nn.Module):
     def __init__(self, in_channels=1, num_classes=2, base_channels=64, depth=4, padding="valid",
                  batch_norm=False, up_mode="transpose", dropout=0.0, block="double_conv"):
         super().__init__()
-        if padding not in ("valid", "same"):
-            raise ValueError(f"UNet: padding must be 'valid' or 'same', got {padding!r}")
-        if up_mode not in ("transpose", "bilinear"):
-            raise ValueError(f"UNet: up_mode must be 'transpose' or 'bilinear', got {up_mode!r}")
-        if block not in BLOCKS:
-            raise ValueError(f"UNet: block must be one of {BLOCKS}, got {block!r}")
-        if depth < 1:
-            raise ValueError(f"UNet: depth must be >= 1, got {depth}")
+        in_channels, num_classes = A.integer("UNet", "in_channels", in_channels), A.integer("UNet", "num_classes", num_classes)
+        base_channels, depth = A.integer("UNet", "base_channels", base_channels), A.integer("UNet", "depth", depth)
+        A.choice("UNet", "padding", padding, ("valid", "same"))
+        A.choice("UNet", "up_mode", up_mode, ("transpose", "bilinear"))
+        A.choice("UNet", "block", block, BLOCKS)
+        batch_norm, dropout = A.boolean("UNet", "batch_norm", batch_norm), A.probability("UNet", "dropout", dropout)
         self.config = dict(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth,
                            padding=padding, batch_norm=batch_norm, up_mode=up_mode, dropout=dropout, block=block)
         self.in_channels, self.num_classes, self.depth, self.padding = in_channels, num_classes, depth, padding

@@ -3,6 +3,7 @@ supervision and the classification-guided module (CGM)."""
 import numpy as np
 
 from .. import nn
+from . import args as A
 from ..backends.reference import sigmoid
 from ..nn.module import check_array
 from .blocks import DoubleConv, conv_bn_relu_backward, conv_bn_relu_forward
@@ -123,8 +124,11 @@ class UNet3Plus(nn.Module):
     def __init__(self, in_channels=3, num_classes=1, filters=(64, 128, 256, 512, 1024), cat_channels=64,
                  deep_supervision=False, cgm=False, batch_norm=True):
         super().__init__()
-        if len(filters) != 5:
-            raise ValueError(f"UNet3Plus: expected 5 filter sizes, got {filters}")
+        in_channels, num_classes = A.integer("UNet3Plus", "in_channels", in_channels), A.integer("UNet3Plus", "num_classes", num_classes)
+        filters = A.integers("UNet3Plus", "filters", filters, length=5)
+        cat_channels = A.integer("UNet3Plus", "cat_channels", cat_channels)
+        for name, v in (("deep_supervision", deep_supervision), ("cgm", cgm), ("batch_norm", batch_norm)):
+            A.boolean("UNet3Plus", name, v)
         self.config = dict(in_channels=in_channels, num_classes=num_classes, filters=tuple(filters),
                            cat_channels=cat_channels, deep_supervision=deep_supervision, cgm=cgm, batch_norm=batch_norm)
         self.in_channels, self.num_classes = in_channels, num_classes

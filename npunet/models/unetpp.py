@@ -6,6 +6,7 @@ Node X^{i,j} (level i, position j along the skip):
 H = two 3x3 conv (+BN) + ReLU, D = 2x2 max-pool, U = up-sampling, [ ] = channel concat.
 """
 from .. import nn
+from . import args as A
 from ..nn.module import check_array
 from .blocks import DoubleConv
 from .sizes import check_input_size
@@ -27,6 +28,11 @@ class UNetPlusPlus(nn.Module):
     def __init__(self, in_channels=3, num_classes=1, filters=(32, 64, 128, 256, 512), depth=4,
                  deep_supervision=False, batch_norm=True, up_mode="bilinear"):
         super().__init__()
+        in_channels = A.integer("UNetPlusPlus", "in_channels", in_channels)
+        num_classes = A.integer("UNetPlusPlus", "num_classes", num_classes)
+        filters, depth = A.integers("UNetPlusPlus", "filters", filters), A.integer("UNetPlusPlus", "depth", depth)
+        A.boolean("UNetPlusPlus", "deep_supervision", deep_supervision)
+        A.boolean("UNetPlusPlus", "batch_norm", batch_norm)
         if not 1 <= depth <= len(filters) - 1:
             raise ValueError(f"UNetPlusPlus: depth must be in 1..{len(filters) - 1} for {len(filters)} filters, got {depth}")
         if up_mode not in ("transpose", "bilinear"):

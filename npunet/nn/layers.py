@@ -9,10 +9,17 @@ from ..backends.geometry import conv_out_size, conv_transpose_out_size, upsample
 from .module import Module, Parameter, check_array
 
 
+def _int(v, name, layer):
+    """An integer argument: 4 or np.int64(4), never "4" or 4.5 (int() would silently accept them)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{layer}: {name} must be an integer, got {v!r} ({type(v).__name__})")
+    return int(v)
+
+
 def _pair(v, name, layer):
     if np.isscalar(v):
         v = (v, v)
-    v = tuple(int(a) for a in v)
+    v = tuple(_int(a, name, layer) for a in v)
     if len(v) != 2:
         raise ValueError(f"{layer}: {name} must be an int or a pair, got {v}")
     return v
@@ -31,7 +38,8 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, groups=1):
         super().__init__()
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels = _int(in_channels, "in_channels", "Conv2d"), _int(out_channels, "out_channels", "Conv2d")
+        self.groups = _int(groups, "groups", "Conv2d")
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
         self.stride = _pair(stride, "stride", "Conv2d")
         self.padding = _pair(padding, "padding", "Conv2d")
@@ -101,7 +109,9 @@ class ConvTranspose2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  bias=True, groups=1):
         super().__init__()
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels = _int(in_channels, "in_channels", "ConvTranspose2d")
+        self.out_channels = _int(out_channels, "out_channels", "ConvTranspose2d")
+        self.groups = _int(groups, "groups", "ConvTranspose2d")
         self.kernel_size = _pair(kernel_size, "kernel_size", "ConvTranspose2d")
         self.stride = _pair(stride, "stride", "ConvTranspose2d")
         self.padding = _pair(padding, "padding", "ConvTranspose2d")
@@ -310,7 +320,9 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.num_features, self.eps, self.momentum = _int(num_features, "num_features", "BatchNorm2d"), float(eps), float(momentum)
+        if self.num_features < 1:
+            raise ValueError(f"BatchNorm2d: num_features must be >= 1, got {self.num_features}")
         self.weight = Parameter(np.ones(self.num_features, np.float32))
         self.bias = Parameter(np.zeros(self.num_features, np.float32))
         self.register_buffer("running_mean", np.zeros(self.num_features, np.float32))

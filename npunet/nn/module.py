@@ -216,6 +216,13 @@ class Module:
                 continue
             v = np.asarray(state[k])
             cur = m._params[n].data if is_param else getattr(m, n)
+            if v.dtype.kind not in "biuf":
+                raise TypeError(f"{type(self).__name__}.load_state_dict: '{k}' holds {v.dtype} values; "
+                                f"expected a numeric array")
+            if v.dtype.kind == "f" and not np.isfinite(v).all():
+                raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' contains "
+                                 f"{int((~np.isfinite(v)).sum())} NaN/Inf value(s); the weights are corrupt "
+                                 f"(or training had diverged when they were saved)")
             if v.shape != np.shape(cur):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' has shape {v.shape}, "
                                  f"the model expects {np.shape(cur)}")
