@@ -179,6 +179,32 @@ def _cmd_summary(args):
         _fail(f"npunet summary: {e}")
 
 
+def _cmd_cv(args):
+    from .config import ConfigError
+    from .cv import cross_validate, format_table, parse_grid
+    user = _read_config(args.config) if args.config else {}
+    try:
+        if isinstance(user, dict):
+            user = dict(user, out=args.out)
+            if args.epochs is not None:
+                user["epochs"] = args.epochs
+        grid = parse_grid(args.grid) if args.grid else None
+        r = cross_validate(user, folds=args.folds, grid=grid, select=args.select, test_fraction=args.test_fraction,
+                           progress=not args.quiet)
+    except ConfigError as e:
+        _fail(f"npunet cv: {e}")
+    except (TypeError, ValueError) as e:
+        _fail(f"npunet cv: {e}")
+    print()
+    print(format_table(r))
+    print(f"\nbest (by mean validation {r['select']}): setting {r['best']['index']} {json.dumps(r['best']['setting'])}")
+    print("test set, evaluated once: " + ", ".join(f"{k} {v:.3f}" for k, v in r["test"].items()
+                                                  if k in ("dice", "iou", "precision", "recall", "f1", "accuracy",
+                                                           "instance_f1")))
+    print(f"outputs in {args.out}: cv_results.csv, cv_curves.png, cv_dice.png, test_predictions.png, "
+          f"final/checkpoint.npz, cv_split in cv_plan.json")
+
+
 def add_commands(sub):
     d = sub.add_parser("demo", help="the classroom demo: train a small U-Net on touching cells in ~2 minutes")
     d.add_argument("--model", choices=["unet", "unetpp", "unet3plus"], default="unet")
@@ -199,6 +225,20 @@ def add_commands(sub):
     t.add_argument("--force", action="store_true", help="start over in a folder that already holds a run")
     t.add_argument("--help-config", action="store_true", help="print every config key with its type, range and default")
     t.set_defaults(func=_cmd_train)
+    c = sub.add_parser("cv", help="K-fold cross-validation and a grid search; the best setting is retrained "
+                                  "and evaluated once on a held-out test set")
+    c.add_argument("--config", help="JSON training config (see npunet train --help-config)")
+    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a config key and its values (repeatable); nested keys as model_config.base_channels "
+                        "or just base_channels")
+    c.add_argument("--select", default="dice", help="validation metric that picks the best setting "
+                                                    "(dice, iou, precision, recall, f1, accuracy, instance_f1)")
+    c.add_argument("--test-fraction", type=float, default=0.2, help="share of the data split off as the test set")
+    c.add_argument("--epochs", type=int, help="override the config's epochs")
+    c.add_argument("--out", default="npunet_cv", help="run folder (an interrupted search resumes there)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=_cmd_cv)
     p = sub.add_parser("predict", help="segment an image with a trained checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", required=True, help=".png/.tif/.jpg or .npy image")
