@@ -28,3 +28,19 @@ def pytorch_default(shape, fan_in, dtype=np.float32):
     """PyTorch's default for conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     (kaiming_uniform with a = sqrt(5) gives exactly this bound for the weight)."""
     return uniform(shape, 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0, dtype)
+
+
+def kaiming_normal(shape, fan, dtype=np.float32):
+    """N(0, 2 / fan): He et al. 2015 for ReLU nets (the U-Net paper's N(0, 2/N_in); torchvision's
+    ResNet and MobileNetV2 use fan = fan_out = C_out * kh * kw)."""
+    return (_rng.standard_normal(shape) * math.sqrt(2.0 / fan)).astype(dtype)
+
+
+def kaiming_uniform(shape, fan, dtype=np.float32):
+    """U(-b, b), b = sqrt(6 / fan): He et al. 2015, uniform form (SMP's decoder, fan = fan_in)."""
+    return uniform(shape, math.sqrt(6.0 / fan), dtype)
+
+
+def xavier_uniform(shape, fan_in, fan_out, dtype=np.float32):
+    """U(-b, b), b = sqrt(6 / (fan_in + fan_out)): Glorot & Bengio 2010 (SMP's segmentation head)."""
+    return uniform(shape, math.sqrt(6.0 / (fan_in + fan_out)), dtype)

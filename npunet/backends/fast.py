@@ -12,12 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import kernels as K
+from . import reference as _ref
 from . import blas
 from .geometry import conv_out_size, conv_transpose_out_size, interp_indices, pair as _pair, pool_windows
 from .reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
                         concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
                         dropout_backward, dropout_forward, mul_backward, mul_forward, relu_backward,
-                        relu_forward, sigmoid, sigmoid_backward, sigmoid_forward)
+                        relu_forward, relu6_backward, relu6_forward, sigmoid, sigmoid_backward,
+                        sigmoid_forward, silu_backward, silu_forward, stochastic_depth_backward,
+                        stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward)
 
 # Column-buffer budget per tile, in elements (2M float32 = 8 MiB).  Measured on
 # a 2-core machine: smaller tiles starve the GEMM, larger ones leave the cache.
@@ -166,6 +169,34 @@ class _ConvGeometry:
             np.add(y4, bias.reshape(1, O, 1, 1), out=out[n0:n1, :, r0:r1, :])
 
 
+_DEPTHWISE = "depthwise"
+
+
+def _depthwise_forward(x, weight, bias, stride, padding):
+    """groups = C_in = C_out: direct Numba loops (kernels.depthwise) instead of C tiny GEMMs."""
+    (sh, sw), (ph, pw) = stride, padding
+    O, _, kh, kw = weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else np.ascontiguousarray(x)
+    Ho, Wo = conv_out_size(x.shape[2], kh, sh, ph), conv_out_size(x.shape[3], kw, sw, pw)
+    out = np.empty((x.shape[0], O, Ho, Wo), dtype=x.dtype)
+    w3 = np.ascontiguousarray(weight.reshape(O, kh, kw))
+    K.depthwise_fwd(xp, w3, sh, sw, out)
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
+    return out, (_DEPTHWISE, xp, w3, bias is not None, stride, padding, x.shape, weight.shape)
+
+
+def _depthwise_backward(dout, cache):
+    _, xp, w3, has_bias, (sh, sw), (ph, pw), x_shape, w_shape = cache
+    dxp = np.zeros_like(xp)
+    dw = np.zeros(w3.shape, dtype=np.float64)  # summed over N*H*W: accumulate in float64
+    K.depthwise_bwd(np.ascontiguousarray(dout), xp, w3, sh, sw, dxp, dw)
+    H, W = x_shape[2:]
+    dx = np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W]) if ph or pw else dxp
+    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(dout.dtype) if has_bias else None
+    return dx, dw.astype(dout.dtype).reshape(w_shape), db
+
+
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     """2-D convolution (cross-correlation, as PyTorch), im2col + GEMM in tiles.
 
@@ -174,6 +205,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     No column buffer outlives the call: backward rebuilds the columns tile by tile.
     """
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    if groups > 1 and groups == x.shape[1] == weight.shape[0]:
+        return _depthwise_forward(x, weight, bias, (sh, sw), (ph, pw))
     x = np.ascontiguousarray(x)  # the kernels read flat rows
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
@@ -202,6 +235,8 @@ def conv2d_backward(dout, cache):
 
     Per tile: cols = im2col(x); dW += dout_t @ cols^T; dcols = W^T @ dout_t; dx += col2im(dcols).
     """
+    if cache[0] is _DEPTHWISE:
+        return _depthwise_backward(dout, cache)
     x, weight, has_bias, (sh, sw), (ph, pw), G = cache
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
@@ -416,3 +451,21 @@ def batchnorm2d_backward(dout, cache):
         db = d3.sum(axis=(0, 2), dtype=np.float64)
         dg = (d3 * ((x3 - mean[None, :, None]) * invstd[None, :, None])).sum(axis=(0, 2))
     return dx.reshape(shape), dg.astype(x3.dtype), db.astype(x3.dtype)
+
+
+# ---------------------------------------------------------------- average pooling
+
+def adaptive_avgpool2d_forward(x, output_size):
+    """x: (N, C, H, W) -> (N, C, oh, ow).  The global average (1, 1) of squeeze-and-excitation is one
+    reduction; other sizes take the reference's window loop."""
+    if _pair(output_size) != (1, 1):
+        return _ref.adaptive_avgpool2d_forward(x, output_size)
+    out = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(x.dtype)
+    return out, ("global", x.shape)
+
+
+def adaptive_avgpool2d_backward(dout, cache):
+    if cache[0] != "global":
+        return _ref.adaptive_avgpool2d_backward(dout, cache)
+    N, C, H, W = cache[1]
+    return np.broadcast_to(dout / (H * W), (N, C, H, W)).copy()

@@ -251,6 +251,52 @@ def interpolate_backward(dout, cache):
     return My.T @ dout @ Mx
 
 
+# ================================================================== average pooling and padding
+
+def adaptive_avgpool2d_forward(x, output_size):
+    """x: (N, C, H, W) -> (N, C, oh, ow): the mean over window o = [floor(o*H/oh), ceil((o+1)*H/oh)).
+    AdaptiveAvgPool2d(1) is the global average (squeeze-and-excitation's "squeeze")."""
+    oh, ow = pair(output_size)
+    N, C, H, W = x.shape
+    (hs, he), (ws, we) = pool_windows(H, oh, adaptive=True), pool_windows(W, ow, adaptive=True)
+    out = np.empty((N, C, oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = x[:, :, hs[i]:he[i], ws[j]:we[j]].mean(axis=(2, 3))
+    return out, (x.shape, hs, he, ws, we)
+
+
+def adaptive_avgpool2d_backward(dout, cache):
+    """Each window's gradient is shared equally by its pixels: dx += dout / (window area)."""
+    x_shape, hs, he, ws, we = cache
+    dx = np.zeros(x_shape, dtype=dout.dtype)
+    for i in range(len(hs)):
+        for j in range(len(ws)):
+            area = (he[i] - hs[i]) * (we[j] - ws[j])
+            dx[:, :, hs[i]:he[i], ws[j]:we[j]] += dout[:, :, i:i + 1, j:j + 1] / area
+    return dx
+
+
+def zero_pad2d_forward(x, padding):
+    """padding = (left, right, top, bottom), PyTorch's order (negative values crop).
+    x: (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
+    l, r, t, b = padding
+    N, C, H, W = x.shape
+    out = np.zeros((N, C, H + t + b, W + l + r), dtype=x.dtype)
+    out[:, :, max(t, 0):max(t, 0) + H + min(t, 0) + min(b, 0), max(l, 0):max(l, 0) + W + min(l, 0) + min(r, 0)] = \
+        x[:, :, max(-t, 0):H - max(-b, 0), max(-l, 0):W - max(-r, 0)]
+    return out, (x.shape, padding)
+
+
+def zero_pad2d_backward(dout, cache):
+    """The gradient of the kept pixels; the padding had no input behind it."""
+    (N, C, H, W), (l, r, t, b) = cache
+    dx = np.zeros((N, C, H, W), dtype=dout.dtype)
+    dx[:, :, max(-t, 0):H - max(-b, 0), max(-l, 0):W - max(-r, 0)] = \
+        dout[:, :, max(t, 0):max(t, 0) + H + min(t, 0) + min(b, 0), max(l, 0):max(l, 0) + W + min(l, 0) + min(r, 0)]
+    return dx
+
+
 # ================================================================== batch normalisation
 
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
@@ -325,6 +371,39 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, out):
     """d sigmoid / dx = s (1 - s): the backward needs only the output."""
     return dout * out * (1 - out)
+
+
+def relu6_forward(x):
+    """out = min(max(x, 0), 6) (MobileNetV2); cache: where the slope is 1 (0 < x < 6)."""
+    return np.clip(x, 0, 6), (x > 0) & (x < 6)
+
+
+def relu6_backward(dout, mask):
+    return dout * mask
+
+
+def silu_forward(x):
+    """SiLU / Swish: out = x * sigmoid(x) (EfficientNet)."""
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dout, cache):
+    """d(x s)/dx = s + x s (1 - s) = s (1 + x (1 - s))."""
+    x, s = cache
+    return dout * s * (1 + x * (1 - s))
+
+
+def stochastic_depth_forward(x, p, rng):
+    """Stochastic depth ("drop connect" in EfficientNet): each sample's whole residual branch is
+    dropped with probability p, the kept ones scaled by 1/(1 - p).  x: (N, ...); cache: the (N, 1, ...) mask."""
+    keep = 1.0 - p
+    mask = (np.floor(keep + rng.random((x.shape[0],) + (1,) * (x.ndim - 1))) / keep).astype(x.dtype)
+    return x * mask, mask
+
+
+def stochastic_depth_backward(dout, mask):
+    return dout * mask
 
 
 def dropout_forward(x, p, rng, channelwise=False):

@@ -12,6 +12,7 @@ from .pool import (maxpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd_ref, ma
 from .interp import interp_fwd, interp_bwd, interp_fwd_ref, interp_bwd_ref, interp_indices
 from .norm import bn_stats, bn_stats_ref, bn_apply, bn_apply_ref, bn_backward, bn_backward_ref
 from .util import all_finite, all_finite_ref
+from .depthwise import depthwise_fwd, depthwise_bwd, depthwise_fwd_ref, depthwise_bwd_ref
 
 from .label import label, label_ref, edt_sq, edt_sq_ref, two_nearest, two_nearest_ref  # noqa: E402
 

@@ -7,3 +7,6 @@ from .unetpp import UNetPlusPlus  # noqa: E402
 from .unet3plus import UNet3Plus, apply_cgm  # noqa: E402
 
 __all__ += ["UNetPlusPlus", "UNet3Plus", "apply_cgm"]
+from .encoder_unet import EncoderUNet  # noqa: E402
+
+__all__ += ["EncoderUNet"]

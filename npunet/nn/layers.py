@@ -393,6 +393,38 @@ class ReLU(_Elementwise):
         return [], int(np.prod(out.shape))  # bool mask
 
 
+class ReLU6(_Elementwise):
+    """out = min(max(x, 0), 6) (MobileNetV2); any shape."""
+
+    def forward(self, x):
+        self._check(x)
+        out, mask = ops().relu6_forward(x)
+        self._save(mask, out)
+        return out
+
+    def backward(self, grad):
+        backend, mask = self._restore(grad)
+        return backend.relu6_backward(grad, mask)
+
+    def kink_signature(self):  # where the slope is 1: gradcheck skips steps that cross 0 or 6
+        mask = _forward_cache(self)
+        return None if mask is None else hash(np.packbits(mask).tobytes())
+
+
+class SiLU(_Elementwise):
+    """SiLU / Swish: out = x * sigmoid(x) (EfficientNet); any shape."""
+
+    def forward(self, x):
+        self._check(x)
+        out, cache = ops().silu_forward(x)
+        self._save(cache, out)
+        return out
+
+    def backward(self, grad):
+        backend, cache = self._restore(grad)
+        return backend.silu_backward(grad, cache)
+
+
 class Sigmoid(_Elementwise):
     """out = 1 / (1 + exp(-x)); any shape."""
 
@@ -469,6 +501,112 @@ class Dropout2d(Dropout):
     """Drops whole channels: one keep/drop draw per (n, c) of an (N, C, H, W) input."""
 
     _channelwise = True
+
+
+class StochasticDepth(Module):
+    """Stochastic depth (torchvision.ops.StochasticDepth, mode "row"; EfficientNet's "drop connect"):
+    in training each sample's input, a residual branch, is zeroed with probability p and the kept ones
+    are scaled by 1/(1 - p); identity in eval or with p = 0.  x: (N, ...).  Seedable like Dropout."""
+
+    _leaf = True
+
+    def __init__(self, p, mode="row", seed=None):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"StochasticDepth: p must be in [0, 1), got {p}")
+        if mode != "row":
+            raise ValueError(f"StochasticDepth: only mode='row' (one draw per sample) is implemented, got {mode!r}")
+        self.p, self.mode = float(p), mode
+        self._rng = np.random.default_rng(seed if seed is not None else init.rng().integers(2 ** 63))
+
+    def extra_repr(self):
+        return f"p={self.p}, mode={self.mode!r}"
+
+    def _check(self, x):
+        check_array(self, x, np.ndim(x))
+        return tuple(x.shape)
+
+    def forward(self, x):
+        self._check(x)
+        if not self.training or self.p == 0:
+            self._save(None, x)
+            return x
+        out, mask = ops().stochastic_depth_forward(x, self.p, self._rng)
+        self._save(mask, out)
+        return out
+
+    def backward(self, grad):
+        backend, mask = self._restore(grad)
+        return grad.copy() if mask is None else backend.stochastic_depth_backward(grad, mask)
+
+
+# ================================================================== average pooling and padding
+
+class AdaptiveAvgPool2d(Module):
+    """x: (N, C, H, W) -> (N, C, oh, ow), each output the mean of window [floor(o*H/oh), ceil((o+1)*H/oh)).
+    AdaptiveAvgPool2d(1) is the global average (squeeze-and-excitation's squeeze)."""
+
+    _leaf = True
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = _pair(output_size, "output_size", "AdaptiveAvgPool2d")
+        if min(self.output_size) < 1:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, got {self.output_size}")
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+    def _check(self, x):
+        check_array(self, x, 4)
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"{self.label}: empty input {tuple(x.shape)}")
+        return tuple(x.shape[:2]) + self.output_size
+
+    def forward(self, x):
+        self._check(x)
+        out, cache = ops().adaptive_avgpool2d_forward(x, self.output_size)
+        self._save(cache, out)
+        return out
+
+    def backward(self, grad):
+        backend, cache = self._restore(grad)
+        return backend.adaptive_avgpool2d_backward(grad, cache)
+
+
+class ZeroPad2d(Module):
+    """Zero padding, PyTorch's order: padding = (left, right, top, bottom) or one int for all four
+    (negative values crop).  x: (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
+
+    _leaf = True
+
+    def __init__(self, padding):
+        super().__init__()
+        p = (padding,) * 4 if np.isscalar(padding) else tuple(padding)
+        if len(p) != 4:
+            raise ValueError(f"ZeroPad2d: padding must be an int or (left, right, top, bottom), got {padding}")
+        self.padding = tuple(_int(v, "padding", "ZeroPad2d") for v in p)
+
+    def extra_repr(self):
+        return f"{self.padding}"
+
+    def _check(self, x):
+        check_array(self, x, 4)
+        l, r, t, b = self.padding
+        H, W = x.shape[2] + t + b, x.shape[3] + l + r
+        if H < 1 or W < 1:
+            raise ValueError(f"{self.label}: padding {self.padding} crops the {x.shape[2]}x{x.shape[3]} input to nothing")
+        return tuple(x.shape[:2]) + (H, W)
+
+    def forward(self, x):
+        self._check(x)
+        out, cache = ops().zero_pad2d_forward(x, self.padding)
+        self._save(cache, out)
+        return out
+
+    def backward(self, grad):
+        backend, cache = self._restore(grad)
+        return backend.zero_pad2d_backward(grad, cache)
 
 
 # ================================================================== joins
@@ -652,3 +790,26 @@ class Sequential(Module):
         for m in reversed(list(self._modules.values())):
             grad = m.backward(grad)
         return grad
+
+
+class ModuleList(Module):
+    """Children named '0', '1', ... (PyTorch's state_dict keys ``blocks.0.conv1.weight``); no forward:
+    the owner calls them.  Indexing, len and iteration as a list."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        self.add_child(str(len(self._modules)), module)
+        return self
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]

@@ -208,8 +208,8 @@ class Module:
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing[:8]}"
-                           f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
+            raise KeyError(f"{type(self).__name__}.load_state_dict: {len(missing)} missing keys {missing[:8]}"
+                           f"{' ...' if len(missing) > 8 else ''}, {len(unexpected)} unexpected keys {unexpected[:8]}"
                            f"{' ...' if len(unexpected) > 8 else ''}")
         for k, (m, n, is_param) in own.items():
             if k not in state:
@@ -234,13 +234,16 @@ class Module:
         return self
 
     def save(self, path):
-        """Write the state_dict to an .npz file (no pickle)."""
-        from ..io import save_npz
-        save_npz(path, self.state_dict())
+        """Write the state_dict, atomically: ``.safetensors`` (PyTorch's keys and layouts; loads into the
+        matching PyTorch model with strict=True) or ``.npz`` (no pickle)."""
+        from ..io import save_state
+        save_state(path, self.state_dict())
 
     def load(self, path):
-        from ..io import load_npz
-        return self.load_state_dict(load_npz(path))
+        """Load a state_dict file (.safetensors, e.g. from ``safetensors.torch.save_file(model.state_dict())``,
+        or .npz) with strict checking: missing, unexpected or wrong-shape keys are named."""
+        from ..io import load_state
+        return self.load_state_dict(load_state(path))
 
     # ------------------------------------------------------------ modes and dtype
     def train(self, mode=True):

@@ -1,0 +1,74 @@
+"""Depthwise convolution (groups = channels, one k x k filter per channel; MobileNet, EfficientNet)
+as direct loops: a GEMM per group would be a 1 x (k*k) matrix product, all overhead.
+
+x is the zero-padded input (N, C, Hp, Wp); w: (C, k_h, k_w); out: (N, C, H_out, W_out) with
+out[n, c, i, j] = sum_{u, v} x[n, c, i*s_h + u, j*s_w + v] * w[c, u, v].
+Twins: ``depthwise_fwd_ref`` / ``depthwise_bwd_ref`` below.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def depthwise_fwd(x, w, sh, sw, out):
+    """out (N, C, Ho, Wo) = depthwise correlation of the padded x (N, C, Hp, Wp) with w (C, kh, kw).
+    Planes (n, c) in parallel: each writes its own output plane."""
+    N, C, Ho, Wo = out.shape
+    kh, kw = w.shape[1], w.shape[2]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for i in range(Ho):
+            for j in range(Wo):
+                out[n, c, i, j] = 0.0
+        for u in range(kh):
+            for v in range(kw):
+                wt = w[c, u, v]
+                for i in range(Ho):
+                    row = i * sh + u
+                    for j in range(Wo):
+                        out[n, c, i, j] += wt * x[n, c, row, j * sw + v]
+
+
+@njit(cache=True, parallel=True)
+def depthwise_bwd(dout, x, w, sh, sw, dx, dw):
+    """dx (N, C, Hp, Wp) and dw (C, kh, kw), both zero on entry, += the gradients of depthwise_fwd.
+    The loop runs over channels in parallel (every channel owns its dw[c] and its dx planes)."""
+    N, C, Ho, Wo = dout.shape
+    kh, kw = w.shape[1], w.shape[2]
+    for c in prange(C):
+        for n in range(N):
+            for u in range(kh):
+                for v in range(kw):
+                    wt = w[c, u, v]
+                    acc = 0.0
+                    for i in range(Ho):
+                        row = i * sh + u
+                        for j in range(Wo):
+                            g = dout[n, c, i, j]
+                            acc += g * x[n, c, row, j * sw + v]
+                            dx[n, c, row, j * sw + v] += g * wt
+                    dw[c, u, v] += acc
+
+
+def depthwise_fwd_ref(x, w, sh, sw, out_hw):
+    """NumPy twin of :func:`depthwise_fwd`: one shifted, strided slice per tap."""
+    Ho, Wo = out_hw
+    out = np.zeros(x.shape[:2] + (Ho, Wo), dtype=x.dtype)
+    for u in range(w.shape[1]):
+        for v in range(w.shape[2]):
+            out += w[None, :, u, v, None, None] * x[:, :, u:u + sh * Ho:sh, v:v + sw * Wo:sw]
+    return out
+
+
+def depthwise_bwd_ref(dout, x, w, sh, sw):
+    """NumPy twin of :func:`depthwise_bwd`; returns (dx padded, dw)."""
+    Ho, Wo = dout.shape[2:]
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    for u in range(w.shape[1]):
+        for v in range(w.shape[2]):
+            window = x[:, :, u:u + sh * Ho:sh, v:v + sw * Wo:sw]
+            dw[:, u, v] = (dout * window).sum(axis=(0, 2, 3))
+            dx[:, :, u:u + sh * Ho:sh, v:v + sw * Wo:sw] += dout * w[None, :, u, v, None, None]
+    return dx, dw
