@@ -94,11 +94,10 @@ def conv_flops(model, input_shape):
     _, calls = trace_shapes(model, input_shape)
     total = 0
     for m, inputs, out in calls:
-        name = type(m).__name__
-        if name == "Conv2d":
+        if isinstance(m, nn.Conv2d):
             kh, kw = m.kernel_size
             total += 2 * int(np.prod(out.shape)) * (m.in_channels // m.groups) * kh * kw
-        elif name == "ConvTranspose2d":
+        elif isinstance(m, nn.ConvTranspose2d):
             kh, kw = m.kernel_size
             total += 2 * int(np.prod(inputs[0].shape)) * (m.out_channels // m.groups) * kh * kw
     return total
@@ -113,6 +112,12 @@ MODEL_CASES = {  # name: (label, model class, config, input shape, backend)
     "unet3plus": ("UNet 3+ filters 16..256, cat 16, 1 -> 2, batch 4 @ 128^2", "UNet3Plus",
                   dict(in_channels=1, num_classes=2, filters=(16, 32, 64, 128, 256), cat_channels=16), (4, 1, 128, 128),
                   "fast"),
+    "resnet34": ("Residual U-Net (resnet34 encoder), 3 -> 1, batch 1 @ 256^2", "EncoderUNet",
+                 dict(encoder_name="resnet34"), (1, 3, 256, 256), "fast"),
+    "mobilenet_v2": ("Mobile U-Net (mobilenet_v2 encoder), 3 -> 1, batch 1 @ 256^2", "EncoderUNet",
+                     dict(encoder_name="mobilenet_v2"), (1, 3, 256, 256), "fast"),
+    "efficientnet-b0": ("Eff-UNet (efficientnet-b0 encoder), 3 -> 1, batch 1 @ 256^2", "EncoderUNet",
+                        dict(encoder_name="efficientnet-b0"), (1, 3, 256, 256), "fast"),
     "reference": ("reference backend: U-Net same, BN, base 8, depth 3, batch 1 @ 64^2", "UNet",
                   dict(in_channels=1, num_classes=2, base_channels=8, depth=3, padding="same", batch_norm=True),
                   (1, 1, 64, 64), "reference"),
@@ -133,6 +138,10 @@ def _model_step_worker(case, repeat):
 
     def step():
         y = m(x)
+        if y.shape[1] == 1:  # one class: BCE-like upstream gradient, as the PyTorch timing
+            m.zero_grad()
+            m.backward(np.ones_like(y))
+            return
         t = rng.integers(0, 2, (y.shape[0],) + y.shape[2:])
         loss.forward(y, t)
         m.zero_grad()
@@ -142,6 +151,28 @@ def _model_step_worker(case, repeat):
         t = _best(step, repeat)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return dict(seconds=t, flops=3 * conv_flops(m, shape), peak_rss=rss)
+
+
+def _torch_step_worker(case, repeat):
+    """The same training step in PyTorch (float32, CPU), for the encoder U-Nets through
+    segmentation_models_pytorch; None when they are not importable.  Never a dependency."""
+    _, cls, cfg, shape, _ = MODEL_CASES[case]
+    if cls != "EncoderUNet":
+        return None
+    try:
+        import segmentation_models_pytorch as smp
+        import torch
+    except ImportError:
+        return None
+    m = smp.Unet(cfg["encoder_name"], encoder_weights=None, in_channels=shape[1], classes=1).train()
+    x = torch.randn(shape)
+
+    def step():
+        m.zero_grad()
+        y = m(x)
+        y.backward(torch.ones_like(y))
+
+    return dict(seconds=_best(step, repeat))
 
 
 def bench_model(name="unet", repeat=2, out=print):
@@ -159,7 +190,12 @@ def bench_model(name="unet", repeat=2, out=print):
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         r = json.loads(res.stdout.strip().splitlines()[-1])
         gf = r["flops"] / r["seconds"] / 1e9
+        code = (f"import json; from npunet.bench import _torch_step_worker; "
+                f"print(json.dumps(_torch_step_worker({case!r}, {repeat})))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        pt = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 and res.stdout.strip() else None
+        vs = f", PyTorch {pt['seconds']:.2f} s: npunet/PyTorch {r['seconds'] / pt['seconds']:.2f}" if pt else ""
         out(f"{label}: step {r['seconds']:.2f} s, {r['flops'] / 1e9:.1f} GFLOP, {gf:.1f} GFLOP/s "
-            f"= {100 * gf / peak:.0f}% of GEMM, peak RSS {r['peak_rss'] / 2 ** 30:.2f} GiB")
-        results[case] = dict(r, gflops=gf, frac=gf / peak)
+            f"= {100 * gf / peak:.0f}% of GEMM, peak RSS {r['peak_rss'] / 2 ** 30:.2f} GiB{vs}")
+        results[case] = dict(r, gflops=gf, frac=gf / peak, torch=pt)
     return dict(gemm_gflops=peak, **results)

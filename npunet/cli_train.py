@@ -207,7 +207,9 @@ def _cmd_cv(args):
 
 def add_commands(sub):
     d = sub.add_parser("demo", help="the classroom demo: train a small U-Net on touching cells in ~2 minutes")
-    d.add_argument("--model", choices=["unet", "unetpp", "unet3plus"], default="unet")
+    d.add_argument("--model", choices=["unet", "unetpp", "unet3plus", "resnet18", "resnet34", "mobilenet_v2",
+                                       "efficientnet-b0"], default="unet",
+                   help="U-Net, U-Net++, UNet 3+, or a U-Net with a ResNet / MobileNetV2 / EfficientNet encoder")
     d.add_argument("--data", choices=["synthetic", "nuclei"], default="synthetic",
                    help="synthetic touching cells (default) or the DSB 2018 nuclei image shipped with npunet")
     d.add_argument("--epochs", type=int, default=20)

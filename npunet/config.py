@@ -37,7 +37,7 @@ class Key:
         return what
 
 
-MODELS = ("UNet", "UNetPlusPlus", "UNet3Plus")
+MODELS = ("UNet", "UNetPlusPlus", "UNet3Plus", "EncoderUNet")
 LOSSES = ("ce", "bce", "dice", "iou", "focal", "bce_dice", "focal_msssim_iou")
 
 # The defaults of each model's model_config (also the classroom presets of ``npunet demo``).
@@ -46,6 +46,7 @@ MODEL_DEFAULTS = {
     "UNetPlusPlus": dict(in_channels=1, num_classes=2, filters=[8, 16, 32, 64], depth=3, deep_supervision=True),
     "UNet3Plus": dict(in_channels=1, num_classes=2, filters=[8, 16, 32, 64, 128], cat_channels=8,
                       deep_supervision=True),
+    "EncoderUNet": dict(encoder_name="resnet18", in_channels=1, num_classes=2),
 }
 
 AUGMENT = {

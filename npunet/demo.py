@@ -45,7 +45,7 @@ def run_demo(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo
         log("The U-Net of the 2015 paper on its 572x572 input tile (shapes only, nothing computed):")
         summary(models.UNet(), (1, 1, 572, 572), print_fn=log)
         log("")
-    cfg = demo_config(model, data, epochs, seed, out, weight_map, batch_size, lr, n_train)
+    cfg = demo_config(model, data, epochs, seed, out, weight_map, min(batch_size, n_train), lr, n_train)
     trainer = build_run(cfg, progress=progress, log=log)
     net, xtr = trainer.model, trainer.loader.dataset.images
     xte, mte, lte = trainer.val_data

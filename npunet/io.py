@@ -22,7 +22,7 @@ def save_npz(path, arrays):
 def save_safetensors(path, arrays):
     """Write a dict of arrays as a .safetensors file, atomically (the safetensors package's NumPy API)."""
     from safetensors.numpy import save
-    data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    data = save({k: np.array(v, order="C", copy=True) for k, v in arrays.items()})  # keeps 0-d arrays 0-d
     atomic_write(path, lambda f: f.write(data))
 
 

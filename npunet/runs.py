@@ -12,6 +12,8 @@ DEFAULT_TRAIN_CONFIG = C.defaults()
 # The classroom presets of ``npunet demo --model``: a config's "model" and "model_config".
 PRESETS = {"unet": ("UNet", C.MODEL_DEFAULTS["UNet"]), "unetpp": ("UNetPlusPlus", C.MODEL_DEFAULTS["UNetPlusPlus"]),
            "unet3plus": ("UNet3Plus", C.MODEL_DEFAULTS["UNet3Plus"])}
+for _enc in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0"):  # the encoder U-Nets
+    PRESETS[_enc] = ("EncoderUNet", dict(C.MODEL_DEFAULTS["EncoderUNet"], encoder_name=_enc))
 
 
 def make_loss(name):

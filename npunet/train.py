@@ -11,7 +11,8 @@ from . import init, losses, metrics, models
 from .io import load_npz, save_npz
 
 FORMAT_VERSION = 1
-MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus}
+MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus,
+                 "EncoderUNet": models.EncoderUNet}
 
 
 def center_crop(a, H, W):
@@ -213,8 +214,9 @@ def load_model(path):
     if cls is None:
         raise ValueError(f"checkpoint '{path}': unknown architecture {meta['architecture']!r}")
     cfg = dict(meta["model_config"])
-    if "filters" in cfg:
-        cfg["filters"] = tuple(cfg["filters"])
+    for k in ("filters", "decoder_channels"):
+        if k in cfg:
+            cfg[k] = tuple(cfg[k])
     m = cls(**cfg).to(np.dtype(meta["dtype"]))
     m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
     return m, meta

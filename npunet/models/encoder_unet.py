@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from .. import init, nn
-from ..nn.module import check_array
+from ..backends import current as ops
+from ..nn.module import Meta, check_array
 from . import args as A
 
 
@@ -215,12 +216,22 @@ class Conv2dStaticSamePadding(nn.Conv2d):
     def __init__(self, cin, cout, k, stride=1, groups=1, bias=True, image_size=224):
         super().__init__(cin, cout, k, stride=stride, padding=0, bias=bias, groups=groups)
         (pt, pb), (pl, pr) = _same_padding(image_size, k, stride), _same_padding(image_size, k, stride)
-        self.static_padding = nn.ZeroPad2d((pl, pr, pt, pb)) if pt + pb + pl + pr else nn.Identity()
+        self.pad = pt + pb + pl + pr > 0
+        self.static_padding = nn.ZeroPad2d((pl, pr, pt, pb)) if self.pad else nn.Identity()
+
+    def _check(self, x):  # the padded input's conv: also what shape-only mode (summary) answers
+        return super()._check(Meta(self.static_padding._check(x) if self.pad else x.shape, x.dtype))
 
     def forward(self, x):
-        return super().forward(self.static_padding(x))
+        self._check(x)
+        xp = self.static_padding(x)
+        bias = None if self.bias is None else self.bias.data
+        out, cache = ops().conv2d_forward(xp, self.weight.data, bias, self.stride, 0, self.groups)
+        self._save(cache, out)
+        return out
 
     def backward(self, grad):
+        """The conv's backward (adds into weight.grad, bias.grad), then the padding's."""
         return self.static_padding.backward(super().backward(grad))
 
 

@@ -2,6 +2,7 @@
 memory it keeps for backward, computed from shapes alone (no convolution is run)."""
 import numpy as np
 
+from .. import nn
 from ..nn.module import Meta, shape_only  # noqa: F401  (shape_only: part of this module's API)
 
 
@@ -55,7 +56,8 @@ def summary(model, input_shape, depth=1, print_fn=print):
             order.append(block)
         rows[block]["shape"] = tuple(_flat(o)[0].shape)
         rows[block]["act_bytes"] += b
-        if type(m).__name__ in ("Conv2d", "ConvTranspose2d", "MaxPool2d", "Upsample", "CropConcat", "CenterCrop"):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.Upsample, nn.CropConcat, nn.CenterCrop)) \
+                and _flat(o)[0].shape[2] * inputs[0].shape[2] > 1:  # not squeeze-and-excitation's 1x1 maps
             s = _flat(o)[0].shape[2]
             if s != trace_sizes[-1]:
                 trace_sizes.append(s)

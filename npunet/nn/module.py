@@ -223,6 +223,8 @@ class Module:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' contains "
                                  f"{int((~np.isfinite(v)).sum())} NaN/Inf value(s); the weights are corrupt "
                                  f"(or training had diverged when they were saved)")
+            if np.shape(cur) == () and v.shape == (1,):  # a scalar saved as shape (1,): PyTorch accepts it too
+                v = v.reshape(())
             if v.shape != np.shape(cur):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' has shape {v.shape}, "
                                  f"the model expects {np.shape(cur)}")

@@ -15,20 +15,27 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 from ..models.summary import trace_shapes
 
 
-def block_graph(model, input_shape):
-    """Returns (blocks {name: dict(shape, params, kind)}, edges {(a, b): via}) for the top-level blocks."""
+def _child(model, dotted):
+    for part in dotted.split("."):
+        model = getattr(model, part) if not part.isdigit() else model[int(part)]
+    return model
+
+
+def block_graph(model, input_shape, depth=1):
+    """Returns (blocks {name: dict(shape, params, kind)}, edges {(a, b): via}) for the blocks ``depth``
+    levels down (1: the top-level children; 3 for an EncoderUNet: encoder.features.4, decoder.blocks.0)."""
     names = {id(m): n for n, m in model.named_modules()}
     out, calls = trace_shapes(model, input_shape)
     producer = {}
     blocks, order, edges = {}, [], {}
 
     def top(m):
-        return names[id(m)].split(".")[0]
+        return ".".join(names[id(m)].split(".")[:depth])
 
     for m, inputs, o in calls:
         b = top(m)
         if b not in blocks:
-            child = getattr(model, b)
+            child = _child(model, b)
             blocks[b] = dict(shape=None, params=child.num_parameters(), cls=type(child).__name__)
             order.append(b)
         for x in inputs:
@@ -61,9 +68,10 @@ def _contract(blocks, order, edges, is_edge):
     return keep, result
 
 
-def draw_architecture(model, input_shape, path=None, title=None, ax=None):
-    """Draw any npunet model; returns the matplotlib figure (saved to ``path`` if given)."""
-    blocks, order, edges, _ = block_graph(model, input_shape)
+def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=1):
+    """Draw any npunet model; returns the matplotlib figure (saved to ``path`` if given).
+    depth: how many levels of children become boxes (see :func:`block_graph`)."""
+    blocks, order, edges, _ = block_graph(model, input_shape, depth)
 
     def is_edge(b):
         return blocks[b]["params"] == 0 or blocks[b]["cls"] == "Branch"
@@ -95,7 +103,8 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None):
         if b.startswith(("out", "final")):
             color = "#a1d99b"
         ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor="k", lw=0.8))
-        ax.text(cx, cy + h / 2 + 0.06, b, ha="center", va="bottom", fontsize=7)
+        label = b if depth == 1 else b.split(".")[-1]  # nested: the index inside its container
+        ax.text(cx, cy + h / 2 + 0.06, label, ha="center", va="bottom", fontsize=7)
         ax.text(cx, cy - h / 2 - 0.05, f"{C}×{H}×{W}", ha="center", va="top", fontsize=6, color="#333333")
     for (a, b), via in links.items():
         ax0, ay0, aw, _ = pos[a]
