@@ -19,23 +19,36 @@ rng = np.random.default_rng(0)
 
 # %% [markdown]
 # ## Step 1: the data and the weight map
-# w(x) = w_c(x) + w0 · exp(−(d1(x) + d2(x))² / 2σ²), w0 = 10, σ = 5: d1, d2 are the distances to
-# the nearest and second-nearest cell (exact Euclidean distance transforms). Gap pixels between two
-# touching cells have d1 + d2 ≈ 2 px and get weight ≈ w0 + w_c; background far from cells ≈ w_c.
+# w(x) = w_c(x) + w0 · exp(−(d1(x) + d2(x))² / 2σ²), w0 = 10, σ = 5 (the paper's eq. 2): d1, d2 are
+# the distances to the nearest and second-nearest cell (exact Euclidean distance transforms), w_c
+# balances the two classes. Where two cells touch, the mask cuts a thin gap between them; the map is
+# computed from that segmentation (`weight_map(labels, mask=mask)`: the instance labels restricted to
+# the mask), so a gap pixel is background with d1 + d2 of 2-3 px and weighs about w0 + w_c, while
+# background far from the cells keeps ≈ w_c. That is what forces the net to learn the gaps.
 
 # %%
 L.step("synthetic cells and the weight map")
 imgs, labels, masks = make_cells(2, 128, seed=3)
-w = weight_map(labels[0])
-gap = (labels[0] == 0) & (w > 5)
-print(f"image {imgs.shape}, {labels[0].max()} cells; weight map min {w.min():.2f}, max {w.max():.2f}; "
-      f"{gap.sum()} gap pixels weigh > 5")
-fig, ax = plt.subplots(1, 4, figsize=(14, 3.6))
-for a, im, t in zip(ax, [imgs[0, 0], labels[0] % 20, masks[0], w], ["image", "instances", "mask (gaps removed)", "weight map"]):
-    a.imshow(im, cmap="gray" if t != "instances" else "tab20")
+w = weight_map(labels[0], mask=masks[0])
+gap = (labels[0] > 0) & (masks[0] == 0)                    # cut between touching cells
+print(f"image {imgs.shape}, {labels[0].max()} cells; weight map min {w.min():.2f}, max {w.max():.2f}")
+print(f"{gap.sum()} gap pixels: weight median {np.median(w[gap]):.2f} (min {w[gap].min():.2f}); "
+      f"cell pixels {np.median(w[masks[0] > 0]):.2f}; far background {np.median(w[(labels[0] == 0) & (w < 2)]):.2f}")
+wrong = weight_map(labels[0])                              # the labels alone call the gaps foreground
+print(f"computed from the labels alone the same gap pixels would weigh {np.median(wrong[gap]):.2f}: "
+      f"the border term would land on the outer background instead")
+ys, xs = np.nonzero(gap)
+cy, cx = int(np.median(ys)), int(np.median(xs))            # zoom on a touching pair
+zy, zx = slice(max(cy - 16, 0), cy + 16), slice(max(cx - 16, 0), cx + 16)
+fig, ax = plt.subplots(1, 5, figsize=(17, 3.6))
+for a, im, t in zip(ax, [imgs[0, 0], labels[0] % 20, masks[0], w, w[zy, zx]],
+                    ["image", "instances", "mask (gaps removed)", "weight map", "weight map, zoom on a gap"]):
+    a.imshow(im, cmap="gray" if t != "instances" else "tab20", vmin=0 if "weight" in t else None,
+             vmax=float(w.max()) if "weight" in t else None)
     a.set_title(t)
     a.axis("off")
-fig.colorbar(ax[3].images[0], ax=ax[3], fraction=0.046)
+ax[3].add_patch(plt.Rectangle((zx.start, zy.start), 32, 32, fill=False, color="red"))
+fig.colorbar(ax[4].images[0], ax=ax[4], fraction=0.046)
 fig.savefig(L.fig("weight_map.png"), dpi=90, bbox_inches="tight")
 plt.close(fig)
 

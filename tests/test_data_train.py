@@ -325,3 +325,31 @@ def test_cli_summary_train_predict(tmp_path):
         target = str(tmp_path / "afile" / "out")
     r = run("demo", "--out", target, "--epochs", "1")
     assert r.returncode != 0 and "cannot write to the output folder" in r.stderr
+
+
+def test_weight_map_weights_the_gap_between_touching_cells():
+    """Two touching cells; the mask cuts the touching border (a 2-pixel gap) as the synthetic data
+    does.  Every gap pixel must get w_c(background) + w0 exp(-(d1 + d2)^2 / 2 sigma^2), with d1, d2
+    its distances to the two cells of the segmentation, not the foreground class weight."""
+    from npunet.data.synthetic import touching_borders
+    from npunet.kernels import edt_sq_ref
+    lab = np.zeros((20, 24), np.int32)
+    lab[5:15, 3:12], lab[5:15, 12:21] = 1, 2
+    mask = ((lab > 0) & ~touching_borders(lab)).astype(np.uint8)
+    gap = (lab > 0) & (mask == 0)
+    assert gap.sum() == 20  # columns 11 and 12, rows 5..14
+    w0, sigma = 10.0, 5.0
+    w = D.weight_map(lab, w0, sigma, mask=mask)
+    seg = np.where(mask > 0, lab, 0)
+    d1, d2 = np.sqrt(edt_sq_ref(seg == 1)), np.sqrt(edt_sq_ref(seg == 2))
+    n, nf = mask.size, mask.sum()
+    expect = n / (2.0 * (n - nf)) + w0 * np.exp(-(d1 + d2) ** 2 / (2 * sigma ** 2))
+    np.testing.assert_allclose(w[gap], expect[gap], rtol=1e-6)
+    assert (w[gap] > w0 * 0.8).all()                            # d1 + d2 = 3 px: 8.4 + w_c
+    assert np.allclose(w[mask > 0], n / (2.0 * nf))             # cell pixels: the class weight only
+    # the mistake this guards against: the labels alone call the gap foreground
+    wrong = D.weight_map(lab, w0, sigma)
+    assert (wrong[gap] < 2).all()
+    # the dataset computes its map from the segmentation it trains on
+    ds = D.SegmentationDataset(np.zeros((1, 1, 20, 24), np.float32), mask[None], lab[None], weight_map=True)
+    np.testing.assert_allclose(ds.weights[0], w)

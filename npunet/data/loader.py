@@ -40,7 +40,9 @@ def check_pair(images, masks, labels=None, where="data"):
 
 class SegmentationDataset:
     """images (N, C, H, W), masks (N, H, W) in {0, 1}, optional instance labels (N, H, W).
-    With weight_map=True the U-Net weight map (w0, sigma) is precomputed from the instance labels."""
+    With weight_map=True the U-Net weight map (w0, sigma) is precomputed from the segmentation the net
+    is trained on: the instance labels restricted to the mask, so the gaps between touching cells
+    are background and carry the border term."""
 
     def __init__(self, images, masks, labels=None, weight_map=False, w0=10.0, sigma=5.0):
         self.images, self.masks = check_pair(images, masks, labels)
@@ -48,7 +50,7 @@ class SegmentationDataset:
         if weight_map:
             if self.labels is None:
                 raise ValueError("SegmentationDataset: weight_map=True needs instance labels")
-            self.weights = _weight_map(self.labels, w0, sigma)
+            self.weights = _weight_map(self.labels, w0, sigma, mask=self.masks)
         else:
             self.weights = None
 

@@ -4,10 +4,14 @@ import numpy as np
 from ..kernels import two_nearest
 
 
-def weight_map(instance_labels, w0=10.0, sigma=5.0, class_balance=True):
-    """w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)).
+def weight_map(instance_labels, w0=10.0, sigma=5.0, class_balance=True, mask=None):
+    """w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))  (Ronneberger et al. 2015, eq. 2).
 
     instance_labels: (H, W) int, 0 = background, 1..K = cells (or (N, H, W): one map each).
+    mask: the binary segmentation the net is trained on, same shape.  Give it whenever the labels
+    still cover pixels the mask calls background, as the gaps cut between touching cells: the map
+    is then computed from the labels restricted to the mask, so the gap pixels are background,
+    their d1 + d2 is a few pixels and they get the border term the paper designed for them.
     d1, d2: exact Euclidean distances to the nearest and second-nearest cell.  The border
     term is applied to background pixels (the gaps between cells, which it must force the
     net to learn); cell pixels get w_c only.
@@ -16,6 +20,11 @@ def weight_map(instance_labels, w0=10.0, sigma=5.0, class_balance=True):
     Returns float32 of the labels' shape.
     """
     lab = np.asarray(instance_labels)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != lab.shape:
+            raise ValueError(f"weight_map: mask {mask.shape} and instance labels {lab.shape} differ in shape")
+        lab = np.where(mask > 0, lab, 0)
     if lab.ndim == 3:
         return np.stack([weight_map(l, w0, sigma, class_balance) for l in lab])
     if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
