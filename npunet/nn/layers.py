@@ -218,17 +218,18 @@ class MaxPool2d(Module):
         return [], int(np.prod(out.shape)) * 4  # int32 argmax
 
 
-class AdaptiveMaxPool2d(Module):
-    """x: (N, C, H, W) -> (N, C, oh, ow); output cell o covers [floor(o*H/oh), ceil((o+1)*H/oh)).
-    AdaptiveMaxPool2d(1) is the global max."""
+class _AdaptivePool2d(Module):
+    """Adaptive pooling: x (N, C, H, W) -> (N, C, oh, ow); output cell o covers
+    [floor(o*H/oh), ceil((o+1)*H/oh)) (and the same along W)."""
 
     _leaf = True
 
     def __init__(self, output_size):
         super().__init__()
-        self.output_size = _pair(output_size, "output_size", "AdaptiveMaxPool2d")
+        name = type(self).__name__
+        self.output_size = _pair(output_size, "output_size", name)
         if min(self.output_size) < 1:
-            raise ValueError(f"AdaptiveMaxPool2d: output_size must be >= 1, got {self.output_size}")
+            raise ValueError(f"{name}: output_size must be >= 1, got {self.output_size}")
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -238,6 +239,10 @@ class AdaptiveMaxPool2d(Module):
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"{self.label}: empty input {tuple(x.shape)}")
         return tuple(x.shape[:2]) + self.output_size
+
+
+class AdaptiveMaxPool2d(_AdaptivePool2d):
+    """The maximum of each adaptive window; AdaptiveMaxPool2d(1) is the global max."""
 
     def forward(self, x):
         self._check(x)
@@ -542,26 +547,9 @@ class StochasticDepth(Module):
 
 # ================================================================== average pooling and padding
 
-class AdaptiveAvgPool2d(Module):
-    """x: (N, C, H, W) -> (N, C, oh, ow), each output the mean of window [floor(o*H/oh), ceil((o+1)*H/oh)).
-    AdaptiveAvgPool2d(1) is the global average (squeeze-and-excitation's squeeze)."""
-
-    _leaf = True
-
-    def __init__(self, output_size):
-        super().__init__()
-        self.output_size = _pair(output_size, "output_size", "AdaptiveAvgPool2d")
-        if min(self.output_size) < 1:
-            raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, got {self.output_size}")
-
-    def extra_repr(self):
-        return f"output_size={self.output_size}"
-
-    def _check(self, x):
-        check_array(self, x, 4)
-        if x.shape[2] < 1 or x.shape[3] < 1:
-            raise ValueError(f"{self.label}: empty input {tuple(x.shape)}")
-        return tuple(x.shape[:2]) + self.output_size
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    """The mean of each adaptive window; AdaptiveAvgPool2d(1) is the global average
+    (squeeze-and-excitation's squeeze)."""
 
     def forward(self, x):
         self._check(x)
