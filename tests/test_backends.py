@@ -50,6 +50,14 @@ OP_CASES = [
     ("interpolate", lambda r: dict(size=(3, 4), mode="bilinear", align_corners=True), [(2, 3, 4, 5)]),
     ("interpolate", lambda r: dict(size=(8, 10), mode="nearest", scale=(2.0, 2.0)), [(2, 3, 4, 5)]),
     ("interpolate", lambda r: dict(size=(5, 9), mode="nearest"), [(2, 3, 4, 5)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((4, 1, 5, 5)), bias=r.standard_normal(4), stride=2, padding=2, groups=4), [(2, 4, 9, 8)]),
+    ("conv2d", lambda r: dict(weight=r.standard_normal((3, 1, 3, 3)), bias=None, stride=1, padding=0, groups=3), [(1, 3, 6, 7)]),
+    ("adaptive_avgpool2d", lambda r: dict(output_size=1), [(2, 3, 7, 5)]),
+    ("adaptive_avgpool2d", lambda r: dict(output_size=(2, 3)), [(2, 3, 7, 5)]),
+    ("zero_pad2d", lambda r: dict(padding=(0, 1, 2, 1)), [(2, 3, 5, 4)]),
+    ("zero_pad2d", lambda r: dict(padding=(-1, 2, 1, -2)), [(2, 3, 6, 5)]),
+    ("relu6", lambda r: {}, [(2, 4, 3, 5)]),
+    ("silu", lambda r: {}, [(2, 4, 3, 5)]),
     ("relu", lambda r: {}, [(2, 4, 3, 5)]),
     ("sigmoid", lambda r: {}, [(2, 4, 3, 5)]),
     ("crop_concat", lambda r: {}, [(2, 3, 9, 8), (2, 2, 5, 4)]),
@@ -59,6 +67,13 @@ OP_CASES = [
     ("add", lambda r: {}, [(2, 3, 9, 8), (1, 3, 1, 8)]),
     ("mul", lambda r: {}, [(2, 3, 9, 8), (2, 1, 1, 1)]),
 ]
+
+
+def _inputs(rng, op, shapes):
+    if "maxpool" in op:
+        return [distinct(rng, s) for s in shapes]
+    scale = 4.0 if op == "relu6" else 1.0  # reach both of ReLU6's corners
+    return [rng.standard_normal(s) * scale for s in shapes]
 
 
 def _run_pair(ops, op, inputs, kw, dout_seed):
@@ -72,7 +87,7 @@ def _run_pair(ops, op, inputs, kw, dout_seed):
 
 @pytest.mark.parametrize("op,args,shapes", OP_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES)])
 def test_op_agrees_across_backends(op, args, shapes, rng):
-    inputs = [distinct(rng, s) if "maxpool" in op else rng.standard_normal(s) for s in shapes]
+    inputs = _inputs(rng, op, shapes)
     kw = args(rng)
     copies = [x.copy() for x in inputs]
     out_f, g_f = _run_pair(fast, op, inputs, kw, 7)
@@ -104,6 +119,19 @@ def test_batchnorm_agrees_across_backends(training, rng):
         assert rel(a, b) <= SAME
 
 
+def test_stochastic_depth_agrees_and_drops_whole_samples(rng):
+    x = rng.standard_normal((8, 3, 4, 5))
+    outs = []
+    for ops in (fast, reference):
+        out, mask = ops.stochastic_depth_forward(x, 0.5, np.random.default_rng(5))
+        outs.append((out, ops.stochastic_depth_backward(np.ones_like(out), mask)))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    kept = outs[0][0].reshape(8, -1)
+    assert {tuple(np.unique(np.isclose(k, 2 * x[i].reshape(-1)))) for i, k in enumerate(kept) if k.any()} == {(True,)}
+    assert 0 < sum(k.any() for k in kept) < 8   # some samples dropped whole, some kept (x 1/(1 - p))
+
+
 def test_dropout_masks_and_gradients_agree(rng):
     x = rng.standard_normal((2, 3, 4, 5))
     outs = []
@@ -116,10 +144,10 @@ def test_dropout_masks_and_gradients_agree(rng):
 
 # ---------------------------------------------------------------- the reference pairs are gradient-checked
 
-@pytest.mark.parametrize("op,args,shapes", [c for c in OP_CASES if c[0] not in ("relu",)],
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES) if c[0] != "relu"])
+@pytest.mark.parametrize("op,args,shapes", [c for c in OP_CASES if c[0] not in ("relu", "relu6")],
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(OP_CASES) if c[0] not in ("relu", "relu6")])
 def test_reference_pair_gradchecks(op, args, shapes, rng):
-    inputs = [distinct(rng, s) if "maxpool" in op else rng.standard_normal(s) for s in shapes]
+    inputs = _inputs(rng, op, shapes)
     kw = args(rng)
     fwd, bwd = getattr(reference, op + "_forward"), getattr(reference, op + "_backward")
     cache = {}
