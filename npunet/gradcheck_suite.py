@@ -1,7 +1,7 @@
-"""The layer gradient checks that ``npunet gradcheck`` runs (float64, tolerance 1e-6)."""
+"""The layer gradient checks that ``npunet gradcheck`` runs (float64, tolerance 1e-6), on both backends."""
 import numpy as np
 
-from . import nn
+from . import backends, nn
 from .gradcheck import gradcheck
 
 
@@ -22,13 +22,21 @@ def cases():
     yield "BatchNorm2d (training)", nn.BatchNorm2d(3), rng.standard_normal((2, 3, 4, 5))
     yield "Sigmoid", nn.Sigmoid(), rng.standard_normal((2, 3, 4, 5))
     yield "CropConcat", nn.CropConcat(), (rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((2, 2, 5, 4)))
+    yield "Conv2d depthwise k5 s2 p2", nn.Conv2d(3, 3, 5, 2, 2, groups=3), rng.standard_normal((2, 3, 9, 8))
+    yield "AdaptiveAvgPool2d 1", nn.AdaptiveAvgPool2d(1), rng.standard_normal((2, 3, 5, 4))
+    yield "ZeroPad2d (0, 1, 0, 1)", nn.ZeroPad2d((0, 1, 0, 1)), rng.standard_normal((2, 3, 4, 5))
+    yield "SiLU", nn.SiLU(), rng.standard_normal((2, 3, 4, 5))
+    yield "ReLU6", nn.ReLU6(), rng.standard_normal((2, 3, 4, 5)) * 4
 
 
 def run_suite(verbose=True, tol=1e-6):
     ok = True
-    for name, m, x in cases():
-        r = gradcheck(m.to(np.float64), x)
-        ok &= r.ok(tol)
-        if verbose:
-            print(f"{'ok  ' if r.ok(tol) else 'FAIL'} {name:45s} max rel. error {r.max_rel_error:.1e} ({r.where})")
+    for b in backends.NAMES:
+        with backends.backend(b):
+            for name, m, x in cases():
+                r = gradcheck(m.to(np.float64), x)
+                ok &= r.ok(tol)
+                if verbose:
+                    print(f"{'ok  ' if r.ok(tol) else 'FAIL'} {b:9s} {name:45s} max rel. error {r.max_rel_error:.1e} "
+                          f"({r.where})")
     return ok

@@ -370,3 +370,10 @@ def test_gradcheck_of_a_model_on_the_reference_backend(rng):
         m = UNet(1, 2, base_channels=2, depth=2, padding="same", batch_norm=True).to(np.float64)
         r = gradcheck(m, rng.standard_normal((2, 1, 8, 8)), max_per_tensor=6)
     assert r.max_rel_error <= 1e-5, str(r)
+
+
+def test_npunet_gradcheck_command_covers_both_backends(capsys):
+    from npunet.gradcheck_suite import run_suite
+    assert run_suite(verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(l.startswith("ok   fast") for l in lines) == sum(l.startswith("ok   reference") for l in lines) >= 17
