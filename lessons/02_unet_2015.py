@@ -131,5 +131,5 @@ for r, (name, f) in enumerate(feats.items()):
 for a in ax.ravel():
     a.axis("off")
 fig.savefig(L.fig("unet_feature_maps.png"), dpi=90, bbox_inches="tight")
-plt.close(fig)
+L.done(fig)
 print("figure:", L.fig("unet_feature_maps.png"))

@@ -50,7 +50,7 @@ for a, im, t in zip(ax, [imgs[0, 0], labels[0] % 20, masks[0], w, w[zy, zx]],
 ax[3].add_patch(plt.Rectangle((zx.start, zy.start), 32, 32, fill=False, color="red"))
 fig.colorbar(ax[4].images[0], ax=ax[4], fraction=0.046)
 fig.savefig(L.fig("weight_map.png"), dpi=90, bbox_inches="tight")
-plt.close(fig)
+L.done(fig)
 
 # %% [markdown]
 # ## Step 2: elastic deformation
@@ -69,7 +69,7 @@ for k in range(4):
     if k == 0:
         ax[0, 0].images[0].set_data(imgs[0, 0]); ax[1, 0].images[0].set_data(masks[0])
 fig.savefig(L.fig("elastic_deformation.png"), dpi=90, bbox_inches="tight")
-plt.close(fig)
+L.done(fig)
 print("mask values after deformation stay", np.unique(lab).tolist())
 
 # %% [markdown]
@@ -133,7 +133,7 @@ ax.plot(d, d / (2 - d), label="IoU = D / (2 − D)")
 ax.plot(d, d, ":", color="gray", label="IoU = Dice")
 ax.set_xlabel("Dice"); ax.set_ylabel("IoU"); ax.legend()
 fig.savefig(L.fig("dice_vs_iou.png"), dpi=90, bbox_inches="tight")
-plt.close(fig)
+L.done(fig)
 
 # %% [markdown]
 # ## Step 7: choosing settings honestly: K-fold cross-validation

@@ -57,7 +57,7 @@ for a, (name, loss) in zip(ax[1:], cands):
                        max_per_tensor=L.pick(40, 10)).max_rel_error
     rows.append([name, f"{v:.4f}", f"{np.abs(g).max():.2e}", f"{err:.1e}"])
 fig.savefig(L.fig("loss_gradients.png"), dpi=90, bbox_inches="tight")
-plt.close(fig)
+L.done(fig)
 table(rows, ["loss", "value", "max |dL/dz|", "gradcheck"])
 print("figure:", L.fig("loss_gradients.png"))
 

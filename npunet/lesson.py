@@ -10,6 +10,16 @@ import os
 import sys
 
 
+def figure_dir(argv0, cwd):
+    """Where a lesson writes its figures: figures/ beside lessons/.  The lessons folder is the
+    script's when run as ``python lessons/NN.py``; under Jupyter or VS Code (argv[0] is the
+    kernel's launcher) it is the working directory, which they set to the notebook's folder."""
+    script = argv0.endswith(".py") and "ipykernel" not in os.path.basename(argv0)
+    here = os.path.dirname(os.path.abspath(argv0)) if script else os.path.abspath(cwd)
+    base = os.path.dirname(here) if os.path.basename(here) == "lessons" else here
+    return os.path.join(base, "figures")
+
+
 class Lesson:
     def __init__(self, title):
         p = argparse.ArgumentParser(description=title)
@@ -18,10 +28,7 @@ class Lesson:
         args, _ = p.parse_known_args([a for a in sys.argv[1:] if a.startswith("--")])
         self.fast = args.fast or os.environ.get("NPUNET_FAST") == "1"
         self.pause = args.step and sys.stdin.isatty()
-        here = os.path.dirname(os.path.abspath(sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "."))
-        default = os.path.join(os.path.dirname(here), "figures") if os.path.basename(here) == "lessons" else \
-            os.path.join(here, "figures")
-        self.figdir = os.environ.get("NPUNET_FIG_DIR", default)
+        self.figdir = os.environ.get("NPUNET_FIG_DIR") or figure_dir(sys.argv[0] if sys.argv else "", os.getcwd())
         os.makedirs(self.figdir, exist_ok=True)
         self.n = 0
         print(f"# {title}" + ("   [fast mode]" if self.fast else ""))
@@ -35,6 +42,11 @@ class Lesson:
 
     def fig(self, name):
         return os.path.join(self.figdir, name)
+
+    def done(self, fig):
+        """After saving a figure: closed in a script, left open (and so shown) in a notebook."""
+        from .viz import finish
+        finish(fig)
 
     def pick(self, full, fast):
         return fast if self.fast else full

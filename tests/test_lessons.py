@@ -25,3 +25,24 @@ def test_lesson_runs_in_fast_mode(path, tmp_path):
     figs = [p for p in tmp_path.rglob("*.png")]
     if "savefig" in src or "draw_architecture" in src or "plot_" in src:
         assert figs, "the lesson promised figures but wrote none"
+
+
+def test_figures_go_to_the_repository_however_the_lesson_is_started(tmp_path):
+    from npunet.lesson import figure_dir
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    lessons = os.path.join(root, "lessons")
+    want = os.path.join(root, "figures")
+    assert figure_dir(os.path.join(lessons, "02_unet_2015.py"), str(tmp_path)) == want          # python lessons/02...
+    launcher = "/usr/lib/python3/site-packages/ipykernel_launcher.py"
+    assert figure_dir(launcher, lessons) == want                                                 # Jupyter, VS Code
+    assert figure_dir("", str(tmp_path)) == os.path.join(str(tmp_path), "figures")             # anywhere else
+
+
+@pytest.mark.parametrize("backend,stays_open", [("Agg", False), ("module://matplotlib_inline.backend_inline", True)])
+def test_figures_stay_open_for_a_notebook(backend, stays_open):
+    code = ("import matplotlib.pyplot as plt; from npunet.viz import finish; fig = plt.figure(); finish(fig); "
+            "print(plt.fignum_exists(fig.number))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, MPLBACKEND=backend), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(stays_open)

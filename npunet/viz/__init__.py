@@ -1,6 +1,6 @@
 """Figures with matplotlib.  npunet never chooses matplotlib's backend: without a screen matplotlib
 falls back to Agg by itself, and notebooks keep their inline figures."""
-from .plots import plot_history, plot_predictions, overlay, save_figure
+from .plots import plot_history, plot_predictions, overlay, save_figure, finish  # noqa: F401
 from .architecture import draw_architecture, block_graph
 
 __all__ = ["plot_history", "plot_predictions", "overlay", "save_figure", "draw_architecture", "block_graph"]

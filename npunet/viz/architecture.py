@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ..models.summary import trace_shapes
+from .plots import finish
 
 
 def _child(model, dotted):
@@ -123,5 +124,5 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
                  fontsize=9)
     if path and own:
         fig.savefig(path, dpi=130, bbox_inches="tight")
-        plt.close(fig)
+        finish(fig)  # closed in a script; a notebook shows it
     return fig

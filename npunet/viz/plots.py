@@ -4,10 +4,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
+_NOTEBOOK_BACKENDS = ("inline", "nbagg", "ipympl", "widget")
+
+
+def finish(fig):
+    """Done with a figure: close it in a script (figures would pile up), but leave it open under a
+    notebook backend (Jupyter, VS Code), which shows the open figures of a cell when the cell ends."""
+    import matplotlib
+    if not any(k in matplotlib.get_backend().lower() for k in _NOTEBOOK_BACKENDS):
+        plt.close(fig)
+
+
 def save_figure(fig, path, dpi=110):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    finish(fig)
     return path
 
 
