@@ -46,3 +46,25 @@ def test_figures_stay_open_for_a_notebook(backend, stays_open):
                        env=dict(os.environ, MPLBACKEND=backend), timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(stays_open)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_lesson_runs_as_a_notebook_and_shows_its_figures(path, tmp_path, monkeypatch):
+    """Opened as a notebook (jupytext), executed cell by cell in a Jupyter kernel (nbclient), fast mode:
+    no cell fails, figures are written to NPUNET_FIG_DIR and shown inline."""
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("NPUNET_FAST", "1")
+    monkeypatch.setenv("NPUNET_FIG_DIR", str(tmp_path))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own inline backend
+    nb = jupytext.read(path)
+    assert nb.cells[0].cell_type == "markdown" and sum(c.cell_type == "code" for c in nb.cells) >= 4
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    with open(path) as f:
+        src = f.read()
+    if "savefig" in src or "draw_architecture" in src or "plot_" in src:
+        assert list(tmp_path.rglob("*.png")), "the lesson promised figures but wrote none"
+        assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was shown inline"
