@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from .runs import DEFAULT_TRAIN_CONFIG, build_run
+from .runs import build_run
 
 def _cmd_demo(args):
     from .demo import run_demo

@@ -13,6 +13,7 @@ checkpoint in the run folder: an interrupted search resumes where it stopped (fi
 not trained again; an unfinished fold continues from its last epoch checkpoint).
 """
 import csv
+import io
 import itertools
 import json
 import os
@@ -22,6 +23,7 @@ import numpy as np
 
 from . import config as C
 from .config import ConfigError
+from .io import atomic_write
 
 METRICS = ("dice", "iou", "precision", "recall", "f1", "accuracy", "instance_f1")
 
@@ -135,10 +137,8 @@ def stratified_folds(fg, k, seed):
 # ---------------------------------------------------------------- running
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    data = json.dumps(obj, indent=1).encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _take(data, idx):
@@ -249,15 +249,15 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
 
 
 def _write_csv(path, results, keys):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["setting"] + keys + ["fold"] + list(METRICS) + ["seconds"])
-        for i, s in enumerate(results["settings"], 1):
-            for fold in s["folds"]:
-                w.writerow([i] + [json.dumps(s["setting"][k]) for k in keys] + [fold["fold"]] +
-                           [f"{fold['metrics'].get(m, float('nan')):.4f}" for m in METRICS] + [f"{fold['seconds']:.1f}"])
-    os.replace(tmp, path)
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(["setting"] + keys + ["fold"] + list(METRICS) + ["seconds"])
+    for i, s in enumerate(results["settings"], 1):
+        for fold in s["folds"]:
+            w.writerow([i] + [json.dumps(s["setting"][k]) for k in keys] + [fold["fold"]] +
+                       [f"{fold['metrics'].get(m, float('nan')):.4f}" for m in METRICS] + [f"{fold['seconds']:.1f}"])
+    data = text.getvalue().encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def format_table(results):

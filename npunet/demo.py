@@ -1,12 +1,12 @@
 """``npunet demo``: the classroom demo.  Prints the 572 U-Net shape trace, trains a small U-Net on
 synthetic touching cells (or the DSB 2018 nuclei image) with the U-Net weight map, evaluates on
 held-out images and writes figures."""
-import json
 import os
 import time
 
 from . import models
-from .runs import DEFAULT_TRAIN_CONFIG, PRESETS, build_run
+from .config import defaults
+from .runs import PRESETS, build_run
 from .train import evaluate, predict_masks
 
 
@@ -26,7 +26,7 @@ def check_out_dir(out):
 def demo_config(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo_out", weight_map=True,
                 batch_size=8, lr=3e-3, n_train=48):
     """The demo as a training config (the same dict ``npunet train --config`` reads)."""
-    cfg = json.loads(json.dumps(DEFAULT_TRAIN_CONFIG))  # a deep copy
+    cfg = defaults()
     arch, model_config = PRESETS[model]
     cfg.update(model=arch, model_config=dict(model_config), data=data, epochs=epochs, seed=seed, out=out,
                weight_map=weight_map, batch_size=batch_size, lr=lr, n_train=n_train, n_val=8, size=128,

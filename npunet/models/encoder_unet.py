@@ -20,7 +20,7 @@ from ..nn.module import Meta, check_array
 from . import args as A
 
 
-def _init_conv(conv, how, **kw):
+def _init_conv(conv, how):
     """Re-draw a conv's weight as the library we match does (its bias, if any, set to 0 for he/xavier)."""
     O, Cg, kh, kw = conv.weight.shape
     if how == "fan_out":      # torchvision ResNet / MobileNetV2: kaiming_normal_(mode="fan_out")
