@@ -10,17 +10,22 @@ import numpy as np
 from . import nn
 
 
-def _best(f, repeat, setup=None):
-    """Best wall time of f() over ``repeat`` runs after a warm-up; setup() runs untimed before each."""
-    best = np.inf
+def _times(f, repeat, setup=None):
+    """Wall times of ``repeat`` runs of f() after one warm-up run; setup() runs untimed before each."""
+    ts = []
     for i in range(repeat + 1):  # run 0: warm-up (compilation, page faults)
         if setup is not None:
             setup()
         t = time.perf_counter()
         f()
         if i:
-            best = min(best, time.perf_counter() - t)
-    return best
+            ts.append(time.perf_counter() - t)
+    return ts
+
+
+def _best(f, repeat, setup=None):
+    """Best wall time of f() over ``repeat`` runs after a warm-up; setup() runs untimed before each."""
+    return min(_times(f, repeat, setup))
 
 
 def gemm_rate(n=2048, repeat=3):
@@ -148,56 +153,91 @@ def _model_step_worker(case, repeat):
         m.backward(loss.backward())
 
     with backend(backend_name):
-        t = _best(step, repeat)
+        ts = _times(step, repeat)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return dict(seconds=t, flops=3 * conv_flops(m, shape), peak_rss=rss)
+    return dict(times=ts, flops=3 * conv_flops(m, shape), peak_rss=rss)
 
 
 def _torch_step_worker(case, repeat):
-    """The same training step in PyTorch (float32, CPU), for the encoder U-Nets through
-    segmentation_models_pytorch; None when they are not importable.  Never a dependency."""
-    _, cls, cfg, shape, _ = MODEL_CASES[case]
-    if cls != "EncoderUNet":
+    """The same training step in PyTorch (float32, CPU, same loss), with the twins in ``bench_torch`` (the
+    encoder U-Nets through segmentation_models_pytorch); None when they are not importable.  Never a
+    dependency."""
+    import resource
+    _, cls, cfg, shape, backend_name = MODEL_CASES[case]
+    if backend_name != "fast":
         return None
     try:
-        import segmentation_models_pytorch as smp
         import torch
+        from . import bench_torch
+        m = bench_torch.build(cls, cfg).train()
     except ImportError:
         return None
-    m = smp.Unet(cfg["encoder_name"], encoder_weights=None, in_channels=shape[1], classes=1).train()
     x = torch.randn(shape)
+    g = torch.Generator().manual_seed(0)
 
     def step():
         m.zero_grad()
         y = m(x)
-        y.backward(torch.ones_like(y))
+        if y.shape[1] == 1:
+            y.backward(torch.ones_like(y))
+        else:
+            t = torch.randint(0, 2, (y.shape[0],) + y.shape[2:], generator=g)
+            torch.nn.functional.cross_entropy(y, t).backward()
 
     for _ in range(3):  # oneDNN builds its kernels over the first few calls
         step()
-    return dict(seconds=_best(step, max(repeat, 5)))
+    ts = _times(step, repeat)
+    return dict(times=ts, peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
-def bench_model(name="unet", repeat=2, out=print):
-    """Time float32 training steps (forward + backward) of the 572 U-Net, the classroom U-Net, a small
-    UNet 3+ (fast backend) and a small U-Net on the reference backend."""
+def _worker(fn, case, repeat):
+    """Run npunet.bench.<fn>(case, repeat) in a fresh process (its own peak memory, no shared caches)."""
     import json
     import subprocess
     import sys
+    code = f"import json; from npunet.bench import {fn}; print(json.dumps({fn}({case!r}, {repeat})))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode != 0:
+        if fn == "_model_step_worker":
+            raise RuntimeError(f"bench: the {case} step failed:\n{res.stderr}")
+        return None
+    out = res.stdout.strip()
+    return json.loads(out.splitlines()[-1]) if out else None
+
+
+def bench_model(cases=None, repeat=2, rounds=1, out=print):
+    """Time float32 training steps (forward + backward, cross-entropy) of the bench's model cases.
+
+    cases: names from MODEL_CASES (None: all).  Each round runs npunet's step and, when PyTorch is
+    importable, PyTorch's twin (``bench_torch``) in alternating fresh processes, ``repeat`` timed steps
+    each, so that machine drift hits both alike.  Prints min and median step time over all rounds,
+    GFLOP/s as % of this machine's GEMM rate, peak resident memory, and the npunet/PyTorch ratios.
+    """
+    import statistics
     peak = gemm_rate()
     out(f"machine float32 GEMM (2048^3): {peak:.1f} GFLOP/s")
     results = {}
-    for case, (label, *_) in MODEL_CASES.items():
-        code = (f"import json; from npunet.bench import _model_step_worker; "
-                f"print(json.dumps(_model_step_worker({case!r}, {repeat})))")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        gf = r["flops"] / r["seconds"] / 1e9
-        code = (f"import json; from npunet.bench import _torch_step_worker; "
-                f"print(json.dumps(_torch_step_worker({case!r}, {repeat})))")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        pt = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 and res.stdout.strip() else None
-        vs = f", PyTorch {pt['seconds']:.2f} s: npunet/PyTorch {r['seconds'] / pt['seconds']:.2f}" if pt else ""
-        out(f"{label}: step {r['seconds']:.2f} s, {r['flops'] / 1e9:.1f} GFLOP, {gf:.1f} GFLOP/s "
-            f"= {100 * gf / peak:.0f}% of GEMM, peak RSS {r['peak_rss'] / 2 ** 30:.2f} GiB{vs}")
-        results[case] = dict(r, gflops=gf, frac=gf / peak, torch=pt)
+    for case in cases or list(MODEL_CASES):
+        label = MODEL_CASES[case][0]
+        ours, theirs, r, pt = [], [], None, None
+        for _ in range(rounds):
+            r = _worker("_model_step_worker", case, repeat)
+            ours += r["times"]
+            pt = _worker("_torch_step_worker", case, repeat)
+            if pt:
+                theirs += pt["times"]
+        t_min, t_med = min(ours), statistics.median(ours)
+        gf = r["flops"] / t_min / 1e9
+        line = (f"{label}: step min {t_min:.3f} s, median {t_med:.3f} s ({len(ours)} steps), "
+                f"{r['flops'] / 1e9:.1f} GFLOP, {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of GEMM, "
+                f"peak RSS {r['peak_rss'] / 2 ** 30:.2f} GiB")
+        torch_row = None
+        if theirs:
+            p_min, p_med = min(theirs), statistics.median(theirs)
+            torch_row = dict(min=p_min, median=p_med, times=theirs, peak_rss=pt["peak_rss"])
+            line += (f"\n    PyTorch min {p_min:.3f} s, median {p_med:.3f} s, peak RSS {pt['peak_rss'] / 2 ** 30:.2f} GiB"
+                     f" -> npunet/PyTorch {t_min / p_min:.2f} (min), {t_med / p_med:.2f} (median)")
+        out(line)
+        results[case] = dict(min=t_min, median=t_med, times=ours, flops=r["flops"], gflops=gf, frac=gf / peak,
+                             peak_rss=r["peak_rss"], torch=torch_row)
     return dict(gemm_gflops=peak, **results)

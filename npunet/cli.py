@@ -5,8 +5,9 @@ import sys
 
 def _cmd_bench(args):
     from . import bench
-    if args.model:
-        bench.bench_model(args.model, repeat=args.repeat)
+    if args.model is not None:
+        cases = None if not args.model or set(args.model) & {"all", "unet"} else args.model
+        bench.bench_model(cases, repeat=args.repeat, rounds=args.rounds)
     else:
         bench.bench_layers(repeat=args.repeat)
 
@@ -21,8 +22,13 @@ def build_parser():
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="time the U-Net layers (or a whole model step) against this machine's GEMM rate")
-    b.add_argument("--model", choices=["unet"], help="time whole training steps of a model instead of layers")
-    b.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
+    from .bench import MODEL_CASES
+    b.add_argument("--model", nargs="*", choices=["all", "unet"] + list(MODEL_CASES), metavar="CASE",
+                   help="time whole training steps instead of layers: the named cases (" + ", ".join(MODEL_CASES)
+                   + "), all of them when none is named; next to PyTorch's twin when PyTorch is importable")
+    b.add_argument("--repeat", type=int, default=3, help="timed repetitions per process (best is reported)")
+    b.add_argument("--rounds", type=int, default=1,
+                   help="--model: alternate npunet and PyTorch processes this many times (min and median over all)")
     b.set_defaults(func=_cmd_bench)
     g = sub.add_parser("gradcheck", help="finite-difference check of every layer's backward in float64")
     g.set_defaults(func=_cmd_gradcheck)
