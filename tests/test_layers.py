@@ -445,3 +445,26 @@ def test_default_init_matches_pytorch_bounds():
     t = nn.ConvTranspose2d(16, 8, 2, 2)  # fan_in from weight.size(1) * k * k, as PyTorch
     bound = 1 / np.sqrt(8 * 4)
     assert np.abs(t.weight.data).max() <= bound and np.abs(t.weight.data).max() > 0.9 * bound
+
+
+def test_nan_scan_once_per_model_call_or_in_every_layer():
+    from npunet import models
+    from npunet.data.tiling import predict_image
+    m = models.UNet(1, 2, base_channels=2, depth=1, padding="same")
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    x[0, 0, 1, 1] = np.nan
+    with pytest.raises(FloatingPointError, match=r"^UNet.*the input contains 1 NaN/Inf"):
+        m(x)                                     # the outermost call scans its input
+    m.down1.conv1.bias.data[0] = np.inf          # corrupt inside: layers do not rescan by default
+    with np.errstate(invalid="ignore"):
+        assert not np.isfinite(m(np.zeros((1, 1, 8, 8), np.float32))).all()
+        with pytest.raises(FloatingPointError, match=r"UNet.*the output contains"):
+            predict_image(m, np.zeros((1, 8, 8), np.float32))
+        nn.set_checks(finite="every")
+        try:
+            with pytest.raises(FloatingPointError, match=r"down1\.relu1.*the input contains 64 NaN/Inf"):
+                m(np.zeros((1, 1, 8, 8), np.float32))
+        finally:
+            nn.set_checks(finite=True)
+    with pytest.raises(ValueError, match="set_checks: finite must be"):
+        nn.set_checks(finite="some")

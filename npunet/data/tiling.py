@@ -60,11 +60,15 @@ def overlap_tile(model, image, tile=None, depth=4):
 
 def predict_image(model, image):
     """Logits (num_classes, H, W) for one image (C, H, W) with any npunet model, in eval mode."""
+    from ..nn.module import check_finite
     was = model.training
     model.eval()
     try:
         if getattr(model, "padding", "same") == "valid":
-            return overlap_tile(model, image, depth=model.depth)
-        return predict_same(model, image, getattr(model, "depth", 4))
+            y = overlap_tile(model, image, depth=model.depth)
+        else:
+            y = predict_same(model, image, getattr(model, "depth", 4))
+        check_finite(model, y, "output")  # layers scan only the model's input (nn.set_checks)
+        return y
     finally:
         model.train(was)
