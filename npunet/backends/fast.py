@@ -7,6 +7,7 @@ kernel has a NumPy twin in ``npunet.kernels`` and every op here is tested agains
 twin.  Ops with no faster form (ReLU, dropout, joins) are the reference's own.
 """
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -197,6 +198,116 @@ def _depthwise_backward(dout, cache):
     return dx, dw.astype(dout.dtype).reshape(w_shape), db
 
 
+_WINOGRAD = "winograd"
+WINOGRAD = True          # 3x3 stride-1 float32 convs through Winograd F(2x2, 3x3) (kernels.winograd)
+WINOGRAD_MIN_CHANNELS = 8  # ... with at least this many input channels (a 1-channel input layer
+                           # would run 16 GEMMs with K = 1: im2col's one K = 9 GEMM is 2.5x faster)
+WINOGRAD_BAND = 1 << 22  # elements of the larger of V (16, C, T) and M (16, O, T) per band (16 MiB)
+
+
+def _use_winograd(x, weight, stride, groups):
+    O, Cg, kh, kw = weight.shape
+    if not WINOGRAD or x.dtype != np.float32 or groups != 1 or (kh, kw) != (3, 3) or stride != (1, 1):
+        return False
+    return Cg >= WINOGRAD_MIN_CHANNELS
+
+
+def _winograd_bands(N, TH, TW, chans):
+    """(n0, n1, ty0, ty1) bands of tiles whose transformed arrays stay within WINOGRAD_BAND."""
+    per_row = 16 * chans * TW
+    rows = max(1, WINOGRAD_BAND // per_row)
+    if rows >= TH:
+        nn = max(1, min(N, rows // TH))
+        return [(n0, min(N, n0 + nn), 0, TH) for n0 in range(0, N, nn)]
+    return [(n, n + 1, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
+
+
+_work = threading.local()
+
+
+def _workspace(name, n, dtype):
+    """A flat scratch array of n elements, kept per thread and reused across calls: a fresh
+    multi-MB array costs page faults on every step, a reused one does not.  Valid until the
+    next request of the same name in this thread."""
+    key = (name, np.dtype(dtype))
+    pool = _work.__dict__.setdefault("pool", {})
+    buf = pool.get(key)
+    if buf is None or buf.size < n:
+        buf = pool[key] = np.empty(n, dtype)
+    return buf[:n]
+
+
+def _xi_stack(name, C, T, dtype):
+    """A (16, C, T) array for the 16 Winograd tile positions whose planes lie C*T + 16 elements apart:
+    the transforms write all 16 planes at once, and planes a power of two apart would compete for
+    the same cache sets (measured 8x slower).  name: a reused workspace; None: a new array."""
+    stride = C * T + 16
+    buf = _workspace(name, 16 * stride, dtype) if name else np.empty(16 * stride, dtype)
+    return np.lib.stride_tricks.as_strided(buf, (16, C, T), (stride * buf.itemsize, T * buf.itemsize, buf.itemsize))
+
+
+def _winograd_padded(x, ph, pw, TH, TW):
+    """x zero-padded to (N, C, 2TH + 2, 2TW + 2): PyTorch's padding plus a zero row/column for odd
+    output sizes (x itself when nothing is added)."""
+    N, C, H, W = x.shape
+    if (ph, pw) == (0, 0) and (H, W) == (2 * TH + 2, 2 * TW + 2):
+        return x
+    xp = np.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    return xp
+
+
+def _winograd_forward(x, weight, bias, padding):
+    """3x3 stride-1 convolution by Winograd F(2x2, 3x3), band by band: V = B^T D B (input tiles),
+    M[xi] = U[xi] @ V[xi] for the 16 tile positions (batched GEMM), out = A^T M A.
+    x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H + 2p - 2, W + 2p - 2)."""
+    from ..kernels import winograd as KW
+    (ph, pw), (N, C, H, W), O = padding, x.shape, weight.shape[0]
+    Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
+    TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
+    xp = _winograd_padded(np.ascontiguousarray(x), ph, pw, TH, TW)
+    U = _xi_stack(None, O, C, x.dtype)
+    KW.weight_transform(np.ascontiguousarray(weight), U)                      # U = G w G^T
+    b = bias if bias is not None else np.zeros(O, x.dtype)
+    out = np.empty((N, O, Ho, Wo), x.dtype)
+    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O)):
+        Tb = (n1 - n0) * (t1 - t0) * TW
+        V, M = _xi_stack("V", C, Tb, x.dtype), _xi_stack("M", O, Tb, x.dtype)
+        KW.input_transform(xp, n0, n1, t0, t1, V)
+        np.matmul(U, V, out=M)
+        KW.output_transform(M, n0, n1, t0, t1, b, out)
+    return out, (_WINOGRAD, x, weight, U, bias is not None, padding)
+
+
+def _winograd_backward(dout, cache):
+    """The adjoint of _winograd_forward: dM = A dY A^T, dU += dM V^T, dV = U^T dM, dx += B dV B^T
+    (scatter), dW = G^T dU G.  Exactly the gradient of the Winograd forward."""
+    from ..kernels import winograd as KW
+    _, x, weight, U, has_bias, (ph, pw) = cache
+    (N, C, H, W), O = x.shape, weight.shape[0]
+    Ho, Wo = dout.shape[2:]
+    TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
+    xp = _winograd_padded(x, ph, pw, TH, TW)
+    dxp = np.zeros(xp.shape, x.dtype)
+    dU = _xi_stack(None, O, C, x.dtype)
+    dU[...] = 0
+    dout = np.ascontiguousarray(dout)
+    Ut = U.transpose(0, 2, 1)
+    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O)):
+        Tb = (n1 - n0) * (t1 - t0) * TW
+        V, dM = _xi_stack("V", C, Tb, x.dtype), _xi_stack("M", O, Tb, x.dtype)
+        KW.output_transform_adjoint(dout, n0, n1, t0, t1, dM)
+        KW.input_transform(xp, n0, n1, t0, t1, V)
+        dU += np.matmul(dM, V.transpose(0, 2, 1))
+        np.matmul(Ut, dM, out=V)                                                # V now holds dV
+        KW.input_transform_adjoint(V, n0, n1, t0, t1, dxp)
+    dW = np.empty(weight.shape, x.dtype)
+    KW.weight_transform_adjoint(dU, dW)                                        # dW = G^T dU G
+    dx = dxp if dxp.shape == x.shape else np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W])
+    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
+    return dx, dW, db
+
+
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     """2-D convolution (cross-correlation, as PyTorch), im2col + GEMM in tiles.
 
@@ -207,6 +318,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     if groups > 1 and groups == x.shape[1] == weight.shape[0]:
         return _depthwise_forward(x, weight, bias, (sh, sw), (ph, pw))
+    if _use_winograd(x, weight, (sh, sw), groups):
+        return _winograd_forward(x, weight, bias, (ph, pw))
     x = np.ascontiguousarray(x)  # the kernels read flat rows
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
@@ -237,6 +350,8 @@ def conv2d_backward(dout, cache):
     """
     if cache[0] is _DEPTHWISE:
         return _depthwise_backward(dout, cache)
+    if cache[0] is _WINOGRAD:
+        return _winograd_backward(dout, cache)
     x, weight, has_bias, (sh, sw), (ph, pw), G = cache
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
