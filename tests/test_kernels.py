@@ -162,10 +162,16 @@ def test_warp_nearest_and_rasterise_match_twins(rng):
 # ---------------------------------------------------------------- every kernel has its twin
 
 def test_every_numba_kernel_has_a_numpy_twin():
+    import importlib
+    import pkgutil
     from numba.core.registry import CPUDispatcher
     kernels = [n for n in K.__all__ if isinstance(getattr(K, n), CPUDispatcher)]
     assert len(kernels) >= 12
     missing = [n for n in kernels if not hasattr(K, n + "_ref")]
+    for info in pkgutil.iter_modules(K.__path__):   # kernels a module keeps to itself too
+        mod = importlib.import_module(f"npunet.kernels.{info.name}")
+        missing += [f"{info.name}.{n}" for n, f in vars(mod).items() if isinstance(f, CPUDispatcher)
+                    and not n.startswith("_") and not hasattr(mod, n + "_ref")]
     assert not missing, f"kernels without a NumPy twin: {missing}"
 
 
@@ -205,3 +211,72 @@ def test_two_nearest_equals_its_twin(rng):
     np.testing.assert_allclose(d1, r1)
     np.testing.assert_allclose(d2, r2)
     assert (d2 >= d1).all() and (d1[lab > 0] == 0).all()
+
+
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+WINO_BANDS = [  # N, C, H, W, ph, pw, n0, n1, ty0, ty1 (TH, TW from the output size)
+    (2, 3, 8, 10, 1, 1, 0, 2, 0, 4), (3, 2, 9, 7, 0, 0, 1, 3, 1, 3), (1, 4, 6, 11, 2, 1, 0, 1, 2, 4),
+    (2, 1, 5, 5, 1, 0, 1, 2, 0, 3)]
+
+
+def _wino_tiles(H, W, ph, pw):
+    return (H + 2 * ph - 2 + 1) // 2, (W + 2 * pw - 2 + 1) // 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,C,H,W,ph,pw,n0,n1,ty0,ty1", WINO_BANDS)
+def test_winograd_kernels_equal_their_twins(dtype, N, C, H, W, ph, pw, n0, n1, ty0, ty1, rng):
+    from npunet.kernels import winograd as KW
+    tol = 1e-13 if dtype == np.float64 else 3e-6
+    TH, TW = _wino_tiles(H, W, ph, pw)
+    Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
+    T, O = (n1 - n0) * (ty1 - ty0) * TW, 3
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    V = np.empty((16, C, T), dtype)
+    KW.input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V)
+    np.testing.assert_allclose(V, KW.input_transform_ref(x, ph, pw, n0, n1, ty0, ty1, TW), atol=tol)
+    dV = rng.standard_normal(V.shape).astype(dtype)
+    dx = np.zeros_like(x)
+    KW.input_transform_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx)
+    np.testing.assert_allclose(dx, KW.input_transform_adjoint_ref(dV, x.shape, ph, pw, n0, n1, ty0, ty1, TW), atol=tol)
+    M, bias = rng.standard_normal((16, O, T)).astype(dtype), rng.standard_normal(O).astype(dtype)
+    out = np.full((N, O, Ho, Wo), 7.0, dtype)
+    KW.output_transform(M, n0, n1, ty0, ty1, bias, out)
+    ref = KW.output_transform_ref(M, out.shape, n0, n1, ty0, ty1, bias)
+    np.testing.assert_allclose(out[n0:n1, :, 2 * ty0:2 * ty0 + ref.shape[2]], ref, atol=tol)
+    assert (out[:n0] == 7).all() and (out[n1:] == 7).all()           # outside the band: untouched
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dM = np.empty_like(M)
+    KW.output_transform_adjoint(dout, n0, n1, ty0, ty1, dM)
+    np.testing.assert_allclose(dM, KW.output_transform_adjoint_ref(dout, n0, n1, ty0, ty1), atol=tol)
+    w = rng.standard_normal((O, C, 3, 3)).astype(dtype)
+    U = np.empty((16, O, C), dtype)
+    KW.weight_transform(w, U)
+    np.testing.assert_allclose(U, KW.weight_transform_ref(w), atol=tol)
+    dU, dw = rng.standard_normal(U.shape).astype(dtype), np.empty_like(w)
+    KW.weight_transform_adjoint(dU, dw)
+    np.testing.assert_allclose(dw, KW.weight_transform_adjoint_ref(dU), atol=tol)
+
+
+@pytest.mark.parametrize("N,C,H,W,ph,pw,n0,n1,ty0,ty1", WINO_BANDS)
+def test_winograd_backward_kernels_are_the_adjoints(N, C, H, W, ph, pw, n0, n1, ty0, ty1, rng):
+    """<L a, b> = <a, L^T b> for the input, output and weight transforms (float64)."""
+    from npunet.kernels import winograd as KW
+    TH, TW = _wino_tiles(H, W, ph, pw)
+    T, O = (n1 - n0) * (ty1 - ty0) * TW, 2
+    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal((16, C, T))
+    V, dx = np.empty((16, C, T)), np.zeros((N, C, H, W))
+    KW.input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V)
+    KW.input_transform_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx)
+    assert abs((V * dV).sum() - (x * dx).sum()) < 1e-11 * np.abs(V).sum()
+    M, dout = rng.standard_normal((16, O, T)), rng.standard_normal((N, O, H + 2 * ph - 2, W + 2 * pw - 2))
+    out, dM = np.zeros(dout.shape), np.empty((16, O, T))
+    KW.output_transform(M, n0, n1, ty0, ty1, np.zeros(O), out)
+    KW.output_transform_adjoint(dout, n0, n1, ty0, ty1, dM)
+    assert abs((out * dout).sum() - (M * dM).sum()) < 1e-11 * np.abs(M).sum()
+    w, dU = rng.standard_normal((O, C, 3, 3)), rng.standard_normal((16, O, C))
+    U, dw = np.empty((16, O, C)), np.empty((O, C, 3, 3))
+    KW.weight_transform(w, U)
+    KW.weight_transform_adjoint(dU, dw)
+    assert abs((U * dU).sum() - (w * dw).sum()) < 1e-11 * np.abs(U).sum()

@@ -246,17 +246,6 @@ def _xi_stack(name, C, T, dtype):
     return np.lib.stride_tricks.as_strided(buf, (16, C, T), (stride * buf.itemsize, T * buf.itemsize, buf.itemsize))
 
 
-def _winograd_padded(x, ph, pw, TH, TW):
-    """x zero-padded to (N, C, 2TH + 2, 2TW + 2): PyTorch's padding plus a zero row/column for odd
-    output sizes (x itself when nothing is added)."""
-    N, C, H, W = x.shape
-    if (ph, pw) == (0, 0) and (H, W) == (2 * TH + 2, 2 * TW + 2):
-        return x
-    xp = np.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)
-    xp[:, :, ph:ph + H, pw:pw + W] = x
-    return xp
-
-
 def _winograd_forward(x, weight, bias, padding):
     """3x3 stride-1 convolution by Winograd F(2x2, 3x3), band by band: V = B^T D B (input tiles),
     M[xi] = U[xi] @ V[xi] for the 16 tile positions (batched GEMM), out = A^T M A.
@@ -265,7 +254,7 @@ def _winograd_forward(x, weight, bias, padding):
     (ph, pw), (N, C, H, W), O = padding, x.shape, weight.shape[0]
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
     TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
-    xp = _winograd_padded(np.ascontiguousarray(x), ph, pw, TH, TW)
+    x = np.ascontiguousarray(x)
     U = _xi_stack(None, O, C, x.dtype)
     KW.weight_transform(np.ascontiguousarray(weight), U)                      # U = G w G^T
     b = bias if bias is not None else np.zeros(O, x.dtype)
@@ -273,7 +262,7 @@ def _winograd_forward(x, weight, bias, padding):
     for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O)):
         Tb = (n1 - n0) * (t1 - t0) * TW
         V, M = _xi_stack("V", C, Tb, x.dtype), _xi_stack("M", O, Tb, x.dtype)
-        KW.input_transform(xp, n0, n1, t0, t1, V)
+        KW.input_transform(x, ph, pw, n0, n1, t0, t1, TW, V)
         np.matmul(U, V, out=M)
         KW.output_transform(M, n0, n1, t0, t1, b, out)
     return out, (_WINOGRAD, x, weight, U, bias is not None, padding)
@@ -287,8 +276,7 @@ def _winograd_backward(dout, cache):
     (N, C, H, W), O = x.shape, weight.shape[0]
     Ho, Wo = dout.shape[2:]
     TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
-    xp = _winograd_padded(x, ph, pw, TH, TW)
-    dxp = np.zeros(xp.shape, x.dtype)
+    dx = np.zeros(x.shape, x.dtype)
     dU = _xi_stack(None, O, C, x.dtype)
     dU[...] = 0
     dout = np.ascontiguousarray(dout)
@@ -297,13 +285,12 @@ def _winograd_backward(dout, cache):
         Tb = (n1 - n0) * (t1 - t0) * TW
         V, dM = _xi_stack("V", C, Tb, x.dtype), _xi_stack("M", O, Tb, x.dtype)
         KW.output_transform_adjoint(dout, n0, n1, t0, t1, dM)
-        KW.input_transform(xp, n0, n1, t0, t1, V)
+        KW.input_transform(x, ph, pw, n0, n1, t0, t1, TW, V)
         dU += np.matmul(dM, V.transpose(0, 2, 1))
         np.matmul(Ut, dM, out=V)                                                # V now holds dV
-        KW.input_transform_adjoint(V, n0, n1, t0, t1, dxp)
+        KW.input_transform_adjoint(V, ph, pw, n0, n1, t0, t1, TW, dx)
     dW = np.empty(weight.shape, x.dtype)
     KW.weight_transform_adjoint(dU, dW)                                        # dW = G^T dU G
-    dx = dxp if dxp.shape == x.shape else np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W])
     db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
     return dx, dW, db
 

@@ -10,8 +10,8 @@ position xi = 4a + b:  M[xi] = U[xi] (C_out x C_in) @ V[xi] (C_in x tiles).  Tha
 multiplications per output tile per channel pair instead of 36 (2.25x fewer).
 
 Layout (one band = images n0..n1-1, tile rows ty0..ty1-1, TW tiles per row):
-  xp: (N, C, 2*TH + 2, 2*TW + 2)   the zero-padded input (PyTorch padding, plus one row/column
-                                   of zeros when the output size is odd)
+  x:  (N, C, H, W)                 read as if zero-padded: ph rows / pw columns before (PyTorch's
+                                   padding), zeros after (up to 2*TH + 2 rows, 2*TW + 2 columns)
   V:  (16, C, T)                   T = (n1-n0) * (ty1-ty0) * TW, column t = ((n-n0)*(ty1-ty0) + ty-ty0)*TW + tx
   M:  (16, O, T)                   likewise for the products
   out: (N, O, H_out, W_out)        output tile (ty, tx) covers rows 2ty..2ty+1, columns 2tx..2tx+1
@@ -104,17 +104,31 @@ def weight_transform_adjoint(dU, dw):
             dw[o, c, 2, 0], dw[o, c, 2, 1], dw[o, c, 2, 2] = _gt(r0, r1, r2, r3)
 
 
+@njit(cache=True, nogil=True)
+def _load_rows(x, n, c, r0, ph, pw, rows):
+    """rows[i] = row r0 + i of x[n, c] zero-padded by ph (top) and pw (left), zeros past the edges."""
+    H, W = x.shape[2], x.shape[3]
+    rows[:] = 0
+    w_lo, w_hi = max(0, -pw), min(W, rows.shape[1] - pw)
+    for i in range(4):
+        h = r0 + i - ph
+        if 0 <= h < H and w_lo < w_hi:
+            rows[i, w_lo + pw:w_hi + pw] = x[n, c, h, w_lo:w_hi]
+
+
 @njit(cache=True, parallel=True)
-def input_transform(xp, n0, n1, ty0, ty1, V):
-    """V[:, c, t] = B^T D B for every 4x4 tile D of xp (N, C, 2TH+2, 2TW+2) in the band."""
-    C = xp.shape[1]
-    TW = (xp.shape[3] - 2) // 2
+def input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V):
+    """V[:, c, t] = B^T D B for every 4x4 tile D of the band, D read from x (N, C, H, W) zero-padded
+    by ph rows on top and pw columns on the left (and zeros past the bottom/right edge)."""
+    C = x.shape[1]
     R = ty1 - ty0
     for c in prange(C):
+        rows = np.empty((4, 2 * TW + 2), x.dtype)
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
                 base = ((n - n0) * R + (ty - ty0)) * TW
-                x0, x1, x2, x3 = xp[n, c, 2 * ty], xp[n, c, 2 * ty + 1], xp[n, c, 2 * ty + 2], xp[n, c, 2 * ty + 3]
+                _load_rows(x, n, c, 2 * ty, ph, pw, rows)
+                x0, x1, x2, x3 = rows[0], rows[1], rows[2], rows[3]
                 for tx in range(TW):
                     s, t = 2 * tx, base + tx
                     # B^T D: column j of the tile -> column j of the 4 rows p, q, r, u
@@ -186,18 +200,31 @@ def output_transform_adjoint(dout, n0, n1, ty0, ty1, dM):
                     dM[12, o, t], dM[13, o, t], dM[14, o, t], dM[15, o, t] = _a(p3, q3)
 
 
+@njit(cache=True, nogil=True)
+def _store_rows(acc, k, n, c, r0, ph, pw, dx):
+    """dx[n, c, r0 + i - ph, :] += the valid part of acc[i] (padded coordinates) for i < k."""
+    H, W = dx.shape[2], dx.shape[3]
+    w_lo, w_hi = max(0, -pw), min(W, acc.shape[1] - pw)
+    for i in range(k):
+        h = r0 + i - ph
+        if 0 <= h < H and w_lo < w_hi:
+            dx[n, c, h, w_lo:w_hi] += acc[i, w_lo + pw:w_hi + pw]
+
+
 @njit(cache=True, parallel=True)
-def input_transform_adjoint(dV, n0, n1, ty0, ty1, dxp):
-    """dxp[n, c, 2ty:2ty+4, 2tx:2tx+4] += B dV B^T for every tile of the band (tiles overlap by 2,
-    so the loop over tiles stays serial within a channel)."""
-    C = dxp.shape[1]
-    TW = (dxp.shape[3] - 2) // 2
+def input_transform_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
+    """dx += B dV B^T for every tile of the band, each 4x4 tile added at rows 2ty - ph.., columns
+    2tx - pw.. (the padding dropped).  Tiles overlap by 2 rows and columns: per channel, the rows of one
+    tile row are summed in a 4-row buffer whose first two rows are complete once the tile row is done."""
+    C = dx.shape[1]
     R = ty1 - ty0
     for c in prange(C):
+        acc = np.zeros((4, 2 * TW + 2), dV.dtype)
         for n in range(n0, n1):
+            acc[:] = 0
             for ty in range(ty0, ty1):
                 base = ((n - n0) * R + (ty - ty0)) * TW
-                x0, x1, x2, x3 = dxp[n, c, 2 * ty], dxp[n, c, 2 * ty + 1], dxp[n, c, 2 * ty + 2], dxp[n, c, 2 * ty + 3]
+                x0, x1, x2, x3 = acc[0], acc[1], acc[2], acc[3]
                 for tx in range(TW):
                     s, t = 2 * tx, base + tx
                     # dV B^T: row a of the tile (p, q, r, u = rows 0..3)
@@ -205,7 +232,7 @@ def input_transform_adjoint(dV, n0, n1, ty0, ty1, dxp):
                     q0, q1, q2, q3 = _b(dV[4, c, t], dV[5, c, t], dV[6, c, t], dV[7, c, t])
                     r0, r1, r2, r3 = _b(dV[8, c, t], dV[9, c, t], dV[10, c, t], dV[11, c, t])
                     u0, u1, u2, u3 = _b(dV[12, c, t], dV[13, c, t], dV[14, c, t], dV[15, c, t])
-                    # B (dV B^T): column j, scatter-added into rows 2ty..2ty+3
+                    # B (dV B^T): column j, added into the 4 buffered rows
                     e0, e1, e2, e3 = _b(p0, q0, r0, u0)
                     x0[s] += e0
                     x1[s] += e1
@@ -226,6 +253,11 @@ def input_transform_adjoint(dV, n0, n1, ty0, ty1, dxp):
                     x1[s + 3] += e1
                     x2[s + 3] += e2
                     x3[s + 3] += e3
+                _store_rows(acc, 2, n, c, 2 * ty, ph, pw, dx)  # rows 2ty, 2ty+1 are complete
+                acc[0] = acc[2]
+                acc[1] = acc[3]
+                acc[2:] = 0
+            _store_rows(acc, 2, n, c, 2 * ty1, ph, pw, dx)     # the band's last two rows
 
 
 # ------------------------------------------------------------ NumPy twins
@@ -242,6 +274,14 @@ def weight_transform_adjoint_ref(dU):
     return dw.astype(dU.dtype)
 
 
+def _pad_ref(x, ph, pw, TH, TW):
+    """x zero-padded to (N, C, 2TH + 2, 2TW + 2): ph rows on top, pw columns on the left, zeros after."""
+    N, C, H, W = x.shape
+    xp = np.zeros((N, C, max(2 * TH + 2, H + ph), max(2 * TW + 2, W + pw)), x.dtype)
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    return xp[:, :, :2 * TH + 2, :2 * TW + 2]
+
+
 def _tiles_ref(xp, n0, n1, ty0, ty1):
     """The 4x4 tiles of the band: (C, n, R, TW, 4, 4)."""
     TW = (xp.shape[3] - 2) // 2
@@ -252,8 +292,9 @@ def _tiles_ref(xp, n0, n1, ty0, ty1):
     return D
 
 
-def input_transform_ref(xp, n0, n1, ty0, ty1):
+def input_transform_ref(x, ph, pw, n0, n1, ty0, ty1, TW):
     """NumPy twin of :func:`input_transform`; returns V (16, C, T)."""
+    xp = _pad_ref(x, ph, pw, ty1, TW)
     D = _tiles_ref(xp, n0, n1, ty0, ty1)
     V = np.einsum("ai,...ij,bj->ab...", BT, D, BT)                   # (4, 4, C, n, R, TW)
     return V.reshape(16, xp.shape[1], -1).astype(xp.dtype)
@@ -282,13 +323,14 @@ def output_transform_adjoint_ref(dout, n0, n1, ty0, ty1):
     return dM.reshape(16, O, -1).astype(dout.dtype)
 
 
-def input_transform_adjoint_ref(dV, xp_shape, n0, n1, ty0, ty1):
-    """NumPy twin of :func:`input_transform_adjoint`; returns the scattered dxp (N, C, Hp, Wp)."""
-    N, C, Hp, Wp = xp_shape
-    TW, R = (Wp - 2) // 2, ty1 - ty0
+def input_transform_adjoint_ref(dV, x_shape, ph, pw, n0, n1, ty0, ty1, TW):
+    """NumPy twin of :func:`input_transform_adjoint`; returns the scattered dx (N, C, H, W)."""
+    N, C, H, W = x_shape
+    R = ty1 - ty0
+    Hp, Wp = max(2 * ty1 + 2, H + ph), max(2 * TW + 2, W + pw)
     dD = np.einsum("ai,ab...,bj->...ij", BT, dV.reshape(4, 4, C, n1 - n0, R, TW), BT)   # (C, n, R, TW, 4, 4)
-    dxp = np.zeros(xp_shape, dV.dtype)
+    dxp = np.zeros((N, C, Hp, Wp), dV.dtype)
     for i in range(4):
         for j in range(4):
             dxp[n0:n1, :, 2 * ty0 + i:2 * ty1 + i:2, j:j + 2 * TW:2] += dD[..., i, j].transpose(1, 0, 2, 3)
-    return dxp
+    return dxp[:, :, ph:ph + H, pw:pw + W]
