@@ -446,3 +446,49 @@ def test_winograd_float32_error_bound(rng):
     assert y32.dtype == f and all(d.dtype == f for d in d32)
     for a, r in zip((y32,) + tuple(d32), (y64,) + tuple(d64)):
         assert rel(a, r) < 5e-6
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batchnorm_relu_equals_the_two_layers(training, rng):
+    """BatchNorm2d.forward_relu (one pass in the fast backend) gives relu(bn(x)) exactly: output, input and
+    parameter gradients and running statistics, on both backends; backward includes the ReLU."""
+    x = rng.standard_normal((2, 3, 5, 4)) * 2 + 0.3
+    g = rng.standard_normal(x.shape)
+    for name in ("reference", "fast"):
+        with npunet.backend(name):
+            a, b, relu = nn.BatchNorm2d(3).to(np.float64), nn.BatchNorm2d(3).to(np.float64), nn.ReLU()
+            for m in (a, b):
+                m.weight.data[:] = [1.5, -0.7, 0.2]
+                m.bias.data[:] = [0.1, 0.4, -0.3]
+                m.train(training)
+            y_two, y_one = relu(a(x)), b.forward_relu(x)
+            assert b.fused_relu and not a.fused_relu
+            assert rel(y_one, y_two) < 1e-14 and (y_one == 0).any()
+            dx_two, dx_one = a.backward(relu.backward(g)), b.backward(g)
+            assert rel(dx_one, dx_two) < 1e-12
+            for p, q in ((a.weight.grad, b.weight.grad), (a.bias.grad, b.bias.grad),
+                         (a.running_mean, b.running_mean), (a.running_var, b.running_var)):
+                assert rel(q, p) < 1e-12
+
+
+def test_fused_batchnorm_relu_gradchecks(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    for ops in (reference, fast):
+        cache = {}
+
+        def forward(x_, g_, b_):
+            out, cache["c"], _, _ = ops.batchnorm2d_forward(x_, g_, b_, np.zeros(3), np.ones(3), True, relu=True)
+            return out
+
+        r = npunet.gradcheck_fn(forward, lambda d: ops.batchnorm2d_backward(d, cache["c"]), (x, gamma, beta))
+        assert r.max_rel_error <= 1e-6, str(r)
+
+
+def test_conv_bn_relu_blocks_fuse_outside_traces_only(rng):
+    from npunet.models.blocks import DoubleConv
+    m = DoubleConv(2, 3, 1, batch_norm=True)
+    m(np.zeros((1, 2, 6, 6), np.float32))
+    assert m.bn1.fused_relu and m.bn2.fused_relu
+    s = npunet.summary(m, (1, 2, 6, 6), print_fn=lambda *a: None)
+    assert [r["name"] for r in s["rows"]] == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"]  # still listed

@@ -508,8 +508,8 @@ def interpolate_backward(dout, cache):
 
 # ---------------------------------------------------------------- batch norm
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    """x: (N, C, H, W); gamma, beta, running_*: (C,).
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
+    """x: (N, C, H, W); gamma, beta, running_*: (C,).  relu: return relu(BN(x)), one pass (fused).
 
     Training: normalise with the batch mean and biased variance over (N, H, W) and
     return the new running statistics (momentum on the new value, unbiased variance):
@@ -533,21 +533,23 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     scale = gamma.astype(np.float64) * invstd
     shift = beta.astype(np.float64) - mean * scale
     out = np.empty_like(x3)
-    K.bn_apply(x3, scale.astype(x.dtype), shift.astype(x.dtype), out)
-    cache = (x3, mean, invstd, gamma, training, x.shape)
+    K.bn_apply(x3, scale.astype(x.dtype), shift.astype(x.dtype), relu, out)
+    cache = (x3, mean, invstd, gamma, training, x.shape, out if relu else None)  # out: the ReLU mask
     return out.reshape(x.shape), cache, new_rm, new_rv
 
 
 def batchnorm2d_backward(dout, cache):
     """dout: (N, C, H, W) -> (dx, dgamma (C,), dbeta (C,))."""
-    x3, mean, invstd, gamma, training, shape = cache
+    x3, mean, invstd, gamma, training, shape, y = cache
     d3 = np.ascontiguousarray(dout).reshape(x3.shape)
     if training:
         dx = np.empty_like(x3)
         dg = np.empty(x3.shape[1])
         db = np.empty(x3.shape[1])
-        K.bn_backward(d3, x3, mean, invstd, gamma.astype(np.float64), dx, dg, db)
+        K.bn_backward(d3, x3, mean, invstd, gamma.astype(np.float64), x3 if y is None else y, y is not None, dx, dg, db)
     else:  # the statistics are constants: y = x * scale + shift
+        if y is not None:
+            d3 = np.where(y > 0, d3, 0).astype(d3.dtype)
         scale = (gamma.astype(np.float64) * invstd).astype(x3.dtype)
         dx = d3 * scale[None, :, None]
         db = d3.sum(axis=(0, 2), dtype=np.float64)

@@ -299,8 +299,9 @@ def zero_pad2d_backward(dout, cache):
 
 # ================================================================== batch normalisation
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
     """y = gamma * xhat + beta, xhat = (x - mean) / sqrt(var + eps), per channel over (N, H, W).
+    relu=True returns relu(y) (the fast backend does both in one pass; here it is just relu_forward).
 
     x: (N, C, H, W); gamma, beta, running_*: (C,).  Training: batch mean and biased variance, and
     running <- (1 - momentum) * running + momentum * batch (the variance unbiased, * M / (M - 1)).
@@ -320,7 +321,10 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     c = (None, slice(None), None, None)                                    # (C,) -> (1, C, 1, 1)
     xhat = ((x - mean[c]) * invstd[c]).astype(x.dtype)                     # (N, C, H, W)
     out = gamma[c] * xhat + beta[c]
-    return out, (xhat, gamma, invstd.astype(x.dtype), training), new_rm, new_rv
+    mask = None
+    if relu:
+        out, mask = relu_forward(out)
+    return out, (xhat, gamma, invstd.astype(x.dtype), training, mask), new_rm, new_rv
 
 
 def batchnorm2d_backward(dout, cache):
@@ -331,7 +335,9 @@ def batchnorm2d_backward(dout, cache):
                 dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
       eval:     the statistics are constants, dx = dxhat * invstd.
     """
-    xhat, gamma, invstd, training = cache
+    xhat, gamma, invstd, training, mask = cache
+    if mask is not None:                                                   # the forward ended in a ReLU
+        dout = relu_backward(dout, mask)
     axes = (0, 2, 3)
     c = (None, slice(None), None, None)
     M = xhat.shape[0] * xhat.shape[2] * xhat.shape[3]

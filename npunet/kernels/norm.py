@@ -28,25 +28,33 @@ def bn_stats(x, mean, var):
 
 
 @njit(cache=True, parallel=True)
-def bn_apply(x, scale, shift, out):
-    """out = x * scale[c] + shift[c]; x, out: (N, C, M)."""
+def bn_apply(x, scale, shift, relu, out):
+    """out = x * scale[c] + shift[c], then max(out, 0) when relu (BatchNorm + ReLU in one pass);
+    x, out: (N, C, M)."""
     N, C, M = x.shape
+    zero = out.dtype.type(0)
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
         a = scale[c]
         b = shift[c]
-        for k in range(M):
-            out[n, c, k] = x[n, c, k] * a + b
+        if relu:
+            for k in range(M):
+                out[n, c, k] = max(x[n, c, k] * a + b, zero)
+        else:
+            for k in range(M):
+                out[n, c, k] = x[n, c, k] * a + b
 
 
 @njit(cache=True, parallel=True)
-def bn_backward(dout, x, mean, invstd, gamma, dx, dgamma, dbeta):
+def bn_backward(dout, x, mean, invstd, gamma, y, relu, dx, dgamma, dbeta):
     """Training-mode backward.  xhat = (x - mean) * invstd, y = gamma * xhat + beta:
     dbeta = sum(dout), dgamma = sum(dout * xhat),
-    dx = gamma * invstd * (dout - dbeta/Mt - xhat * dgamma/Mt), Mt = N*M."""
+    dx = gamma * invstd * (dout - dbeta/Mt - xhat * dgamma/Mt), Mt = N*M.
+    relu: the forward was relu(BN(x)) with output y, so dout counts only where y > 0."""
     N, C, M = x.shape
     Mt = N * M
+    zero = dout.dtype.type(0)
     for c in prange(C):
         sb = 0.0
         sg = 0.0
@@ -54,7 +62,7 @@ def bn_backward(dout, x, mean, invstd, gamma, dx, dgamma, dbeta):
         ist = invstd[c]
         for n in range(N):
             for k in range(M):
-                g = dout[n, c, k]
+                g = dout[n, c, k] if not relu or y[n, c, k] > 0 else zero
                 sb += g
                 sg += g * (x[n, c, k] - mu) * ist
         dbeta[c] = sb
@@ -65,7 +73,8 @@ def bn_backward(dout, x, mean, invstd, gamma, dx, dgamma, dbeta):
         for n in range(N):
             for k in range(M):
                 xh = (x[n, c, k] - mu) * ist
-                dx[n, c, k] = a * (dout[n, c, k] - mb - xh * mg)
+                g = dout[n, c, k] if not relu or y[n, c, k] > 0 else zero
+                dx[n, c, k] = a * (g - mb - xh * mg)
 
 
 def bn_stats_ref(x):
@@ -73,13 +82,14 @@ def bn_stats_ref(x):
     return x64.mean(axis=(0, 2)), x64.var(axis=(0, 2))
 
 
-def bn_apply_ref(x, scale, shift):
+def bn_apply_ref(x, scale, shift, relu=False):
     """Twin of :func:`bn_apply`."""
-    return (x * scale[None, :, None] + shift[None, :, None]).astype(x.dtype)
+    out = (x * scale[None, :, None] + shift[None, :, None]).astype(x.dtype)
+    return np.maximum(out, 0) if relu else out
 
 
-def bn_backward_ref(dout, x, mean, invstd, gamma):
-    d = dout.astype(np.float64)
+def bn_backward_ref(dout, x, mean, invstd, gamma, y=None, relu=False):
+    d = dout.astype(np.float64) * ((y > 0) if relu else 1)
     xhat = (x - mean[None, :, None]) * invstd[None, :, None]
     dbeta = d.sum(axis=(0, 2))
     dgamma = (d * xhat).sum(axis=(0, 2))

@@ -4,20 +4,32 @@ from .. import nn
 BLOCKS = ("double_conv", "residual", "separable")
 
 
+def bn_relu_forward(bn, relu, x):
+    """relu(bn(x)) (bn may be None).  With a BN the two run as one pass over memory
+    (BatchNorm2d.forward_relu); shape-only passes and traces call each layer, so that summaries list them."""
+    if bn is None:
+        return relu(x)
+    if nn.module.tracing():
+        return relu(bn(x))
+    return bn.forward_relu(x)
+
+
+def bn_relu_backward(bn, relu, d):
+    """The mirror image of bn_relu_forward."""
+    if bn is not None and bn.fused_relu:
+        return bn.backward(d)
+    d = relu.backward(d)
+    return d if bn is None else bn.backward(d)
+
+
 def conv_bn_relu_forward(m, x):
     """relu(bn(conv(x))) through m's children conv, bn (or None) and relu."""
-    x = m.conv(x)
-    if m.bn is not None:
-        x = m.bn(x)
-    return m.relu(x)
+    return bn_relu_forward(m.bn, m.relu, m.conv(x))
 
 
 def conv_bn_relu_backward(m, d):
     """The mirror image of conv_bn_relu_forward."""
-    d = m.relu.backward(d)
-    if m.bn is not None:
-        d = m.bn.backward(d)
-    return m.conv.backward(d)
+    return m.conv.backward(bn_relu_backward(m.bn, m.relu, d))
 
 
 class ConvBNReLU(nn.Module):
@@ -83,32 +95,28 @@ class DoubleConv(nn.Module):
         self.relu2 = nn.ReLU()
 
     def forward(self, x):
-        h = self.conv1(x)
-        if self.bn1 is not None:
-            h = self.bn1(h)
-        h = self.relu1(h)
+        h = bn_relu_forward(self.bn1, self.relu1, self.conv1(x))
         h = self.conv2(h)
+        if self.block != "residual":
+            return bn_relu_forward(self.bn2, self.relu2, h)
         if self.bn2 is not None:
             h = self.bn2(h)
-        if self.block == "residual":
-            s = self.shortcut(x)
-            if self.crop is not None:
-                s = self.crop(s, h)
-            h = self.add(h, s)
-        return self.relu2(h)
+        s = self.shortcut(x)
+        if self.crop is not None:
+            s = self.crop(s, h)
+        return self.relu2(self.add(h, s))
 
     def backward(self, d):
-        d = self.relu2.backward(d)
         d_short = None
-        if self.block == "residual":
-            d, d_s = self.add.backward(d)
+        if self.block != "residual":
+            d = bn_relu_backward(self.bn2, self.relu2, d)
+        else:
+            d, d_s = self.add.backward(self.relu2.backward(d))
             if self.crop is not None:
                 d_s = self.crop.backward(d_s)
             d_short = self.shortcut.backward(d_s)
-        if self.bn2 is not None:
-            d = self.bn2.backward(d)
-        d = self.relu1.backward(self.conv2.backward(d))
-        if self.bn1 is not None:
-            d = self.bn1.backward(d)
+            if self.bn2 is not None:
+                d = self.bn2.backward(d)
+        d = bn_relu_backward(self.bn1, self.relu1, self.conv2.backward(d))
         d = self.conv1.backward(d)
         return d if d_short is None else d + d_short

@@ -344,10 +344,22 @@ class BatchNorm2d(Module):
                              f"got input of shape {tuple(x.shape)}")
         return tuple(x.shape)
 
+    fused_relu = False  # the last forward was forward_relu
+
     def forward(self, x):
+        return self._forward(x, relu=False)
+
+    def forward_relu(self, x):
+        """relu(self(x)) in one pass over memory (the fast backend fuses the two), for the
+        conv -> BN -> ReLU blocks; backward() then includes the ReLU.  Same results as the two layers."""
+        return self._forward(x, relu=True)
+
+    def _forward(self, x, relu):
         self._check(x)
         out, cache, rm, rv = ops().batchnorm2d_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                                       self.running_var, self.training, self.momentum, self.eps)
+                                                       self.running_var, self.training, self.momentum, self.eps,
+                                                       relu=relu)
+        self.fused_relu = relu
         if self.training:
             self.running_mean, self.running_var = rm, rv
             self.num_batches_tracked = self.num_batches_tracked + 1

@@ -70,6 +70,11 @@ def set_checks(finite=True):
     _mode.check_finite = finite
 
 
+def tracing():
+    """True inside shape_only() (or any pass that records the leaf calls)."""
+    return _mode.meta or _mode.trace is not None
+
+
 @contextmanager
 def shape_only():
     """Inside this block module calls propagate shapes (Meta objects) instead of arrays;
