@@ -223,68 +223,96 @@ def test_two_nearest_equals_its_twin(rng):
 
 # ---------------------------------------------------------------- Winograd F(2x2, 3x3)
 
-WINO_BANDS = [  # N, C, H, W, ph, pw, n0, n1, ty0, ty1 (TH, TW from the output size)
+WINO_BANDS = [  # N, C, H, W, ph, pw, n0, n1, ty0, ty1 (ty1 clipped to the tile rows)
     (2, 3, 8, 10, 1, 1, 0, 2, 0, 4), (3, 2, 9, 7, 0, 0, 1, 3, 1, 3), (1, 4, 6, 11, 2, 1, 0, 1, 2, 4),
-    (2, 1, 5, 5, 1, 0, 1, 2, 0, 3)]
+    (2, 1, 5, 5, 1, 0, 1, 2, 0, 3), (1, 2, 14, 13, 1, 1, 0, 1, 1, 4)]
 
 
-def _wino_tiles(H, W, ph, pw):
-    return (H + 2 * ph - 2 + 1) // 2, (W + 2 * pw - 2 + 1) // 2
+def _wino(m):
+    from npunet.kernels import winograd as KW
+    sfx = "" if m == 2 else "_4"
+    return {n: getattr(KW, n.replace("transform", "transform" + sfx)) for n in (
+        "weight_transform", "weight_transform_adjoint", "input_transform", "input_transform_adjoint",
+        "output_transform", "output_transform_adjoint")} | {
+        n + "_ref": getattr(KW, n.replace("transform", "transform" + sfx) + "_ref") for n in (
+            "weight_transform", "weight_transform_adjoint", "input_transform", "input_transform_adjoint",
+            "output_transform", "output_transform_adjoint")}
 
 
+def _wino_tiles(H, W, ph, pw, m):
+    return -(-(H + 2 * ph - 2) // m), -(-(W + 2 * pw - 2) // m)
+
+
+@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,C,H,W,ph,pw,n0,n1,ty0,ty1", WINO_BANDS)
-def test_winograd_kernels_equal_their_twins(dtype, N, C, H, W, ph, pw, n0, n1, ty0, ty1, rng):
-    from npunet.kernels import winograd as KW
-    tol = 1e-13 if dtype == np.float64 else 3e-6
-    TH, TW = _wino_tiles(H, W, ph, pw)
+def test_winograd_kernels_equal_their_twins(m, dtype, N, C, H, W, ph, pw, n0, n1, ty0, ty1, rng):
+    k = _wino(m)
+    TH, TW = _wino_tiles(H, W, ph, pw, m)
+    ty1 = min(ty1, TH)
+    ty0 = min(ty0, ty1 - 1)
+    P = (m + 2) ** 2
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
     T, O = (n1 - n0) * (ty1 - ty0) * TW, 3
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    V = np.empty((16, C, T), dtype)
-    KW.input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V)
-    np.testing.assert_allclose(V, KW.input_transform_ref(x, ph, pw, n0, n1, ty0, ty1, TW), atol=tol)
+    scale = 1.0 if m == 2 else 60.0                                   # F(4x4)'s constants grow values
+    tol = 1e-13 * scale if dtype == np.float64 else 3e-6 * scale
+    V = np.empty((P, C, T), dtype)
+    k["input_transform"](x, ph, pw, n0, n1, ty0, ty1, TW, V)
+    np.testing.assert_allclose(V, k["input_transform_ref"](x, ph, pw, n0, n1, ty0, ty1, TW), atol=tol)
     dV = rng.standard_normal(V.shape).astype(dtype)
     dx = np.zeros_like(x)
-    KW.input_transform_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx)
-    np.testing.assert_allclose(dx, KW.input_transform_adjoint_ref(dV, x.shape, ph, pw, n0, n1, ty0, ty1, TW), atol=tol)
-    M, bias = rng.standard_normal((16, O, T)).astype(dtype), rng.standard_normal(O).astype(dtype)
+    k["input_transform_adjoint"](dV, ph, pw, n0, n1, ty0, ty1, TW, dx)
+    np.testing.assert_allclose(dx, k["input_transform_adjoint_ref"](dV, x.shape, ph, pw, n0, n1, ty0, ty1, TW), atol=tol)
+    M, bias = rng.standard_normal((P, O, T)).astype(dtype), rng.standard_normal(O).astype(dtype)
     out = np.full((N, O, Ho, Wo), 7.0, dtype)
-    KW.output_transform(M, n0, n1, ty0, ty1, bias, out)
-    ref = KW.output_transform_ref(M, out.shape, n0, n1, ty0, ty1, bias)
-    np.testing.assert_allclose(out[n0:n1, :, 2 * ty0:2 * ty0 + ref.shape[2]], ref, atol=tol)
+    k["output_transform"](M, n0, n1, ty0, ty1, bias, out)
+    ref = k["output_transform_ref"](M, out.shape, n0, n1, ty0, ty1, bias)
+    np.testing.assert_allclose(out[n0:n1, :, m * ty0:m * ty0 + ref.shape[2]], ref, atol=tol)
     assert (out[:n0] == 7).all() and (out[n1:] == 7).all()           # outside the band: untouched
     dout = rng.standard_normal(out.shape).astype(dtype)
     dM = np.empty_like(M)
-    KW.output_transform_adjoint(dout, n0, n1, ty0, ty1, dM)
-    np.testing.assert_allclose(dM, KW.output_transform_adjoint_ref(dout, n0, n1, ty0, ty1), atol=tol)
+    k["output_transform_adjoint"](dout, n0, n1, ty0, ty1, dM)
+    np.testing.assert_allclose(dM, k["output_transform_adjoint_ref"](dout, n0, n1, ty0, ty1), atol=tol)
     w = rng.standard_normal((O, C, 3, 3)).astype(dtype)
-    U = np.empty((16, O, C), dtype)
-    KW.weight_transform(w, U)
-    np.testing.assert_allclose(U, KW.weight_transform_ref(w), atol=tol)
+    U = np.empty((P, O, C), dtype)
+    k["weight_transform"](w, U)
+    np.testing.assert_allclose(U, k["weight_transform_ref"](w), atol=tol)
     dU, dw = rng.standard_normal(U.shape).astype(dtype), np.empty_like(w)
-    KW.weight_transform_adjoint(dU, dw)
-    np.testing.assert_allclose(dw, KW.weight_transform_adjoint_ref(dU), atol=tol)
+    k["weight_transform_adjoint"](dU, dw)
+    np.testing.assert_allclose(dw, k["weight_transform_adjoint_ref"](dU), atol=tol)
 
 
+@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("N,C,H,W,ph,pw,n0,n1,ty0,ty1", WINO_BANDS)
-def test_winograd_backward_kernels_are_the_adjoints(N, C, H, W, ph, pw, n0, n1, ty0, ty1, rng):
+def test_winograd_backward_kernels_are_the_adjoints(m, N, C, H, W, ph, pw, n0, n1, ty0, ty1, rng):
     """<L a, b> = <a, L^T b> for the input, output and weight transforms (float64)."""
+    k = _wino(m)
+    TH, TW = _wino_tiles(H, W, ph, pw, m)
+    ty1 = min(ty1, TH)
+    ty0 = min(ty0, ty1 - 1)
+    P, O = (m + 2) ** 2, 2
+    T = (n1 - n0) * (ty1 - ty0) * TW
+    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal((P, C, T))
+    V, dx = np.empty((P, C, T)), np.zeros((N, C, H, W))
+    k["input_transform"](x, ph, pw, n0, n1, ty0, ty1, TW, V)
+    k["input_transform_adjoint"](dV, ph, pw, n0, n1, ty0, ty1, TW, dx)
+    assert abs((V * dV).sum() - (x * dx).sum()) < 1e-11 * np.abs(V * dV).sum()
+    M, dout = rng.standard_normal((P, O, T)), rng.standard_normal((N, O, H + 2 * ph - 2, W + 2 * pw - 2))
+    out, dM = np.zeros(dout.shape), np.empty((P, O, T))
+    k["output_transform"](M, n0, n1, ty0, ty1, np.zeros(O), out)
+    k["output_transform_adjoint"](dout, n0, n1, ty0, ty1, dM)
+    assert abs((out * dout).sum() - (M * dM).sum()) < 1e-11 * np.abs(M * dM).sum()
+    w, dU = rng.standard_normal((O, C, 3, 3)), rng.standard_normal((P, O, C))
+    U, dw = np.empty((P, O, C)), np.empty((O, C, 3, 3))
+    k["weight_transform"](w, U)
+    k["weight_transform_adjoint"](dU, dw)
+    assert abs((U * dU).sum() - (w * dw).sum()) < 1e-11 * np.abs(U * dU).sum()
+
+
+def test_winograd_matrices_compute_a_correlation(rng):
+    """1-D: A^T [(G g) * (B^T d)] equals the correlation of d with g, for F(2, 3) and F(4, 3)."""
     from npunet.kernels import winograd as KW
-    TH, TW = _wino_tiles(H, W, ph, pw)
-    T, O = (n1 - n0) * (ty1 - ty0) * TW, 2
-    x, dV = rng.standard_normal((N, C, H, W)), rng.standard_normal((16, C, T))
-    V, dx = np.empty((16, C, T)), np.zeros((N, C, H, W))
-    KW.input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V)
-    KW.input_transform_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx)
-    assert abs((V * dV).sum() - (x * dx).sum()) < 1e-11 * np.abs(V).sum()
-    M, dout = rng.standard_normal((16, O, T)), rng.standard_normal((N, O, H + 2 * ph - 2, W + 2 * pw - 2))
-    out, dM = np.zeros(dout.shape), np.empty((16, O, T))
-    KW.output_transform(M, n0, n1, ty0, ty1, np.zeros(O), out)
-    KW.output_transform_adjoint(dout, n0, n1, ty0, ty1, dM)
-    assert abs((out * dout).sum() - (M * dM).sum()) < 1e-11 * np.abs(M).sum()
-    w, dU = rng.standard_normal((O, C, 3, 3)), rng.standard_normal((16, O, C))
-    U, dw = np.empty((16, O, C)), np.empty((O, C, 3, 3))
-    KW.weight_transform(w, U)
-    KW.weight_transform_adjoint(dU, dw)
-    assert abs((U * dU).sum() - (w * dw).sum()) < 1e-11 * np.abs(U).sum()
+    for m, (bt, g, at) in ((2, (KW.BT, KW.G, KW.AT)), (4, (KW.BT4, KW.G4, KW.AT4))):
+        d, k = rng.standard_normal(m + 2), rng.standard_normal(3)
+        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), [d[i:i + 3] @ k for i in range(m)], atol=1e-14)

@@ -199,10 +199,14 @@ def _depthwise_backward(dout, cache):
 
 
 _WINOGRAD = "winograd"
-WINOGRAD = True          # 3x3 stride-1 float32 convs through Winograd F(2x2, 3x3) (kernels.winograd)
+WINOGRAD = True          # 3x3 stride-1 float32 convs through Winograd (kernels.winograd) ...
 WINOGRAD_MIN_CHANNELS = 8  # ... with at least this many input channels (a 1-channel input layer
-                           # would run 16 GEMMs with K = 1: im2col's one K = 9 GEMM is 2.5x faster)
-WINOGRAD_BAND = 1 << 22  # elements of the larger of V (16, C, T) and M (16, O, T) per band (16 MiB)
+                           # would run GEMMs with K = 1: im2col's one K = 9 GEMM is 2.5x faster)
+WINOGRAD_TILE = None     # output tile m: 4 = F(4x4, 3x3) (36 GEMMs, transforms 2.25x the data),
+                         # 2 = F(2x2, 3x3) (16 GEMMs, 4x the data, smaller float32 error), None: per layer:
+WINOGRAD_F4_MIN_TILES = 512  # F(4x4) from this many 4x4 output tiles; below, its 36 x C_out x C_in weight
+                             # transform outweighs the saving (measured: 512 ch at 64^2 and deeper run F(2x2))
+WINOGRAD_BAND = 1 << 22  # elements of the larger of V (a*a, C, T) and M (a*a, O, T) per band (16 MiB)
 
 
 def _use_winograd(x, weight, stride, groups):
@@ -212,9 +216,19 @@ def _use_winograd(x, weight, stride, groups):
     return Cg >= WINOGRAD_MIN_CHANNELS
 
 
-def _winograd_bands(N, TH, TW, chans):
+def _winograd_kernels(m):
+    """(weight, input, output transforms and their adjoints) of F(m x m, 3x3)."""
+    from ..kernels import winograd as KW
+    if m == 2:
+        return (KW.weight_transform, KW.input_transform, KW.output_transform, KW.output_transform_adjoint,
+                KW.input_transform_adjoint, KW.weight_transform_adjoint)
+    return (KW.weight_transform_4, KW.input_transform_4, KW.output_transform_4, KW.output_transform_4_adjoint,
+            KW.input_transform_4_adjoint, KW.weight_transform_4_adjoint)
+
+
+def _winograd_bands(N, TH, TW, chans, planes=16):
     """(n0, n1, ty0, ty1) bands of tiles whose transformed arrays stay within WINOGRAD_BAND."""
-    per_row = 16 * chans * TW
+    per_row = planes * chans * TW
     rows = max(1, WINOGRAD_BAND // per_row)
     if rows >= TH:
         nn = max(1, min(N, rows // TH))
@@ -237,60 +251,64 @@ def _workspace(name, n, dtype):
     return buf[:n]
 
 
-def _xi_stack(name, C, T, dtype):
-    """A (16, C, T) array for the 16 Winograd tile positions whose planes lie C*T + 16 elements apart:
-    the transforms write all 16 planes at once, and planes a power of two apart would compete for
+def _xi_stack(name, C, T, dtype, planes=16):
+    """A (planes, C, T) array for the Winograd tile positions whose planes lie C*T + 16 elements apart:
+    the transforms write all planes at once, and planes a power of two apart would compete for
     the same cache sets (measured 8x slower).  name: a reused workspace; None: a new array."""
     stride = C * T + 16
-    buf = _workspace(name, 16 * stride, dtype) if name else np.empty(16 * stride, dtype)
-    return np.lib.stride_tricks.as_strided(buf, (16, C, T), (stride * buf.itemsize, T * buf.itemsize, buf.itemsize))
+    buf = _workspace(name, planes * stride, dtype) if name else np.empty(planes * stride, dtype)
+    return np.lib.stride_tricks.as_strided(buf, (planes, C, T), (stride * buf.itemsize, T * buf.itemsize, buf.itemsize))
 
 
-def _winograd_forward(x, weight, bias, padding):
-    """3x3 stride-1 convolution by Winograd F(2x2, 3x3), band by band: V = B^T D B (input tiles),
-    M[xi] = U[xi] @ V[xi] for the 16 tile positions (batched GEMM), out = A^T M A.
-    x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H + 2p - 2, W + 2p - 2)."""
-    from ..kernels import winograd as KW
+def _winograd_forward(x, weight, bias, padding, m=None):
+    """3x3 stride-1 convolution by Winograd F(m x m, 3x3), band by band: V = B^T D B (input tiles),
+    M[xi] = U[xi] @ V[xi] for the (m+2)^2 tile positions (batched GEMM), out = A^T M A.
+    x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H + 2p - 2, W + 2p - 2).  m: 2 or 4
+    (None: WINOGRAD_TILE, or chosen from the tile count)."""
     (ph, pw), (N, C, H, W), O = padding, x.shape, weight.shape[0]
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
-    TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
+    m = m or WINOGRAD_TILE or (4 if N * -(-Ho // 4) * -(-Wo // 4) >= WINOGRAD_F4_MIN_TILES else 2)
+    wt, it, ot, _, _, _ = _winograd_kernels(m)
+    P = (m + 2) ** 2
+    TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
     x = np.ascontiguousarray(x)
-    U = _xi_stack(None, O, C, x.dtype)
-    KW.weight_transform(np.ascontiguousarray(weight), U)                      # U = G w G^T
+    U = _xi_stack(None, O, C, x.dtype, P)
+    wt(np.ascontiguousarray(weight), U)                                        # U = G w G^T
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
-    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O)):
+    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
         Tb = (n1 - n0) * (t1 - t0) * TW
-        V, M = _xi_stack("V", C, Tb, x.dtype), _xi_stack("M", O, Tb, x.dtype)
-        KW.input_transform(x, ph, pw, n0, n1, t0, t1, TW, V)
+        V, M = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
+        it(x, ph, pw, n0, n1, t0, t1, TW, V)
         np.matmul(U, V, out=M)
-        KW.output_transform(M, n0, n1, t0, t1, b, out)
-    return out, (_WINOGRAD, x, weight, U, bias is not None, padding)
+        ot(M, n0, n1, t0, t1, b, out)
+    return out, (_WINOGRAD, x, weight, U, bias is not None, padding, m)
 
 
 def _winograd_backward(dout, cache):
     """The adjoint of _winograd_forward: dM = A dY A^T, dU += dM V^T, dV = U^T dM, dx += B dV B^T
     (scatter), dW = G^T dU G.  Exactly the gradient of the Winograd forward."""
-    from ..kernels import winograd as KW
-    _, x, weight, U, has_bias, (ph, pw) = cache
+    _, x, weight, U, has_bias, (ph, pw), m = cache
+    _, it, _, ota, ita, wta = _winograd_kernels(m)
+    P = (m + 2) ** 2
     (N, C, H, W), O = x.shape, weight.shape[0]
     Ho, Wo = dout.shape[2:]
-    TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
+    TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
     dx = np.zeros(x.shape, x.dtype)
-    dU = _xi_stack(None, O, C, x.dtype)
+    dU = _xi_stack(None, O, C, x.dtype, P)
     dU[...] = 0
     dout = np.ascontiguousarray(dout)
     Ut = U.transpose(0, 2, 1)
-    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O)):
+    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
         Tb = (n1 - n0) * (t1 - t0) * TW
-        V, dM = _xi_stack("V", C, Tb, x.dtype), _xi_stack("M", O, Tb, x.dtype)
-        KW.output_transform_adjoint(dout, n0, n1, t0, t1, dM)
-        KW.input_transform(x, ph, pw, n0, n1, t0, t1, TW, V)
+        V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
+        ota(dout, n0, n1, t0, t1, dM)
+        it(x, ph, pw, n0, n1, t0, t1, TW, V)
         dU += np.matmul(dM, V.transpose(0, 2, 1))
         np.matmul(Ut, dM, out=V)                                                # V now holds dV
-        KW.input_transform_adjoint(V, ph, pw, n0, n1, t0, t1, TW, dx)
+        ita(V, ph, pw, n0, n1, t0, t1, TW, dx)
     dW = np.empty(weight.shape, x.dtype)
-    KW.weight_transform_adjoint(dU, dW)                                        # dW = G^T dU G
+    wta(dU, dW)                                                                 # dW = G^T dU G
     db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
     return dx, dW, db
 
