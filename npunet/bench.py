@@ -152,7 +152,8 @@ def _model_step_worker(case, repeat):
         m.zero_grad()
         m.backward(loss.backward())
 
-    with backend(backend_name):
+    from .backends import step_threads
+    with backend(backend_name), step_threads():
         ts = _times(step, repeat)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return dict(times=ts, flops=3 * conv_flops(m, shape), peak_rss=rss)

@@ -66,8 +66,9 @@ class Trainer:
     def train_step(self, batch):
         """One optimisation step on a batch; returns the loss value.  A NaN/Inf anywhere (loss or
         activations) stops training with the step named; nothing is saved, so the last checkpoint stays good."""
+        from .backends import step_threads
         try:
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"), step_threads():
                 return self._train_step(batch)
         except FloatingPointError as e:
             raise self._diverged("training", e) from None

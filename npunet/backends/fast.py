@@ -34,19 +34,17 @@ def _executor(workers):
 
 
 def _pipelines(n_tiles, k_rows, m_rows):
-    """How many tile pipelines a conv should run: blas.plan()'s P, or 1 when there are fewer than
-    2 tiles per pipeline or the GEMMs are thin (k_rows = C_in*kh*kw < 256 or m_rows = C_out < 64;
-    measured slower on the 16- and 32-channel layers of the classroom U-Net)."""
+    """How many tile pipelines a conv should run: blas.plan()'s P (1 with a single tile)."""
     P, _ = blas.plan()
-    if P < 2 or n_tiles < 2 * P or k_rows < 256 or m_rows < 64:
-        return 1
-    return P
+    return 1 if P < 2 or n_tiles < 2 else min(P, n_tiles)
 
 
 def _run(work, P):
-    """work(i, P) for i < P, in P threads with blas.plan()'s BLAS threads each; P = 1: inline."""
+    """work(i, P) for i < P, in P threads with blas.plan()'s BLAS threads each; P = 1: inline (on
+    one BLAS thread too where pipelines are available: see _one_blas_thread)."""
     if P == 1:
-        work(0, 1)
+        with _one_blas_thread():
+            work(0, 1)
         return
     with blas.limited(blas.plan()[1]):
         futures = [_executor(P).submit(work, i, P) for i in range(P)]
@@ -64,8 +62,11 @@ class _Tiles:
 
     def __init__(self, N, R, row_len, Kr):
         per_image = Kr * R * row_len
+        P = blas.plan()[0]  # at least one tile per pipeline where the work allows
         if per_image <= TILE_ELEMS:
-            self.nn, self.rr = max(1, min(N, TILE_ELEMS // max(per_image, 1))), R
+            self.nn, self.rr = max(1, min(N, TILE_ELEMS // max(per_image, 1), -(-N // P))), R
+            if N == 1 and P > 1:
+                self.rr = max(1, -(-R // P))
         else:
             self.nn, self.rr = 1, max(1, TILE_ELEMS // max(Kr * row_len, 1))
         self.N, self.R = N, R
@@ -226,6 +227,42 @@ def _winograd_kernels(m):
             KW.input_transform_4_adjoint, KW.weight_transform_4_adjoint)
 
 
+def _by_channel(kernel, C, *args):
+    """kernel(c0, c1, *args) over C channels split into one range per core, in threads (the Winograd
+    kernels release the GIL); this thread does the first range."""
+    n = min(blas.cores(), C)
+    bounds = [C * i // n for i in range(n + 1)]
+    futures = [_executor(n).submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(1, n)]
+    kernel(bounds[0], bounds[1], *args)
+    for f in futures:
+        f.result()  # re-raises a worker's exception here
+
+
+def _one_blas_thread():
+    """BLAS on one thread per caller while the Winograd threads run (nothing to do on one core or
+    where threadpoolctl controls no BLAS)."""
+    from contextlib import nullcontext
+    return blas.limited(1) if blas.cores() > 1 and blas.available() else nullcontext()
+
+
+def _split_gemm(f, rows, L, dtype):
+    """A GEMM result (rows, L) computed as f(a, b) = its columns a..b, one column range per core in
+    threads (each GEMM on the one BLAS thread the caller set)."""
+    out = np.empty((rows, L), dtype)
+
+    def part(a, b):
+        out[:, a:b] = f(a, b)
+    _by_channel(part, L)
+    return out
+
+
+def _by_plane(f, P):
+    """f(p0, p1) over the P Winograd planes split into one range per core, in threads, each GEMM on one
+    BLAS thread (set by the caller): BLAS's own threads would keep spinning after their GEMM and slow
+    the transform kernels that run next on the same cores."""
+    _by_channel(lambda p0, p1: f(p0, p1), P)
+
+
 def _winograd_bands(N, TH, TW, chans, planes=16):
     """(n0, n1, ty0, ty1) bands of tiles whose transformed arrays stay within WINOGRAD_BAND."""
     per_row = planes * chans * TW
@@ -273,15 +310,16 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
     x = np.ascontiguousarray(x)
     U = _xi_stack(None, O, C, x.dtype, P)
-    wt(np.ascontiguousarray(weight), U)                                        # U = G w G^T
+    _by_channel(wt, O, np.ascontiguousarray(weight), U)                         # U = G w G^T
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
-    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
-        Tb = (n1 - n0) * (t1 - t0) * TW
-        V, M = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
-        it(x, ph, pw, n0, n1, t0, t1, TW, V)
-        np.matmul(U, V, out=M)
-        ot(M, n0, n1, t0, t1, b, out)
+    with _one_blas_thread():
+        for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
+            Tb = (n1 - n0) * (t1 - t0) * TW
+            V, M = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
+            _by_channel(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
+            _by_plane(lambda p0, p1: np.matmul(U[p0:p1], V[p0:p1], out=M[p0:p1]), P)
+            _by_channel(ot, O, M, n0, n1, t0, t1, b, out)
     return out, (_WINOGRAD, x, weight, U, bias is not None, padding, m)
 
 
@@ -299,16 +337,21 @@ def _winograd_backward(dout, cache):
     dU[...] = 0
     dout = np.ascontiguousarray(dout)
     Ut = U.transpose(0, 2, 1)
-    for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
-        Tb = (n1 - n0) * (t1 - t0) * TW
-        V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
-        ota(dout, n0, n1, t0, t1, dM)
-        it(x, ph, pw, n0, n1, t0, t1, TW, V)
-        dU += np.matmul(dM, V.transpose(0, 2, 1))
-        np.matmul(Ut, dM, out=V)                                                # V now holds dV
-        ita(V, ph, pw, n0, n1, t0, t1, TW, dx)
+
+    def gemms(p0, p1):
+        dU[p0:p1] += np.matmul(dM[p0:p1], V[p0:p1].transpose(0, 2, 1))
+        np.matmul(Ut[p0:p1], dM[p0:p1], out=V[p0:p1])                          # V now holds dV
+
+    with _one_blas_thread():
+        for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
+            Tb = (n1 - n0) * (t1 - t0) * TW
+            V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
+            _by_channel(ota, O, dout, n0, n1, t0, t1, dM)
+            _by_channel(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
+            _by_plane(gemms, P)
+            _by_channel(ita, C, V, ph, pw, n0, n1, t0, t1, TW, dx)
     dW = np.empty(weight.shape, x.dtype)
-    wta(dU, dW)                                                                 # dW = G^T dU G
+    _by_channel(wta, O, dU, dW)                                                 # dW = G^T dU G
     db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
     return dx, dW, db
 
@@ -411,10 +454,11 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     out = np.zeros((N, Cout, Ho, Wo), dtype=x.dtype)
     Wg = weight.reshape(Cin, -1) if G == 1 else weight.reshape(G, Cin // G, -1)
     Kr = Cout * kh * kw
-    for n0, n1, r0, r1 in _Tiles(N, H, W, max(Kr, Cin)):
-        xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)  # (C_in, nn*R*W)
-        cols = _gemm_tn(Wg, xt, G)  # (C_out*kh*kw, nn*R*W)
-        K.col2im(np.ascontiguousarray(cols), n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, W, out)
+    with _one_blas_thread():
+        for n0, n1, r0, r1 in _Tiles(N, H, W, max(Kr, Cin)):
+            xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)  # (C_in, nn*R*W)
+            cols = _split_gemm(lambda a, b: _gemm_tn(Wg, xt[:, a:b], G), Kr, xt.shape[1], x.dtype)
+            K.col2im(cols, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, W, out)
     if bias is not None:
         out += bias.reshape(1, Cout, 1, 1)
     return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G, out.shape)
@@ -436,13 +480,14 @@ def conv_transpose2d_backward(dout, cache):
     Kr = Cout * kh * kw
     tiles = _Tiles(N, H, W, max(Kr, Cin))
     buf = np.empty(Kr * tiles.nn * tiles.rr * W, dtype=x.dtype)
-    for n0, n1, r0, r1 in tiles:
-        dcols = buf[: Kr * (n1 - n0) * (r1 - r0) * W].reshape(Kr, -1)
-        K.im2col(dout, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, W, dcols)
-        xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)
-        dxt = _gemm(Wg, dcols, G)  # (C_in, nn*R*W)
-        dx[n0:n1, :, r0:r1, :] = dxt.reshape(Cin, n1 - n0, r1 - r0, W).transpose(1, 0, 2, 3)
-        dW += _gemm_nt(xt, dcols, G)
+    with _one_blas_thread():
+        for n0, n1, r0, r1 in tiles:
+            dcols = buf[: Kr * (n1 - n0) * (r1 - r0) * W].reshape(Kr, -1)
+            K.im2col(dout, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, W, dcols)
+            xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)
+            dxt = _split_gemm(lambda a, b: _gemm(Wg, dcols[:, a:b], G), Cin, dcols.shape[1], x.dtype)
+            dx[n0:n1, :, r0:r1, :] = dxt.reshape(Cin, n1 - n0, r1 - r0, W).transpose(1, 0, 2, 3)
+            dW += _gemm_nt(xt, dcols, G)
     db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
     return dx, dW.reshape(weight.shape), db
 

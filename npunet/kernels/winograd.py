@@ -20,9 +20,13 @@ The backward passes are the adjoints (transposes) of the same linear maps:
   dM = A dY A^T  (output_transform_adjoint),  dV = U^T dM,  dU = dM V^T,  dD = B dV B^T
   (input_transform_adjoint, scatter-added: neighbouring tiles overlap),  dW = G^T dU G.
 So the Winograd gradient is the exact gradient of the Winograd forward.  Twins: ``*_ref``.
+
+Every kernel takes a channel range c0..c1 first (input channels for the input transforms, output
+channels for the others) and releases the GIL: the fast backend runs one range per core in threads.
+(Serial kernels compile 2-3x faster than Numba ``parallel=True`` ones, which matters on a cold start.)
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -69,11 +73,11 @@ def _gt(u0, u1, u2, u3):
     return u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
 
 
-@njit(cache=True, parallel=True)
-def weight_transform(w, U):
+@njit(cache=True, nogil=True)
+def weight_transform(c0, c1, w, U):
     """U[4a + b, o, c] = (G w[o, c] G^T)[a, b].  w: (O, C, 3, 3), U: (16, O, C)."""
     O, C = w.shape[0], w.shape[1]
-    for o in prange(O):
+    for o in range(c0, c1):
         for c in range(C):
             k = w[o, c]
             # G w: column j of the kernel -> column j of the 4 rows p, q, r, u
@@ -87,11 +91,11 @@ def weight_transform(w, U):
             U[12, o, c], U[13, o, c], U[14, o, c], U[15, o, c] = _g(u0, u1, u2)
 
 
-@njit(cache=True, parallel=True)
-def weight_transform_adjoint(dU, dw):
+@njit(cache=True, nogil=True)
+def weight_transform_adjoint(c0, c1, dU, dw):
     """dw[o, c] = G^T dU[:, o, c] G (dU read as 4x4).  dU: (16, O, C), dw: (O, C, 3, 3)."""
     O, C = dw.shape[0], dw.shape[1]
-    for o in prange(O):
+    for o in range(c0, c1):
         for c in range(C):
             # G^T dU: column b of dU -> column b of the 3 rows p, q, r
             p0, q0, r0 = _gt(dU[0, o, c], dU[4, o, c], dU[8, o, c], dU[12, o, c])
@@ -116,13 +120,13 @@ def _load_rows(x, n, c, r0, ph, pw, rows):
             rows[i, w_lo + pw:w_hi + pw] = x[n, c, h, w_lo:w_hi]
 
 
-@njit(cache=True, parallel=True)
-def input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V):
+@njit(cache=True, nogil=True)
+def input_transform(c0, c1, x, ph, pw, n0, n1, ty0, ty1, TW, V):
     """V[:, c, t] = B^T D B for every 4x4 tile D of the band, D read from x (N, C, H, W) zero-padded
     by ph rows on top and pw columns on the left (and zeros past the bottom/right edge)."""
     C = x.shape[1]
     R = ty1 - ty0
-    for c in prange(C):
+    for c in range(c0, c1):
         rows = np.empty((4, 2 * TW + 2), x.dtype)
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
@@ -143,14 +147,14 @@ def input_transform(x, ph, pw, n0, n1, ty0, ty1, TW, V):
                     V[12, c, t], V[13, c, t], V[14, c, t], V[15, c, t] = _bt(u0, u1, u2, u3)
 
 
-@njit(cache=True, parallel=True)
-def output_transform(M, n0, n1, ty0, ty1, bias, out):
+@njit(cache=True, nogil=True)
+def output_transform(c0, c1, M, n0, n1, ty0, ty1, bias, out):
     """out[n, o, 2ty:2ty+2, 2tx:2tx+2] = A^T m A (+ bias[o]) for every tile m = M[:, o, t] of the band;
     rows/columns past H_out/W_out (odd sizes) are dropped.  bias: (O,) (zeros for none)."""
     N, O, Ho, Wo = out.shape
     TW = (Wo + 1) // 2
     R = ty1 - ty0
-    for o in prange(O):
+    for o in range(c0, c1):
         b = bias[o]
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
@@ -174,14 +178,14 @@ def output_transform(M, n0, n1, ty0, ty1, bias, out):
                             out[n, o, r + 1, c + 1] = y11 + b
 
 
-@njit(cache=True, parallel=True)
-def output_transform_adjoint(dout, n0, n1, ty0, ty1, dM):
+@njit(cache=True, nogil=True)
+def output_transform_adjoint(c0, c1, dout, n0, n1, ty0, ty1, dM):
     """dM[:, o, t] = A dY A^T for the 2x2 tile dY of dout (N, O, H_out, W_out) (zero past the edge)."""
     N, O, Ho, Wo = dout.shape
     TW = (Wo + 1) // 2
     R = ty1 - ty0
     zero = dout.dtype.type(0)
-    for o in prange(O):
+    for o in range(c0, c1):
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
                 base = ((n - n0) * R + (ty - ty0)) * TW
@@ -211,14 +215,14 @@ def _store_rows(acc, k, n, c, r0, ph, pw, dx):
             dx[n, c, h, w_lo:w_hi] += acc[i, w_lo + pw:w_hi + pw]
 
 
-@njit(cache=True, parallel=True)
-def input_transform_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
+@njit(cache=True, nogil=True)
+def input_transform_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
     """dx += B dV B^T for every tile of the band, each 4x4 tile added at rows 2ty - ph.., columns
     2tx - pw.. (the padding dropped).  Tiles overlap by 2 rows and columns: per channel, the rows of one
     tile row are summed in a 4-row buffer whose first two rows are complete once the tile row is done."""
     C = dx.shape[1]
     R = ty1 - ty0
-    for c in prange(C):
+    for c in range(c0, c1):
         acc = np.zeros((4, 2 * TW + 2), dV.dtype)
         for n in range(n0, n1):
             acc[:] = 0
@@ -324,11 +328,11 @@ def _gt6(u0, u1, u2, u3, u4, u5):
             (u3 + u4 - u1 - u2) / 6 + u5)
 
 
-@njit(cache=True, parallel=True)
-def weight_transform_4(w, U):
+@njit(cache=True, nogil=True)
+def weight_transform_4(c0, c1, w, U):
     """U[6a + b, o, c] = (G4 w[o, c] G4^T)[a, b].  w: (O, C, 3, 3), U: (36, O, C)."""
     O, C = w.shape[0], w.shape[1]
-    for o in prange(O):
+    for o in range(c0, c1):
         for c in range(C):
             k = w[o, c]
             c0 = _g6(k[0, 0], k[1, 0], k[2, 0])      # G4 w, column by column
@@ -340,11 +344,11 @@ def weight_transform_4(w, U):
                     U[6 * a + b, o, c] = r[b]
 
 
-@njit(cache=True, parallel=True)
-def weight_transform_4_adjoint(dU, dw):
+@njit(cache=True, nogil=True)
+def weight_transform_4_adjoint(c0, c1, dU, dw):
     """dw[o, c] = G4^T dU[:, o, c] G4 (dU read as 6x6).  dU: (36, O, C), dw: (O, C, 3, 3)."""
     O, C = dw.shape[0], dw.shape[1]
-    for o in prange(O):
+    for o in range(c0, c1):
         for c in range(C):
             t = np.empty((3, 6), dU.dtype)           # G4^T dU: rows i, columns b
             for b in range(6):
@@ -368,13 +372,13 @@ def _load_rows6(x, n, c, r0, ph, pw, rows):
             rows[i, w_lo + pw:w_hi + pw] = x[n, c, h, w_lo:w_hi]
 
 
-@njit(cache=True, parallel=True)
-def input_transform_4(x, ph, pw, n0, n1, ty0, ty1, TW, V):
+@njit(cache=True, nogil=True)
+def input_transform_4(c0, c1, x, ph, pw, n0, n1, ty0, ty1, TW, V):
     """V[:, c, t] = BT4 D BT4^T for every 6x6 tile D of the band (x read zero-padded as above)."""
     C = x.shape[1]
     R = ty1 - ty0
     k = (x.dtype.type(2), x.dtype.type(4), x.dtype.type(5), x.dtype.type(8))
-    for c in prange(C):
+    for c in range(c0, c1):
         rows = np.empty((6, 4 * TW + 2), x.dtype)
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
@@ -411,14 +415,14 @@ def input_transform_4(x, ph, pw, n0, n1, ty0, ty1, TW, V):
                     V[33, c, t], V[34, c, t], V[35, c, t] = r[3], r[4], r[5]
 
 
-@njit(cache=True, parallel=True)
-def output_transform_4(M, n0, n1, ty0, ty1, bias, out):
+@njit(cache=True, nogil=True)
+def output_transform_4(c0, c1, M, n0, n1, ty0, ty1, bias, out):
     """out[n, o, 4ty:4ty+4, 4tx:4tx+4] = AT4 m AT4^T (+ bias[o]) for every tile of the band (cropped)."""
     N, O, Ho, Wo = out.shape
     TW = (Wo + 3) // 4
     R = ty1 - ty0
     k = (M.dtype.type(2), M.dtype.type(4), M.dtype.type(5), M.dtype.type(8))
-    for o in prange(O):
+    for o in range(c0, c1):
         bo = bias[o]
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
@@ -454,14 +458,14 @@ def output_transform_4(M, n0, n1, ty0, ty1, bias, out):
                                 out[n, o, r0 + i, c0 + j] = y[j] + bo
 
 
-@njit(cache=True, parallel=True)
-def output_transform_4_adjoint(dout, n0, n1, ty0, ty1, dM):
+@njit(cache=True, nogil=True)
+def output_transform_4_adjoint(c0, c1, dout, n0, n1, ty0, ty1, dM):
     """dM[:, o, t] = AT4^T dY AT4 for the 4x4 tile dY of dout (zero past the edge)."""
     N, O, Ho, Wo = dout.shape
     TW = (Wo + 3) // 4
     R = ty1 - ty0
     k = (dout.dtype.type(2), dout.dtype.type(4), dout.dtype.type(5), dout.dtype.type(8))
-    for o in prange(O):
+    for o in range(c0, c1):
         y = np.zeros((4, 4), dout.dtype)
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
@@ -515,14 +519,14 @@ def _store_rows6(acc, k, n, c, r0, ph, pw, dx):
             dx[n, c, h, w_lo:w_hi] += acc[i, w_lo + pw:w_hi + pw]
 
 
-@njit(cache=True, parallel=True)
-def input_transform_4_adjoint(dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
+@njit(cache=True, nogil=True)
+def input_transform_4_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
     """dx += BT4^T dV BT4 for every tile of the band (6x6 tiles at rows 4ty - ph.., columns 4tx - pw..),
     summed per channel in a 6-row buffer whose first four rows are complete after each tile row."""
     C = dx.shape[1]
     R = ty1 - ty0
     k = (dV.dtype.type(2), dV.dtype.type(4), dV.dtype.type(5), dV.dtype.type(8))
-    for c in prange(C):
+    for c in range(c0, c1):
         acc = np.zeros((6, 4 * TW + 2), dV.dtype)
         for n in range(n0, n1):
             acc[:] = 0
