@@ -419,17 +419,22 @@ def test_winograd_gradients_gradcheck(m, rng):
 
 
 def test_winograd_dispatch(rng):
-    """float32 3x3 stride-1 convs with >= WINOGRAD_MIN_CHANNELS input channels go through Winograd;
-    float64 (the checks), 1-channel inputs, strides, groups and other kernels stay on im2col."""
+    """float32 3x3 stride-1 convs with >= WINOGRAD_MIN_CHANNELS input channels and >= WINOGRAD_MIN_TILES
+    output tiles go through Winograd; float64 (the checks), 1-channel inputs, small maps, strides, groups
+    and other kernels stay on im2col."""
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
         return fast.conv2d_forward(x, w, None, **kw)[1][0] is fast._WINOGRAD
-    assert path((1, 8, 6, 6), (4, 8, 3, 3), padding=1)
-    assert not path((1, 8, 6, 6), (4, 8, 3, 3), np.float64, padding=1)
-    assert not path((1, 1, 6, 6), (4, 1, 3, 3), padding=1)
-    assert not path((1, 8, 6, 6), (4, 8, 3, 3), stride=2)
-    assert not path((1, 8, 6, 6), (4, 4, 3, 3), groups=2)
-    assert not path((1, 8, 6, 6), (4, 8, 1, 1))
+    assert path((1, 8, 16, 16), (4, 8, 3, 3), padding=1)
+    assert not path((1, 8, 16, 16), (4, 8, 3, 3), np.float64, padding=1)
+    assert not path((1, 1, 16, 16), (4, 1, 3, 3), padding=1)
+    assert not path((1, 8, 16, 16), (4, 8, 3, 3), stride=2)
+    assert not path((1, 8, 16, 16), (4, 4, 3, 3), groups=2)
+    assert not path((1, 8, 16, 16), (4, 8, 1, 1))
+    assert not path((1, 8, 8, 8), (4, 8, 3, 3), padding=1)            # 16 tiles: im2col is faster
+    tile = lambda shape: fast.conv2d_forward(np.ones(shape, np.float32), np.ones((2, 8, 3, 3), np.float32),
+                                             None, padding=1)[1][-1]
+    assert tile((2, 8, 64, 64)) == 4 and tile((1, 8, 16, 16)) == 2   # F(4x4) only with >= 512 4x4 tiles
 
 
 @pytest.mark.parametrize("m,bound", [(2, 5e-6), (4, 2e-5)])

@@ -203,6 +203,8 @@ _WINOGRAD = "winograd"
 WINOGRAD = True          # 3x3 stride-1 float32 convs through Winograd (kernels.winograd) ...
 WINOGRAD_MIN_CHANNELS = 8  # ... with at least this many input channels (a 1-channel input layer
                            # would run GEMMs with K = 1: im2col's one K = 9 GEMM is 2.5x faster)
+WINOGRAD_MIN_TILES = 64    # ... and at least this many 2x2 output tiles (a 512-channel 8x8 map has 16:
+                           # its 16 x C_out x C_in transformed weights cost more than the GEMMs save)
 WINOGRAD_TILE = None     # output tile m: 4 = F(4x4, 3x3) (36 GEMMs, transforms 2.25x the data),
                          # 2 = F(2x2, 3x3) (16 GEMMs, 4x the data, smaller float32 error), None: per layer:
 WINOGRAD_F4_MIN_TILES = 512  # F(4x4) from this many 4x4 output tiles; below, its 36 x C_out x C_in weight
@@ -210,11 +212,13 @@ WINOGRAD_F4_MIN_TILES = 512  # F(4x4) from this many 4x4 output tiles; below, it
 WINOGRAD_BAND = 1 << 22  # elements of the larger of V (a*a, C, T) and M (a*a, O, T) per band (16 MiB)
 
 
-def _use_winograd(x, weight, stride, groups):
+def _use_winograd(x, weight, stride, padding, groups):
     O, Cg, kh, kw = weight.shape
     if not WINOGRAD or x.dtype != np.float32 or groups != 1 or (kh, kw) != (3, 3) or stride != (1, 1):
         return False
-    return Cg >= WINOGRAD_MIN_CHANNELS
+    (ph, pw) = padding
+    tiles = x.shape[0] * -(-(x.shape[2] + 2 * ph - 2) // 2) * -(-(x.shape[3] + 2 * pw - 2) // 2)
+    return Cg >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
 
 
 def _winograd_kernels(m):
@@ -366,7 +370,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     if groups > 1 and groups == x.shape[1] == weight.shape[0]:
         return _depthwise_forward(x, weight, bias, (sh, sw), (ph, pw))
-    if _use_winograd(x, weight, (sh, sw), groups):
+    if _use_winograd(x, weight, (sh, sw), (ph, pw), groups):
         return _winograd_forward(x, weight, bias, (ph, pw))
     x = np.ascontiguousarray(x)  # the kernels read flat rows
     O, Cg, kh, kw = weight.shape
