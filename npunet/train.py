@@ -234,10 +234,9 @@ def _strip_cls(out):
 def predict_masks(model, images, threshold=0.5):
     """Binary masks (N, H, W) for images (N, C, H, W): sigmoid > threshold for 1 class, argmax otherwise.
     Valid-conv U-Nets use overlap-tile, same-padded models pad and crop."""
-    from .data.tiling import predict_image
+    from .data.tiling import predict_images
     out = []
-    for img in images:
-        y = predict_image(model, img)
+    for y in predict_images(model, images):
         if y.shape[0] == 1:
             cgm_probs = getattr(model, "cgm", False)  # UNet3+ with CGM returns probabilities in eval
             out.append((y[0] > (threshold if cgm_probs else np.log(threshold / (1 - threshold)))).astype(np.uint8))

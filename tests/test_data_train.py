@@ -353,3 +353,16 @@ def test_weight_map_weights_the_gap_between_touching_cells():
     # the dataset computes its map from the segmentation it trains on
     ds = D.SegmentationDataset(np.zeros((1, 1, 20, 24), np.float32), mask[None], lab[None], weight_map=True)
     np.testing.assert_allclose(ds.weights[0], w)
+
+
+def test_predict_images_batches_same_padded_models_like_predict_image():
+    from npunet.data.tiling import predict_image, predict_images
+    m = models.UNet(1, 2, base_channels=4, depth=2, padding="same", batch_norm=True)
+    m(np.random.default_rng(0).random((4, 1, 20, 20)).astype(np.float32))      # BN statistics move
+    x = np.random.default_rng(1).random((5, 1, 18, 22)).astype(np.float32)
+    got, want = predict_images(m, x, batch=2), [predict_image(m, im) for im in x]
+    assert len(got) == 5 and m.training
+    for a, b in zip(got, want):
+        assert a.shape == b.shape == (2, 18, 22) and np.abs(a - b).max() < 1e-5
+    v = models.UNet(1, 2, base_channels=2, depth=1)                            # valid: tiled per image
+    assert [y.shape for y in predict_images(v, x[:2])] == [(2, 18, 22)] * 2

@@ -72,3 +72,30 @@ def predict_image(model, image):
         return y
     finally:
         model.train(was)
+
+
+def predict_images(model, images, batch=8):
+    """Logits for several images (N, C, H, W) (or a list of (C, H, W)): same-padded models predict
+    up to ``batch`` equally sized images per forward pass (eval-mode layers treat every image on its
+    own, so the result is predict_image's); valid-conv U-Nets tile each image.  Returns a list of
+    (num_classes, H, W) arrays."""
+    from ..nn.module import check_finite
+    if getattr(model, "padding", "same") == "valid" or len({np.shape(im) for im in images}) != 1:
+        return [predict_image(model, im) for im in images]
+    x = np.asarray(images)
+    N, C, H, W = x.shape
+    m = 2 ** getattr(model, "depth", 4)
+    ph, pw = (-H) % m, (-W) % m
+    was = model.training
+    model.eval()
+    try:
+        out = []
+        for i in range(0, N, batch):
+            xb = np.pad(x[i:i + batch], ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)),
+                        mode="reflect")
+            y = _predict(model, xb.astype(model.dtype))[:, :, ph // 2:ph // 2 + H, pw // 2:pw // 2 + W]
+            check_finite(model, y, "output")
+            out.extend(y)
+        return out
+    finally:
+        model.train(was)
