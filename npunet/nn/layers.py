@@ -6,7 +6,7 @@ import numpy as np
 from .. import init
 from ..backends import current as ops
 from ..backends.geometry import conv_out_size, conv_transpose_out_size, upsample_out_size
-from .module import Module, Parameter, check_array
+from .module import Module, Parameter, check_array, tracing
 
 
 def _int(v, name, layer):
@@ -782,13 +782,30 @@ class Sequential(Module):
         return list(self._modules.values())[i]
 
     def forward(self, x):
-        for m in self._modules.values():
+        mods = list(self._modules.values())
+        fuse = not tracing()
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            if fuse and type(m) is BatchNorm2d and i + 1 < len(mods) and type(mods[i + 1]) is ReLU:
+                x = m.forward_relu(x)      # BN then ReLU in one pass; backward skips the ReLU
+                i += 2
+                continue
             x = m(x)
+            i += 1
         return x
 
     def backward(self, grad):
-        for m in reversed(list(self._modules.values())):
+        mods = list(self._modules.values())
+        i = len(mods) - 1
+        while i >= 0:
+            m = mods[i]
+            if type(m) is ReLU and i > 0 and type(mods[i - 1]) is BatchNorm2d and mods[i - 1].fused_relu:
+                grad = mods[i - 1].backward(grad)
+                i -= 2
+                continue
             grad = m.backward(grad)
+            i -= 1
         return grad
 
 
