@@ -503,3 +503,22 @@ def test_conv_bn_relu_blocks_fuse_outside_traces_only(rng):
     assert m.bn1.fused_relu and m.bn2.fused_relu
     s = npunet.summary(m, (1, 2, 6, 6), print_fn=lambda *a: None)
     assert [r["name"] for r in s["rows"]] == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"]  # still listed
+
+
+@pytest.mark.parametrize("small", [0, 10 ** 9])
+@pytest.mark.parametrize("shape,wshape,stride,padding", [
+    ((2, 3, 9, 8), (5, 3, 3, 3), 1, 1), ((1, 4, 10, 9), (6, 4, 3, 3), 2, 1), ((2, 5, 7, 7), (4, 5, 1, 1), 1, 0),
+    ((1, 3, 12, 11), (64, 3, 7, 7), 2, 3)])
+def test_im2col_conv_tiled_and_small_map_paths_equal_the_reference(small, shape, wshape, stride, padding, rng,
+                                                                    monkeypatch):
+    """The fast im2col conv splits small maps over channels and larger ones over tiles: both paths
+    (forced here with SMALL_MAP_COLUMNS and small tiles) equal the reference in float64."""
+    monkeypatch.setattr(fast, "SMALL_MAP_COLUMNS", small)
+    monkeypatch.setattr(fast, "TILE_ELEMS", 400)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
+    y, c = fast.conv2d_forward(x, w, b, stride, padding)
+    yr, cr = reference.conv2d_forward(x, w, b, stride, padding)
+    g = rng.standard_normal(y.shape)
+    assert rel(y, yr) < SAME
+    for a, r in zip(fast.conv2d_backward(g, c), reference.conv2d_backward(g, cr)):
+        assert rel(a, r) < SAME

@@ -360,6 +360,49 @@ def _winograd_backward(dout, cache):
     return dx, dW, db
 
 
+SMALL_MAP_COLUMNS = 1024  # im2col convs with at most this many output pixels (N * H_out * W_out; deep,
+                          # wide layers like 512 channels at 8x8) split their GEMMs over channels
+                          # instead of tiles: tiles of a few rows would make thin GEMMs and per-thread dW
+
+
+def _small_map(x, g, G):
+    return G == 1 and blas.plan()[0] > 1 and x.shape[0] * g.Ho * g.row_len <= SMALL_MAP_COLUMNS
+
+
+def _small_forward(x, g, Wg, bias, out):
+    """out = W @ im2col(x) for the whole (small) map, output channels split over threads."""
+    cols = np.empty((Wg.shape[1], x.shape[0] * g.Ho * g.row_len), x.dtype)
+    g.im2col(g.source(x), 0, x.shape[0], 0, g.Ho, cols)
+    y = np.empty((Wg.shape[0], cols.shape[1]), x.dtype)
+
+    def part(o0, o1):
+        np.matmul(Wg[o0:o1], cols, out=y[o0:o1])
+    with _one_blas_thread():
+        _by_channel(part, Wg.shape[0])
+    g.cols_to_tile(y, out, 0, x.shape[0], 0, g.Ho, bias)
+
+
+def _small_backward(dout, x, g, Wg):
+    """dW = d @ cols^T (split over output channels), dcols = W^T @ d (split over column rows), col2im."""
+    cols = np.empty((Wg.shape[1], x.shape[0] * g.Ho * g.row_len), x.dtype)
+    g.im2col(g.source(x), 0, x.shape[0], 0, g.Ho, cols)
+    d = g.tile_to_cols(dout, 0, x.shape[0], 0, g.Ho, np.empty(Wg.shape[0] * cols.shape[1], x.dtype))
+    dW = np.empty(Wg.shape, x.dtype)
+    dcols = np.empty_like(cols)
+
+    def part_w(o0, o1):
+        np.matmul(d[o0:o1], cols.T, out=dW[o0:o1])
+
+    def part_c(k0, k1):
+        np.matmul(Wg[:, k0:k1].T, d, out=dcols[k0:k1])
+    with _one_blas_thread():
+        _by_channel(part_w, Wg.shape[0])
+        _by_channel(part_c, Wg.shape[1])
+    dsrc = g.dsource(x.dtype)
+    g.col2im(dcols, 0, x.shape[0], 0, g.Ho, dsrc)
+    return g.crop_dsource(dsrc), dW
+
+
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     """2-D convolution (cross-correlation, as PyTorch), im2col + GEMM in tiles.
 
@@ -380,6 +423,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     src = g.source(x)
     Kr = x.shape[1] * kh * kw
     out = np.empty((x.shape[0], O, g.Ho, g.Wo), dtype=x.dtype)
+    if _small_map(x, g, G):
+        _small_forward(x, g, Wg, bias, out)
+        return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G)
     tiles = _Tiles(x.shape[0], g.Ho, g.row_len, Kr)
     tl = list(tiles)
     size = Kr * tiles.nn * tiles.rr * g.row_len
@@ -408,6 +454,10 @@ def conv2d_backward(dout, cache):
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
     Wg = weight.reshape(O, -1) if G == 1 else weight.reshape(G, O // G, -1)
+    if _small_map(x, g, G):
+        dx, dW = _small_backward(dout, x, g, Wg)
+        db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
+        return dx, dW.reshape(weight.shape), db
     src = g.source(x)
     Kr = x.shape[1] * kh * kw
     dsrc = g.dsource(x.dtype)
