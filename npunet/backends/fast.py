@@ -541,7 +541,10 @@ def conv_transpose2d_backward(dout, cache):
             xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)
             dxt = _split_gemm(lambda a, b: _gemm(Wg, dcols[:, a:b], G), Cin, dcols.shape[1], x.dtype)
             dx[n0:n1, :, r0:r1, :] = dxt.reshape(Cin, n1 - n0, r1 - r0, W).transpose(1, 0, 2, 3)
-            dW += _gemm_nt(xt, dcols, G)
+            if G == 1:   # dW rows split over threads (each on one BLAS thread)
+                _by_channel(lambda c0, c1: np.add(dW[c0:c1], xt[c0:c1] @ dcols.T, out=dW[c0:c1]), Cin)
+            else:
+                dW += _gemm_nt(xt, dcols, G)
     db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
     return dx, dW.reshape(weight.shape), db
 
