@@ -76,7 +76,7 @@ def _gt(u0, u1, u2, u3):
 @njit(cache=True, nogil=True)
 def weight_transform(c0, c1, w, U):
     """U[4a + b, o, c] = (G w[o, c] G^T)[a, b].  w: (O, C, 3, 3), U: (16, O, C)."""
-    O, C = w.shape[0], w.shape[1]
+    C = w.shape[1]
     for o in range(c0, c1):
         for c in range(C):
             k = w[o, c]
@@ -94,7 +94,7 @@ def weight_transform(c0, c1, w, U):
 @njit(cache=True, nogil=True)
 def weight_transform_adjoint(c0, c1, dU, dw):
     """dw[o, c] = G^T dU[:, o, c] G (dU read as 4x4).  dU: (16, O, C), dw: (O, C, 3, 3)."""
-    O, C = dw.shape[0], dw.shape[1]
+    C = dw.shape[1]
     for o in range(c0, c1):
         for c in range(C):
             # G^T dU: column b of dU -> column b of the 3 rows p, q, r
@@ -110,11 +110,12 @@ def weight_transform_adjoint(c0, c1, dU, dw):
 
 @njit(cache=True, nogil=True)
 def _load_rows(x, n, c, r0, ph, pw, rows):
-    """rows[i] = row r0 + i of x[n, c] zero-padded by ph (top) and pw (left), zeros past the edges."""
+    """rows[i] = row r0 + i of x[n, c] zero-padded by ph (top) and pw (left), zeros past the edges
+    (rows: (tile height, padded width), 4 rows for F(2x2, 3x3), 6 for F(4x4, 3x3))."""
     H, W = x.shape[2], x.shape[3]
     rows[:] = 0
     w_lo, w_hi = max(0, -pw), min(W, rows.shape[1] - pw)
-    for i in range(4):
+    for i in range(rows.shape[0]):
         h = r0 + i - ph
         if 0 <= h < H and w_lo < w_hi:
             rows[i, w_lo + pw:w_hi + pw] = x[n, c, h, w_lo:w_hi]
@@ -331,15 +332,15 @@ def _gt6(u0, u1, u2, u3, u4, u5):
 @njit(cache=True, nogil=True)
 def weight_transform_4(c0, c1, w, U):
     """U[6a + b, o, c] = (G4 w[o, c] G4^T)[a, b].  w: (O, C, 3, 3), U: (36, O, C)."""
-    O, C = w.shape[0], w.shape[1]
+    C = w.shape[1]
     for o in range(c0, c1):
         for c in range(C):
             k = w[o, c]
-            c0 = _g6(k[0, 0], k[1, 0], k[2, 0])      # G4 w, column by column
-            c1 = _g6(k[0, 1], k[1, 1], k[2, 1])
-            c2 = _g6(k[0, 2], k[1, 2], k[2, 2])
+            g0 = _g6(k[0, 0], k[1, 0], k[2, 0])      # G4 w, column by column
+            g1 = _g6(k[0, 1], k[1, 1], k[2, 1])
+            g2 = _g6(k[0, 2], k[1, 2], k[2, 2])
             for a in range(6):                      # (G4 w) G4^T, row by row
-                r = _g6(c0[a], c1[a], c2[a])
+                r = _g6(g0[a], g1[a], g2[a])
                 for b in range(6):
                     U[6 * a + b, o, c] = r[b]
 
@@ -347,29 +348,18 @@ def weight_transform_4(c0, c1, w, U):
 @njit(cache=True, nogil=True)
 def weight_transform_4_adjoint(c0, c1, dU, dw):
     """dw[o, c] = G4^T dU[:, o, c] G4 (dU read as 6x6).  dU: (36, O, C), dw: (O, C, 3, 3)."""
-    O, C = dw.shape[0], dw.shape[1]
+    C = dw.shape[1]
     for o in range(c0, c1):
         for c in range(C):
-            t = np.empty((3, 6), dU.dtype)           # G4^T dU: rows i, columns b
-            for b in range(6):
-                r = _gt6(dU[b, o, c], dU[6 + b, o, c], dU[12 + b, o, c], dU[18 + b, o, c], dU[24 + b, o, c],
-                         dU[30 + b, o, c])
-                t[0, b], t[1, b], t[2, b] = r[0], r[1], r[2]
-            for i in range(3):                      # (G4^T dU) G4
-                dw[o, c, i, 0], dw[o, c, i, 1], dw[o, c, i, 2] = _gt6(t[i, 0], t[i, 1], t[i, 2], t[i, 3],
-                                                                      t[i, 4], t[i, 5])
-
-
-@njit(cache=True, nogil=True)
-def _load_rows6(x, n, c, r0, ph, pw, rows):
-    """rows[i] = row r0 + i of x[n, c] zero-padded by ph (top) and pw (left), zeros past the edges."""
-    H, W = x.shape[2], x.shape[3]
-    rows[:] = 0
-    w_lo, w_hi = max(0, -pw), min(W, rows.shape[1] - pw)
-    for i in range(rows.shape[0]):
-        h = r0 + i - ph
-        if 0 <= h < H and w_lo < w_hi:
-            rows[i, w_lo + pw:w_hi + pw] = x[n, c, h, w_lo:w_hi]
+            # G4^T dU, column b -> t{b}, whose element i is row i
+            t0 = _gt6(dU[0, o, c], dU[6, o, c], dU[12, o, c], dU[18, o, c], dU[24, o, c], dU[30, o, c])
+            t1 = _gt6(dU[1, o, c], dU[7, o, c], dU[13, o, c], dU[19, o, c], dU[25, o, c], dU[31, o, c])
+            t2 = _gt6(dU[2, o, c], dU[8, o, c], dU[14, o, c], dU[20, o, c], dU[26, o, c], dU[32, o, c])
+            t3 = _gt6(dU[3, o, c], dU[9, o, c], dU[15, o, c], dU[21, o, c], dU[27, o, c], dU[33, o, c])
+            t4 = _gt6(dU[4, o, c], dU[10, o, c], dU[16, o, c], dU[22, o, c], dU[28, o, c], dU[34, o, c])
+            t5 = _gt6(dU[5, o, c], dU[11, o, c], dU[17, o, c], dU[23, o, c], dU[29, o, c], dU[35, o, c])
+            for i in range(3):                      # (G4^T dU) G4, row i
+                dw[o, c, i, 0], dw[o, c, i, 1], dw[o, c, i, 2] = _gt6(t0[i], t1[i], t2[i], t3[i], t4[i], t5[i])
 
 
 @njit(cache=True, nogil=True)
@@ -383,7 +373,7 @@ def input_transform_4(c0, c1, x, ph, pw, n0, n1, ty0, ty1, TW, V):
         for n in range(n0, n1):
             for ty in range(ty0, ty1):
                 base = ((n - n0) * R + (ty - ty0)) * TW
-                _load_rows6(x, n, c, 4 * ty, ph, pw, rows)
+                _load_rows(x, n, c, 4 * ty, ph, pw, rows)
                 x0, x1, x2, x3, x4, x5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
                 for tx in range(TW):
                     s, t = 4 * tx, base + tx
@@ -394,25 +384,10 @@ def input_transform_4(c0, c1, x, ph, pw, n0, n1, ty0, ty1, TW, V):
                     q3 = _bt6(x0[s + 3], x1[s + 3], x2[s + 3], x3[s + 3], x4[s + 3], x5[s + 3], k)
                     q4 = _bt6(x0[s + 4], x1[s + 4], x2[s + 4], x3[s + 4], x4[s + 4], x5[s + 4], k)
                     q5 = _bt6(x0[s + 5], x1[s + 5], x2[s + 5], x3[s + 5], x4[s + 5], x5[s + 5], k)
-                    # (BT4 D) BT4^T: row a through BT4 again
-                    r = _bt6(q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], k)
-                    V[0, c, t], V[1, c, t], V[2, c, t] = r[0], r[1], r[2]
-                    V[3, c, t], V[4, c, t], V[5, c, t] = r[3], r[4], r[5]
-                    r = _bt6(q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], k)
-                    V[6, c, t], V[7, c, t], V[8, c, t] = r[0], r[1], r[2]
-                    V[9, c, t], V[10, c, t], V[11, c, t] = r[3], r[4], r[5]
-                    r = _bt6(q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], k)
-                    V[12, c, t], V[13, c, t], V[14, c, t] = r[0], r[1], r[2]
-                    V[15, c, t], V[16, c, t], V[17, c, t] = r[3], r[4], r[5]
-                    r = _bt6(q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], k)
-                    V[18, c, t], V[19, c, t], V[20, c, t] = r[0], r[1], r[2]
-                    V[21, c, t], V[22, c, t], V[23, c, t] = r[3], r[4], r[5]
-                    r = _bt6(q0[4], q1[4], q2[4], q3[4], q4[4], q5[4], k)
-                    V[24, c, t], V[25, c, t], V[26, c, t] = r[0], r[1], r[2]
-                    V[27, c, t], V[28, c, t], V[29, c, t] = r[3], r[4], r[5]
-                    r = _bt6(q0[5], q1[5], q2[5], q3[5], q4[5], q5[5], k)
-                    V[30, c, t], V[31, c, t], V[32, c, t] = r[0], r[1], r[2]
-                    V[33, c, t], V[34, c, t], V[35, c, t] = r[3], r[4], r[5]
+                    for a in range(6):      # (BT4 D) BT4^T: row a through BT4 again
+                        r = _bt6(q0[a], q1[a], q2[a], q3[a], q4[a], q5[a], k)
+                        V[6 * a, c, t], V[6 * a + 1, c, t], V[6 * a + 2, c, t] = r[0], r[1], r[2]
+                        V[6 * a + 3, c, t], V[6 * a + 4, c, t], V[6 * a + 5, c, t] = r[3], r[4], r[5]
 
 
 @njit(cache=True, nogil=True)
@@ -487,36 +462,10 @@ def output_transform_4_adjoint(c0, c1, dout, n0, n1, ty0, ty1, dM):
                     q1 = _a6(d0[c0 + 1], d1[c0 + 1], d2[c0 + 1], d3[c0 + 1], k)
                     q2 = _a6(d0[c0 + 2], d1[c0 + 2], d2[c0 + 2], d3[c0 + 2], k)
                     q3 = _a6(d0[c0 + 3], d1[c0 + 3], d2[c0 + 3], d3[c0 + 3], k)
-                    # (AT4^T dY) AT4: row a
-                    r = _a6(q0[0], q1[0], q2[0], q3[0], k)
-                    dM[0, o, t], dM[1, o, t], dM[2, o, t] = r[0], r[1], r[2]
-                    dM[3, o, t], dM[4, o, t], dM[5, o, t] = r[3], r[4], r[5]
-                    r = _a6(q0[1], q1[1], q2[1], q3[1], k)
-                    dM[6, o, t], dM[7, o, t], dM[8, o, t] = r[0], r[1], r[2]
-                    dM[9, o, t], dM[10, o, t], dM[11, o, t] = r[3], r[4], r[5]
-                    r = _a6(q0[2], q1[2], q2[2], q3[2], k)
-                    dM[12, o, t], dM[13, o, t], dM[14, o, t] = r[0], r[1], r[2]
-                    dM[15, o, t], dM[16, o, t], dM[17, o, t] = r[3], r[4], r[5]
-                    r = _a6(q0[3], q1[3], q2[3], q3[3], k)
-                    dM[18, o, t], dM[19, o, t], dM[20, o, t] = r[0], r[1], r[2]
-                    dM[21, o, t], dM[22, o, t], dM[23, o, t] = r[3], r[4], r[5]
-                    r = _a6(q0[4], q1[4], q2[4], q3[4], k)
-                    dM[24, o, t], dM[25, o, t], dM[26, o, t] = r[0], r[1], r[2]
-                    dM[27, o, t], dM[28, o, t], dM[29, o, t] = r[3], r[4], r[5]
-                    r = _a6(q0[5], q1[5], q2[5], q3[5], k)
-                    dM[30, o, t], dM[31, o, t], dM[32, o, t] = r[0], r[1], r[2]
-                    dM[33, o, t], dM[34, o, t], dM[35, o, t] = r[3], r[4], r[5]
-
-
-@njit(cache=True, nogil=True)
-def _store_rows6(acc, k, n, c, r0, ph, pw, dx):
-    """dx[n, c, r0 + i - ph, :] += the valid part of acc[i] (padded coordinates) for i < k."""
-    H, W = dx.shape[2], dx.shape[3]
-    w_lo, w_hi = max(0, -pw), min(W, acc.shape[1] - pw)
-    for i in range(k):
-        h = r0 + i - ph
-        if 0 <= h < H and w_lo < w_hi:
-            dx[n, c, h, w_lo:w_hi] += acc[i, w_lo + pw:w_hi + pw]
+                    for a in range(6):      # (AT4^T dY) AT4: row a
+                        r = _a6(q0[a], q1[a], q2[a], q3[a], k)
+                        dM[6 * a, o, t], dM[6 * a + 1, o, t], dM[6 * a + 2, o, t] = r[0], r[1], r[2]
+                        dM[6 * a + 3, o, t], dM[6 * a + 4, o, t], dM[6 * a + 5, o, t] = r[3], r[4], r[5]
 
 
 @njit(cache=True, nogil=True)
@@ -542,54 +491,19 @@ def input_transform_4_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
                     q3 = _b6(dV[18, c, t], dV[19, c, t], dV[20, c, t], dV[21, c, t], dV[22, c, t], dV[23, c, t], k)
                     q4 = _b6(dV[24, c, t], dV[25, c, t], dV[26, c, t], dV[27, c, t], dV[28, c, t], dV[29, c, t], k)
                     q5 = _b6(dV[30, c, t], dV[31, c, t], dV[32, c, t], dV[33, c, t], dV[34, c, t], dV[35, c, t], k)
-                    # BT4^T (dV BT4): column j, added into the six buffered rows
-                    e = _b6(q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], k)
-                    a0[s] += e[0]
-                    a1[s] += e[1]
-                    a2[s] += e[2]
-                    a3[s] += e[3]
-                    a4[s] += e[4]
-                    a5[s] += e[5]
-                    e = _b6(q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], k)
-                    a0[s + 1] += e[0]
-                    a1[s + 1] += e[1]
-                    a2[s + 1] += e[2]
-                    a3[s + 1] += e[3]
-                    a4[s + 1] += e[4]
-                    a5[s + 1] += e[5]
-                    e = _b6(q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], k)
-                    a0[s + 2] += e[0]
-                    a1[s + 2] += e[1]
-                    a2[s + 2] += e[2]
-                    a3[s + 2] += e[3]
-                    a4[s + 2] += e[4]
-                    a5[s + 2] += e[5]
-                    e = _b6(q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], k)
-                    a0[s + 3] += e[0]
-                    a1[s + 3] += e[1]
-                    a2[s + 3] += e[2]
-                    a3[s + 3] += e[3]
-                    a4[s + 3] += e[4]
-                    a5[s + 3] += e[5]
-                    e = _b6(q0[4], q1[4], q2[4], q3[4], q4[4], q5[4], k)
-                    a0[s + 4] += e[0]
-                    a1[s + 4] += e[1]
-                    a2[s + 4] += e[2]
-                    a3[s + 4] += e[3]
-                    a4[s + 4] += e[4]
-                    a5[s + 4] += e[5]
-                    e = _b6(q0[5], q1[5], q2[5], q3[5], q4[5], q5[5], k)
-                    a0[s + 5] += e[0]
-                    a1[s + 5] += e[1]
-                    a2[s + 5] += e[2]
-                    a3[s + 5] += e[3]
-                    a4[s + 5] += e[4]
-                    a5[s + 5] += e[5]
-                _store_rows6(acc, 4, n, c, 4 * ty, ph, pw, dx)     # rows 4ty..4ty+3 are complete
+                    for j in range(6):      # BT4^T (dV BT4): column j, added into the six buffered rows
+                        e = _b6(q0[j], q1[j], q2[j], q3[j], q4[j], q5[j], k)
+                        a0[s + j] += e[0]
+                        a1[s + j] += e[1]
+                        a2[s + j] += e[2]
+                        a3[s + j] += e[3]
+                        a4[s + j] += e[4]
+                        a5[s + j] += e[5]
+                _store_rows(acc, 4, n, c, 4 * ty, ph, pw, dx)     # rows 4ty..4ty+3 are complete
                 acc[0] = acc[4]
                 acc[1] = acc[5]
                 acc[2:] = 0
-            _store_rows6(acc, 2, n, c, 4 * ty1, ph, pw, dx)        # the band's last two rows
+            _store_rows(acc, 2, n, c, 4 * ty1, ph, pw, dx)        # the band's last two rows
 
 
 # ------------------------------------------------------------ NumPy twins (m = 2: F(2x2, 3x3), m = 4: F(4x4, 3x3))
