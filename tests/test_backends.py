@@ -522,3 +522,19 @@ def test_im2col_conv_tiled_and_small_map_paths_equal_the_reference(small, shape,
     assert rel(y, yr) < SAME
     for a, r in zip(fast.conv2d_backward(g, c), reference.conv2d_backward(g, cr)):
         assert rel(a, r) < SAME
+
+
+def test_pointwise_conv_path_equals_the_reference(rng):
+    """1x1 stride-1 unpadded convs skip im2col (out[n] = W @ x[n]); equal to the reference in float64."""
+    for N, C, O, bias in [(2, 5, 7, True), (1, 3, 2, False), (3, 16, 64, True)]:
+        x, w = rng.standard_normal((N, C, 6, 5)), rng.standard_normal((O, C, 1, 1))
+        b = rng.standard_normal(O) if bias else None
+        y, c = fast.conv2d_forward(x, w, b)
+        assert c[0] is fast._POINTWISE
+        yr, cr = reference.conv2d_forward(x, w, b)
+        g = rng.standard_normal(y.shape)
+        g0 = g.copy()
+        assert rel(y, yr) < SAME
+        for a, r in zip(fast.conv2d_backward(g, c), reference.conv2d_backward(g, cr)):
+            assert (a is None and r is None) or rel(a, r) < SAME
+        assert (g == g0).all()

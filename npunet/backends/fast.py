@@ -403,6 +403,50 @@ def _small_backward(dout, x, g, Wg):
     return g.crop_dsource(dsrc), dW
 
 
+_POINTWISE = "pointwise"
+
+
+def _pointwise_forward(x, weight, bias):
+    """1x1 stride-1 unpadded conv (groups 1): out[n] = W (O, C) @ x[n] (C, H*W), no im2col needed;
+    output channels split over threads."""
+    N, C, H, W = x.shape
+    O = weight.shape[0]
+    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
+    w2 = weight.reshape(O, C)
+    out = np.empty((N, O, H * W), x.dtype)
+
+    def part(o0, o1):
+        np.matmul(w2[o0:o1], x3, out=out[:, o0:o1])
+        if bias is not None:
+            out[:, o0:o1] += bias[o0:o1, None]
+    with _one_blas_thread():
+        _by_channel(part, O)
+    return out.reshape(N, O, H, W), (_POINTWISE, x3, weight, bias is not None, x.shape)
+
+
+def _pointwise_backward(dout, cache):
+    """dx[n] = W^T @ d[n] (split over input channels), dW = sum_n d[n] @ x[n]^T (split over output channels)."""
+    _, x3, weight, has_bias, shape = cache
+    N, C, HW = x3.shape
+    O = weight.shape[0]
+    d3 = np.ascontiguousarray(dout).reshape(N, O, HW)
+    w2 = weight.reshape(O, C)
+    dx = np.empty((N, C, HW), x3.dtype)
+    dW = np.zeros((O, C), np.float64 if x3.dtype == np.float64 else x3.dtype)
+
+    def part_x(c0, c1):
+        np.matmul(w2[:, c0:c1].T, d3, out=dx[:, c0:c1])
+
+    def part_w(o0, o1):
+        for n in range(N):
+            dW[o0:o1] += d3[n, o0:o1] @ x3[n].T
+    with _one_blas_thread():
+        _by_channel(part_x, C)
+        _by_channel(part_w, O)
+    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x3.dtype) if has_bias else None
+    return dx.reshape(shape), dW.astype(x3.dtype).reshape(weight.shape), db
+
+
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     """2-D convolution (cross-correlation, as PyTorch), im2col + GEMM in tiles.
 
@@ -415,6 +459,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
         return _depthwise_forward(x, weight, bias, (sh, sw), (ph, pw))
     if _use_winograd(x, weight, (sh, sw), (ph, pw), groups):
         return _winograd_forward(x, weight, bias, (ph, pw))
+    if groups == 1 and weight.shape[2:] == (1, 1) and (sh, sw, ph, pw) == (1, 1, 0, 0):
+        return _pointwise_forward(x, weight, bias)
     x = np.ascontiguousarray(x)  # the kernels read flat rows
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
@@ -450,6 +496,8 @@ def conv2d_backward(dout, cache):
         return _depthwise_backward(dout, cache)
     if cache[0] is _WINOGRAD:
         return _winograd_backward(dout, cache)
+    if cache[0] is _POINTWISE:
+        return _pointwise_backward(dout, cache)
     x, weight, has_bias, (sh, sw), (ph, pw), G = cache
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
