@@ -8,9 +8,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-import npunet
 from npunet import metrics
-from npunet.data import Augment, elastic, make_cells, make_noise_task, weight_map
+from npunet.data import elastic, make_cells, make_noise_task, weight_map
 from npunet.demo import run_demo
 from npunet.lesson import Lesson, table
 
@@ -96,10 +95,9 @@ print(f"predict nothing: pixel accuracy {s['accuracy']:.3f}, Dice {s['dice']:.3f
 L.step("train with and without the weight map")
 epochs, n_train = L.pick((20, 48), (1, 8))
 results = {}
-import tempfile  # noqa: E402
 for wm in (True, False):
     r = run_demo(epochs=epochs, n_train=n_train, weight_map=wm, progress=False, trace=False,
-                 out=tempfile.mkdtemp(prefix="npunet_lesson3_"), log=lambda *a: None)
+                 out=L.scratch("lesson3"), log=lambda *a: None)
     results[wm] = r
     print(f"weight map {'on ' if wm else 'off'}: Dice {r['metrics']['dice']:.3f}, IoU {r['metrics']['iou']:.3f}, "
           f"instance F1 {r['metrics']['instance_f1']:.3f}, {r['seconds']:.0f} s")
@@ -155,7 +153,7 @@ L.step("3-fold cross-validation of two learning rates")
 from npunet.cv import cross_validate, format_table  # noqa: E402
 search = L.pick(dict(n_train=30, n_val=6, size=96, epochs=6, model_config=dict(base_channels=8, depth=3)),
                 dict(n_train=10, n_val=2, size=32, epochs=1, model_config=dict(base_channels=2, depth=2)))
-cv_out = tempfile.mkdtemp(prefix="npunet_lesson3_cv_")
+cv_out = L.scratch("lesson3_cv")
 cvr = cross_validate(dict(search, batch_size=4, out=cv_out), folds=3, grid={"lr": [1e-3, 3e-3]},
                      progress=False, log=None)
 print(format_table(cvr))

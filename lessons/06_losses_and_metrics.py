@@ -7,7 +7,6 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-import npunet
 from npunet import losses, metrics
 from npunet.data import make_cell_image
 from npunet.gradcheck import gradcheck_fn

@@ -5,9 +5,6 @@
 # U-Net++ and UNet 3+ of similar small size, each for the same number of epochs.
 
 # %%
-import os
-import tempfile
-
 import numpy as np
 
 import npunet

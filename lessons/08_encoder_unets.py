@@ -11,7 +11,6 @@
 
 # %%
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -125,7 +124,7 @@ epochs, n_train = L.pick((12, 48), (1, 4))
 rows = []
 for name, title in ENCODERS.items():
     r = run_demo(model=name, epochs=epochs, n_train=n_train, progress=False, trace=False,
-                 out=tempfile.mkdtemp(prefix="npunet_lesson8_"), log=lambda *a: None)
+                 out=L.scratch("lesson8"), log=lambda *a: None)
     rows.append([title, f"{r['metrics']['dice']:.3f}", f"{r['metrics']['instance_f1']:.3f}", f"{r['seconds']:.0f}"])
 table(rows, ["model", "held-out Dice", "instance F1", "seconds"])
 
@@ -143,7 +142,7 @@ table(rows, ["model", "held-out Dice", "instance F1", "seconds"])
 # %%
 L.step("save and load as safetensors")
 m = EncoderUNet("resnet34")
-path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+path = os.path.join(L.scratch("lesson8_weights"), "w.safetensors")
 m.save(path)
 state = npunet.io.load_state(path)
 print(f"{len(state)} tensors, e.g. {list(state)[:3]}; {os.path.getsize(path) / 2**20:.0f} MiB")

@@ -51,6 +51,15 @@ class Lesson:
     def pick(self, full, fast):
         return fast if self.fast else full
 
+    def scratch(self, name):
+        """A new temporary folder for a lesson's run outputs, removed when Python exits."""
+        import atexit
+        import shutil
+        import tempfile
+        path = tempfile.mkdtemp(prefix=f"npunet_{name}_")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return path
+
 
 def table(rows, header):
     """Print rows (lists) under a header as aligned columns."""

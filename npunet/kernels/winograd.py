@@ -125,7 +125,6 @@ def _load_rows(x, n, c, r0, ph, pw, rows):
 def input_transform(c0, c1, x, ph, pw, n0, n1, ty0, ty1, TW, V):
     """V[:, c, t] = B^T D B for every 4x4 tile D of the band, D read from x (N, C, H, W) zero-padded
     by ph rows on top and pw columns on the left (and zeros past the bottom/right edge)."""
-    C = x.shape[1]
     R = ty1 - ty0
     for c in range(c0, c1):
         rows = np.empty((4, 2 * TW + 2), x.dtype)
@@ -221,7 +220,6 @@ def input_transform_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
     """dx += B dV B^T for every tile of the band, each 4x4 tile added at rows 2ty - ph.., columns
     2tx - pw.. (the padding dropped).  Tiles overlap by 2 rows and columns: per channel, the rows of one
     tile row are summed in a 4-row buffer whose first two rows are complete once the tile row is done."""
-    C = dx.shape[1]
     R = ty1 - ty0
     for c in range(c0, c1):
         acc = np.zeros((4, 2 * TW + 2), dV.dtype)
@@ -365,7 +363,6 @@ def weight_transform_4_adjoint(c0, c1, dU, dw):
 @njit(cache=True, nogil=True)
 def input_transform_4(c0, c1, x, ph, pw, n0, n1, ty0, ty1, TW, V):
     """V[:, c, t] = BT4 D BT4^T for every 6x6 tile D of the band (x read zero-padded as above)."""
-    C = x.shape[1]
     R = ty1 - ty0
     k = (x.dtype.type(2), x.dtype.type(4), x.dtype.type(5), x.dtype.type(8))
     for c in range(c0, c1):
@@ -472,7 +469,6 @@ def output_transform_4_adjoint(c0, c1, dout, n0, n1, ty0, ty1, dM):
 def input_transform_4_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
     """dx += BT4^T dV BT4 for every tile of the band (6x6 tiles at rows 4ty - ph.., columns 4tx - pw..),
     summed per channel in a 6-row buffer whose first four rows are complete after each tile row."""
-    C = dx.shape[1]
     R = ty1 - ty0
     k = (dV.dtype.type(2), dV.dtype.type(4), dV.dtype.type(5), dV.dtype.type(8))
     for c in range(c0, c1):
