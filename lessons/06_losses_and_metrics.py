@@ -1,14 +1,15 @@
 # %% [markdown]
 # # Lesson 6: losses and metrics
-# BCE, Dice, IoU, focal and MS-SSIM on the same predictions, with their gradients dL/dlogits drawn
-# as pictures: where does each loss push? Then the metrics and the empty-mask policy.
+# BCE, U-Net's weighted cross-entropy, Dice, IoU, focal and MS-SSIM on the same predictions, with
+# their gradients dL/dlogits drawn as pictures: where does each loss push? Then the metrics and the
+# empty-mask policy.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
 from npunet import losses, metrics
-from npunet.data import make_cell_image
+from npunet.data import make_cell_image, weight_map
 from npunet.gradcheck import gradcheck_fn
 from npunet.lesson import Lesson, table
 
@@ -33,13 +34,33 @@ print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y
 # %% [markdown]
 # ## Step 2: the losses and their gradients
 # Each loss object: forward(z, y) -> float and backward() -> dL/dz (definitions: the docstrings in npunet/losses.py).
-# BCE pushes every pixel equally; focal mutes the easy ones; Dice/IoU weigh pixels by the region
-# sums; MS-SSIM pushes along structure (edges) at several scales.
+# BCE pushes every pixel equally; U-Net's loss (Ronneberger et al. 2015, eq. 1) is the softmax
+# cross-entropy weighted per pixel by the map of eq. 2, so it pushes hardest in the gaps between
+# touching cells; focal mutes the easy ones; Dice/IoU weigh pixels by the region sums; MS-SSIM
+# pushes along structure (edges) at several scales.
 
 # %%
 L.step("values and gradient maps")
+
+
+class WeightedCE:
+    """U-Net's eq. 1 on this 1-logit prediction: two-class logits (0, z) (their softmax is sigmoid(z)),
+    the class target, and the eq. 2 weight map of the true cells; dL/dz is the class-1 gradient."""
+
+    def __init__(self):
+        self.ce, self.w = losses.CrossEntropyLoss(), weight_map(lab, mask=mask)[None]
+
+    def forward(self, z, y):
+        z2 = np.concatenate([np.zeros_like(z), z], axis=1)                      # (1, 2, H, W)
+        return self.ce.forward(z2, y[:, 0].astype(np.int64), weight=self.w.astype(z.dtype))
+
+    def backward(self):
+        return self.ce.backward()[:, 1:2]                                       # z2[:, 0] is a constant
+
+
 scales = 5 if S > 160 else 2
-cands = [("BCE", losses.BCEWithLogitsLoss()), ("Dice", losses.DiceLoss()), ("IoU", losses.IoULoss()),
+cands = [("BCE", losses.BCEWithLogitsLoss()), ("weighted CE (U-Net)", WeightedCE()), ("Dice", losses.DiceLoss()),
+         ("IoU", losses.IoULoss()),
          ("focal", losses.FocalLoss()), (f"MS-SSIM ({scales} scales)", losses.MSSSIMLoss(scales=scales))]
 fig, ax = plt.subplots(1, len(cands) + 1, figsize=(3.2 * (len(cands) + 1), 3.4))
 ax[0].imshow(mask, cmap="gray"); ax[0].set_title("target"); ax[0].axis("off")
