@@ -91,6 +91,7 @@ assert enc + dec + head == unet.num_parameters() == 31_030_658
 # ## Step 6: the padded and bilinear variants
 # Most re-implementations pad the convolutions ("same": the output has the input's size) and some
 # replace the up-convolution by bilinear upsampling (the variant a source post calls "UNet3++").
+# Padding changes no parameter count; bilinear upsampling does, upwards, as counted below.
 
 # %%
 L.step("padded and bilinear variants")
@@ -103,6 +104,22 @@ for kw in [dict(), dict(padding="same"), dict(padding="same", up_mode="bilinear"
     rows.append([str(kw or "paper"), f"{m.num_parameters():,}", f"{size} → {r['output_shapes'][0][2]}",
                  f"{r['activation_bytes'] / 2**20:.0f} MiB"])
 table(rows, ["variant", "parameters", "size", "kept for backward"])
+
+# Why bilinear has MORE parameters (31,377,858) although it drops the up-convolutions: the 2x2
+# up-conv also halved the channels (1024 -> 512), bilinear upsampling keeps all 1024, so the first
+# 3x3 conv of every up block reads skip + C_in channels instead of skip + C_in/2.
+ch = [64 * 2 ** i for i in range(5)]
+extra = 0
+for lvl in (3, 2, 1, 0):
+    c_in, c_out = ch[lvl + 1], ch[lvl]
+    up_conv = c_in * (c_in // 2) * 2 * 2 + c_in // 2                   # weight (C_in, C_in/2, 2, 2) + bias
+    conv1_transpose = (c_out + c_in // 2) * c_out * 3 * 3                # reads skip + C_in/2 channels
+    conv1_bilinear = (c_out + c_in) * c_out * 3 * 3                      # reads skip + C_in channels
+    extra += conv1_bilinear - conv1_transpose - up_conv
+    print(f"up block {c_in}->{c_out}: bilinear conv1 +{conv1_bilinear - conv1_transpose:,}, "
+          f"no up-conv -{up_conv:,}")
+print(f"31,030,658 + {extra:,} = {31_030_658 + extra:,}")
+assert 31_030_658 + extra == UNet(1, 2, 64, up_mode="bilinear").num_parameters() == 31_377_858
 
 # %% [markdown]
 # ## Step 7: feature maps and overlap-tile prediction
