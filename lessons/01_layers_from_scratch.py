@@ -31,9 +31,9 @@ rng = np.random.default_rng(0)
 L.step("a convolution as four loops")
 C, O, S = L.pick((16, 16, 48), (4, 4, 16))
 x = rng.standard_normal((1, C, S, S)).astype(np.float32)
-conv = nn.Conv2d(C, O, 3)
+conv = nn.Conv2d(in_channels=C, out_channels=O, kernel_size=3)
 t = time.perf_counter()
-y_loops = F.conv2d_naive(x, conv.weight.data, conv.bias.data)
+y_loops = F.conv2d_naive(x, weight=conv.weight.data, bias=conv.bias.data)
 t_loops = time.perf_counter() - t
 print("x:", x.shape, "weight:", conv.weight.shape, "-> out:", y_loops.shape, "(H_out = (H + 2p - k) // s + 1)")
 
@@ -50,6 +50,10 @@ cols = R.im2col(x, kh=3, kw=3, stride=(1, 1), padding=(0, 0))   # the reference 
 y_gemm = (conv.weight.data.reshape(O, -1) @ cols).reshape(1, O, Ho, Ho) + conv.bias.data[:, None, None]
 t_gemm = time.perf_counter() - t
 print("cols:", cols.shape, f"= ({C}*3*3, {Ho}*{Ho}),", f"{cols.nbytes / 2**20:.1f} MiB for a {x.nbytes / 2**10:.0f} KiB input")
+# the same formula at the size that matters (computed, not allocated): the 2015 U-Net's second layer
+print(f"U-Net 2015, 64 -> 64 channels at 570x570: cols (64*3*3, 570*570) = {64 * 9 * 570 * 570 * 4 / 1e6:.0f} MB "
+      f"of float32 for an input of {64 * 572 * 572 * 4 / 1e6:.0f} MB: k*k = 9 times the input, which is why the "
+      f"fast backend builds the columns in tiles of ~8 MiB (lesson 9)")
 print("max |loops - gemm| =", float(np.abs(y_loops - y_gemm).max()))
 
 # %% [markdown]
@@ -86,7 +90,7 @@ print("max |loops - Conv2d| =", float(np.abs(y_loops - y_fast).max()))
 
 # %%
 L.step("the backward, written out and checked against finite differences")
-x64, conv64 = x.astype(np.float64), nn.Conv2d(C, O, 3).to(np.float64)
+x64, conv64 = x.astype(np.float64), nn.Conv2d(in_channels=C, out_channels=O, kernel_size=3).to(np.float64)
 y64 = conv64(x64)
 dout = rng.standard_normal(y64.shape)                           # (1, O, Ho, Wo): dL/dout from above
 d = dout.transpose(1, 0, 2, 3).reshape(O, -1)                   # (O, N*Ho*Wo)
@@ -98,7 +102,7 @@ dx = R.col2im(dcols, x64.shape, kh=3, kw=3, stride=(1, 1), padding=(0, 0))  # (1
 dx_layer = conv64.backward(dout)
 print("by hand vs nn.Conv2d.backward: dx", float(np.abs(dx - dx_layer).max()),
       "dW", float(np.abs(dW - conv64.weight.grad).max()), "db", float(np.abs(db - conv64.bias.grad).max()))
-small = nn.Conv2d(3, 4, (3, 2), stride=2, padding=1).to(np.float64)
+small = nn.Conv2d(in_channels=3, out_channels=4, kernel_size=(3, 2), stride=2, padding=1).to(np.float64)
 for backend in ("reference", "fast"):
     with npunet.backend(backend):
         print(f"{backend} backend:", npunet.gradcheck(small, rng.standard_normal((2, 3, 7, 6))))
@@ -115,8 +119,9 @@ for backend in ("reference", "fast"):
 L.step("max-pool, up-convolution and bilinear upsampling with their gradients")
 xp = (rng.permutation(2 * 3 * 8 * 8) * 0.01).reshape(2, 3, 8, 8)  # distinct values: no ties
 rows = []
-for name, layer, inp in [("MaxPool2d(2)", nn.MaxPool2d(2), xp),
-                         ("ConvTranspose2d(3, 2, 2, stride=2)", nn.ConvTranspose2d(3, 2, 2, 2).to(np.float64), xp),
+for name, layer, inp in [("MaxPool2d(kernel_size=2)", nn.MaxPool2d(kernel_size=2), xp),
+                         ("ConvTranspose2d(3 -> 2, kernel 2, stride 2)",
+                          nn.ConvTranspose2d(in_channels=3, out_channels=2, kernel_size=2, stride=2).to(np.float64), xp),
                          ("Upsample(x2, bilinear)", nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), xp)]:
     out = layer(inp)
     err = npunet.gradcheck(layer, inp).max_rel_error
