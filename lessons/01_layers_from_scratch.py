@@ -128,3 +128,47 @@ for name, layer, inp in [("MaxPool2d(kernel_size=2)", nn.MaxPool2d(kernel_size=2
     rows.append([name, inp.shape, out.shape, f"{err:.1e}", "ok" if err <= 1e-6 else "FAIL"])
 table(rows, ["layer", "in", "out", "gradcheck", "<= 1e-6"])
 assert all(r[-1] == "ok" for r in rows), "a backward disagrees with finite differences"
+
+# %% [markdown]
+# ## Step 6: those backwards by hand
+# The same three backwards written out, a few lines each, and compared with the layers':
+# - max-pool 2x2: view x as (N, C, H/2, W/2, 4) windows; dout goes to each window's argmax.
+# - up-convolution 2x2, stride 2 (no overlap): y[n, o, 2i+a, 2j+b] = sum_c x[n, c, i, j] w[c, o, a, b] + b[o],
+#   so dx[n, c, i, j] = sum_{o,a,b} dy[n, o, 2i+a, 2j+b] w[c, o, a, b] and dw[c, o, a, b] = sum_{n,i,j} x dy.
+# - bilinear x2: out = A x A^T per channel, with A (2H, H) holding the interpolation weights (output
+#   row r reads input rows floor(s) and floor(s)+1, s = (r + 0.5) / 2 - 0.5 clamped at 0), so dx = A^T dy A.
+
+# %%
+L.step("those backwards by hand")
+N_, C_, H_ = xp.shape[0], xp.shape[1], xp.shape[2]
+g_pool = rng.standard_normal((N_, C_, H_ // 2, H_ // 2))
+win = xp.reshape(N_, C_, H_ // 2, 2, H_ // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(N_, C_, H_ // 2, H_ // 2, 4)
+dwin = np.zeros_like(win)                                              # (N, C, H/2, W/2, 4)
+np.put_along_axis(dwin, win.argmax(axis=-1)[..., None], g_pool[..., None], axis=-1)
+dx_pool = dwin.reshape(N_, C_, H_ // 2, H_ // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(xp.shape)
+pool = nn.MaxPool2d(kernel_size=2)
+pool(xp)
+print("max-pool     dx by hand vs layer:", float(np.abs(dx_pool - pool.backward(g_pool)).max()))
+
+up = nn.ConvTranspose2d(in_channels=C_, out_channels=2, kernel_size=2, stride=2).to(np.float64)
+g_up = rng.standard_normal((N_, 2, 2 * H_, 2 * H_))
+dy6 = g_up.reshape(N_, 2, H_, 2, H_, 2)                                # [n, o, i, a, j, b]
+dx_up = np.einsum("noiajb,coab->ncij", dy6, up.weight.data)            # (N, C, H, W)
+dw_up = np.einsum("ncij,noiajb->coab", xp, dy6)                        # (C, O, 2, 2)
+up(xp)
+up.zero_grad()
+dx_layer = up.backward(g_up)
+print("up-conv      dx, dW by hand vs layer:", float(np.abs(dx_up - dx_layer).max()),
+      float(np.abs(dw_up - up.weight.grad).max()))
+
+A = np.zeros((2 * H_, H_))                                             # interpolation weights
+for r in range(2 * H_):
+    src = max((r + 0.5) / 2 - 0.5, 0.0)
+    i0 = int(np.floor(src))
+    lam = src - i0
+    A[r, i0] += 1 - lam
+    A[r, min(i0 + 1, H_ - 1)] += lam
+bil = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+print("bilinear     forward A x A^T vs layer:", float(np.abs(A @ xp @ A.T - bil(xp)).max()))
+g_bil = rng.standard_normal((N_, C_, 2 * H_, 2 * H_))
+print("bilinear     dx = A^T dy A by hand vs layer:", float(np.abs(A.T @ g_bil @ A - bil.backward(g_bil)).max()))
