@@ -150,3 +150,38 @@ for a in ax.ravel():
 fig.savefig(L.fig("unet_feature_maps.png"), dpi=90, bbox_inches="tight")
 L.done(fig)
 print("figure:", L.fig("unet_feature_maps.png"))
+
+# %% [markdown]
+# ## Step 8: the backward through a skip: crop-and-concat splits, the encoder's gradient adds
+# Walk the backward of a one-level valid U-Net by hand. Concatenation's backward splits the gradient
+# by channels; the crop's backward puts the skip's share back into the uncropped map, zeros around it.
+# The encoder map h1 feeds two consumers (the max-pool below it and the skip), so its gradient is the
+# **sum** of the two paths' gradients. At initialisation most of it arrives through the skip: the skip
+# is the short path, which is why U-Nets train quickly.
+
+# %%
+L.step("backward through the skip, by hand")
+net = UNet(1, 2, base_channels=8, depth=1).to(np.float64)
+xs = rng.standard_normal((1, 1, 20, 20))
+h1 = net.down1(xs)                                        # (1, 8, 16, 16)  encoder map, used twice
+h2 = net.down2(net.pool1(h1))                             # (1, 16, 4, 4)
+u = net.up1.up(h2)                                        # (1, 8, 8, 8)
+y = net.outc(net.up1.conv(net.up1.cat(h1, u)))            # cat: crop h1 16 -> 8, then (1, 16, 8, 8)
+g = rng.standard_normal(y.shape)
+d = net.up1.conv.backward(net.outc.backward(g))           # (1, 16, 8, 8): gradient w.r.t. the concatenation
+c = (h1.shape[2] - u.shape[2]) // 2                       # the crop offset (4)
+d_skip = np.zeros_like(h1)                                # crop-concat backward, by hand:
+d_skip[:, :, c:c + u.shape[2], c:c + u.shape[3]] = d[:, :h1.shape[1]]   # the skip's channels, un-cropped
+d_up = d[:, h1.shape[1]:]                                 # the up-path's channels
+d_pool_path = net.pool1.backward(net.down2.backward(net.up1.up.backward(d_up)))
+dx_by_hand = net.down1.backward(d_pool_path + d_skip)     # h1's two consumers: the gradients add
+net.zero_grad()
+net(xs)
+dx_model = net.backward(g)
+print("dx by hand vs UNet.backward:", float(np.abs(dx_by_hand - dx_model).max()))
+print(f"h1's gradient: |through the skip| = {np.linalg.norm(d_skip):.3f}, |through pool and the bottleneck| = "
+      f"{np.linalg.norm(d_pool_path):.3f}")
+net.down1(xs)                                             # forward again: each forward allows one backward
+dx_skip_only = net.down1.backward(d_skip)
+print("without the sum (skip only), dx would be off by",
+      f"{np.abs(dx_skip_only - dx_model).max() / np.abs(dx_model).max():.0%} of its largest value")
