@@ -82,7 +82,30 @@ table(rows, ["loss", "value", "max |dL/dz|", "gradcheck"])
 print("figure:", L.fig("loss_gradients.png"))
 
 # %% [markdown]
-# ## Step 3: metrics from confusion counts
+# ## Step 3: two of those backwards, by hand
+# U-Net's loss on the logits (0, z): p = softmax = sigmoid(z), L = sum w (-log p_target) / M, so
+# dL/dz = w (p - y) / M: the error, weighted by the map. Dice: d = (2I + s) / (Sp + Sy + s) with
+# I = sum p y, Sp = sum p, Sy = sum y, L = 1 - d, so dL/dp = -(2y / D - (2I + s) / D^2) with
+# D = Sp + Sy + s, and dL/dz = dL/dp · p (1 - p). Every pixel's Dice gradient depends on the sums
+# over the whole image: that is why its gradient map looked like a region, not like edges.
+
+# %%
+L.step("weighted cross-entropy and Dice backwards by hand")
+p1 = 1 / (1 + np.exp(-z))                                  # (1, 1, H, W)
+wmap = weight_map(lab, mask=mask)[None, None]               # (1, 1, H, W)
+g_ce = wmap * (p1 - y) / z.size                             # dL/dz, U-Net's eq. 1
+wce = WeightedCE()
+wce.forward(z, y)
+print("weighted CE  dL/dz by hand vs the library:", float(np.abs(g_ce - wce.backward()).max()))
+I, Sp, Sy, smooth = (p1 * y).sum(), p1.sum(), y.sum(), 1.0
+D = Sp + Sy + smooth
+g_dice = -(2 * y / D - (2 * I + smooth) / D ** 2) * p1 * (1 - p1)
+dice = losses.DiceLoss(smooth=smooth)
+dice.forward(z, y)
+print("Dice         dL/dz by hand vs the library:", float(np.abs(g_dice - dice.backward()).max()))
+
+# %% [markdown]
+# ## Step 4: metrics from confusion counts
 # Dice = 2TP / (2TP + FP + FN) (= F1), IoU = TP / (TP + FP + FN). Policy: a class absent from both
 # prediction and truth scores 1.
 
