@@ -172,3 +172,33 @@ bil = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
 print("bilinear     forward A x A^T vs layer:", float(np.abs(A @ xp @ A.T - bil(xp)).max()))
 g_bil = rng.standard_normal((N_, C_, 2 * H_, 2 * H_))
 print("bilinear     dx = A^T dy A by hand vs layer:", float(np.abs(A.T @ g_bil @ A - bil.backward(g_bil)).max()))
+
+# %% [markdown]
+# ## Step 7: BatchNorm and ReLU, backward by hand
+# Training-mode BatchNorm normalises each channel with its batch mean and variance over (N, H, W):
+# xhat = (x - mean) / sqrt(var + eps), y = gamma * xhat + beta. Since mean and var depend on every x,
+# dx is not just dy * gamma / std: with M values per channel and dxhat = dy * gamma,
+# dx = (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)) / (M * std), and dgamma = sum(dy * xhat),
+# dbeta = sum(dy). ReLU passes the gradient where its input was positive, nowhere else.
+
+# %%
+L.step("BatchNorm (training) and ReLU backwards by hand")
+xb = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
+bn = nn.BatchNorm2d(num_features=3).to(np.float64)
+bn.weight.data[:] = [1.5, -0.5, 2.0]
+relu = nn.ReLU()
+yb = relu(bn(xb))
+gb = rng.standard_normal(yb.shape)
+axes, M = (0, 2, 3), xb.shape[0] * xb.shape[2] * xb.shape[3]          # per channel: M values
+mean, var = xb.mean(axis=axes, keepdims=True), xb.var(axis=axes, keepdims=True)
+xhat = (xb - mean) / np.sqrt(var + bn.eps)                             # (N, C, H, W)
+dy = gb * (bn.weight.data[None, :, None, None] * xhat + bn.bias.data[None, :, None, None] > 0)  # ReLU
+dxhat = dy * bn.weight.data[None, :, None, None]
+dx_bn = (M * dxhat - dxhat.sum(axis=axes, keepdims=True)
+         - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True)) / (M * np.sqrt(var + bn.eps))
+bn.zero_grad()
+dx_layers = bn.backward(relu.backward(gb))
+print("dx by hand vs BatchNorm2d + ReLU:", float(np.abs(dx_bn - dx_layers).max()))
+print("dgamma, dbeta by hand vs the layer:", float(np.abs((dy * xhat).sum(axis=axes) - bn.weight.grad).max()),
+      float(np.abs(dy.sum(axis=axes) - bn.bias.grad).max()))
+print("and against central differences:", npunet.gradcheck(bn, xb))
