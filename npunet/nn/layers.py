@@ -380,29 +380,30 @@ class BatchNorm2d(Module):
 # ================================================================== elementwise
 
 class _Elementwise(Module):
-    """Any shape in, the same shape out."""
+    """Any shape in, the same shape out: the backend pair ``<_op>_forward`` / ``<_op>_backward``."""
 
     _leaf = True
+    _op = None
 
     def _check(self, x):
         check_array(self, x, np.ndim(x))
         return tuple(x.shape)
 
-
-class ReLU(_Elementwise):
-    """out = max(x, 0); any shape."""
-
     def forward(self, x):
         self._check(x)
-        out, mask = ops().relu_forward(x)
-        self._save(mask, out)
+        out, cache = getattr(ops(), f"{self._op}_forward")(x)
+        self._save(cache, out)
         return out
 
     def backward(self, grad):
-        backend, mask = self._restore(grad)
-        return backend.relu_backward(grad, mask)
+        backend, cache = self._restore(grad)
+        return getattr(backend, f"{self._op}_backward")(grad, cache)
 
-    def kink_signature(self):  # which units were active: gradcheck skips steps that change it
+
+class _Masked(_Elementwise):
+    """A piecewise-linear activation whose forward keeps a bool mask of where the slope is 1."""
+
+    def kink_signature(self):  # where the slope is 1: gradcheck skips steps that change it
         mask = _forward_cache(self)
         return None if mask is None else hash(np.packbits(mask).tobytes())
 
@@ -410,50 +411,28 @@ class ReLU(_Elementwise):
         return [], int(np.prod(out.shape))  # bool mask
 
 
-class ReLU6(_Elementwise):
+class ReLU(_Masked):
+    """out = max(x, 0); any shape."""
+
+    _op = "relu"
+
+
+class ReLU6(_Masked):
     """out = min(max(x, 0), 6) (MobileNetV2); any shape."""
 
-    def forward(self, x):
-        self._check(x)
-        out, mask = ops().relu6_forward(x)
-        self._save(mask, out)
-        return out
-
-    def backward(self, grad):
-        backend, mask = self._restore(grad)
-        return backend.relu6_backward(grad, mask)
-
-    def kink_signature(self):  # where the slope is 1: gradcheck skips steps that cross 0 or 6
-        mask = _forward_cache(self)
-        return None if mask is None else hash(np.packbits(mask).tobytes())
+    _op = "relu6"
 
 
 class SiLU(_Elementwise):
     """SiLU / Swish: out = x * sigmoid(x) (EfficientNet); any shape."""
 
-    def forward(self, x):
-        self._check(x)
-        out, cache = ops().silu_forward(x)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.silu_backward(grad, cache)
+    _op = "silu"
 
 
 class Sigmoid(_Elementwise):
     """out = 1 / (1 + exp(-x)); any shape."""
 
-    def forward(self, x):
-        self._check(x)
-        out, cache = ops().sigmoid_forward(x)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, out = self._restore(grad)
-        return backend.sigmoid_backward(grad, out)
+    _op = "sigmoid"
 
     def kept(self, inputs, out):
         return [out], 0
