@@ -1,25 +1,8 @@
 """Building blocks shared by the U-Net family.  Each has forward and its mirror-image backward."""
 from .. import nn
+from ..nn.layers import bn_relu_backward, bn_relu_forward
 
 BLOCKS = ("double_conv", "residual", "separable")
-
-
-def bn_relu_forward(bn, relu, x):
-    """relu(bn(x)) (bn may be None).  With a BN the two run as one pass over memory
-    (BatchNorm2d.forward_relu); shape-only passes and traces call each layer, so that summaries list them."""
-    if bn is None:
-        return relu(x)
-    if nn.module.tracing():
-        return relu(bn(x))
-    return bn.forward_relu(x)
-
-
-def bn_relu_backward(bn, relu, d):
-    """The mirror image of bn_relu_forward."""
-    if bn is not None and bn.fused_relu:
-        return bn.backward(d)
-    d = relu.backward(d)
-    return d if bn is None else bn.backward(d)
 
 
 def conv_bn_relu_forward(m, x):

@@ -18,7 +18,7 @@ from .. import init, nn
 from ..backends import current as ops
 from ..nn.module import Meta, check_array
 from . import args as A
-from .blocks import bn_relu_backward, bn_relu_forward
+from ..nn.layers import bn_relu_backward, bn_relu_forward
 
 
 def _init_conv(conv, how):

@@ -438,6 +438,24 @@ class Sigmoid(_Elementwise):
         return [out], 0
 
 
+def bn_relu_forward(bn, relu, x):
+    """relu(bn(x)) (bn may be None).  With a BN the two run as one pass over memory
+    (BatchNorm2d.forward_relu); shape-only passes and traces call each layer, so that summaries list them."""
+    if bn is None:
+        return relu(x)
+    if tracing():
+        return relu(bn(x))
+    return bn.forward_relu(x)
+
+
+def bn_relu_backward(bn, relu, d):
+    """The mirror image of bn_relu_forward."""
+    if bn is not None and bn.fused_relu:
+        return bn.backward(d)
+    d = relu.backward(d)
+    return d if bn is None else bn.backward(d)
+
+
 class Identity(Module):
     """out = x; backward passes the gradient through."""
 
@@ -760,31 +778,27 @@ class Sequential(Module):
     def __getitem__(self, i):
         return list(self._modules.values())[i]
 
+    def _bn_relu_at(self, mods, i):
+        """Children i, i + 1 are BatchNorm2d then ReLU: run them as one (bn_relu_forward)."""
+        return 0 <= i < len(mods) - 1 and type(mods[i]) is BatchNorm2d and type(mods[i + 1]) is ReLU
+
     def forward(self, x):
-        mods = list(self._modules.values())
-        fuse = not tracing()
-        i = 0
+        mods, i = list(self._modules.values()), 0
         while i < len(mods):
-            m = mods[i]
-            if fuse and type(m) is BatchNorm2d and i + 1 < len(mods) and type(mods[i + 1]) is ReLU:
-                x = m.forward_relu(x)      # BN then ReLU in one pass; backward skips the ReLU
-                i += 2
-                continue
-            x = m(x)
-            i += 1
+            if self._bn_relu_at(mods, i):
+                x, i = bn_relu_forward(mods[i], mods[i + 1], x), i + 2
+            else:
+                x, i = mods[i](x), i + 1
         return x
 
     def backward(self, grad):
         mods = list(self._modules.values())
         i = len(mods) - 1
         while i >= 0:
-            m = mods[i]
-            if type(m) is ReLU and i > 0 and type(mods[i - 1]) is BatchNorm2d and mods[i - 1].fused_relu:
-                grad = mods[i - 1].backward(grad)
-                i -= 2
-                continue
-            grad = m.backward(grad)
-            i -= 1
+            if self._bn_relu_at(mods, i - 1):
+                grad, i = bn_relu_backward(mods[i - 1], mods[i], grad), i - 2
+            else:
+                grad, i = mods[i].backward(grad), i - 1
         return grad
 
 
