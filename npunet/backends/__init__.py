@@ -63,13 +63,9 @@ def current():
 
 def step_threads():
     """Context for one whole training step (forward, loss, backward, update) on the fast backend:
-    BLAS stays on one thread per npunet worker thread for the whole step, instead of being limited
-    and restored op by op.  The fast backend does its own parallel work (tile pipelines, Winograd
-    threads); BLAS's own threads, once woken, spin between ops and take the cores from it (measured:
-    classroom step 0.57 s with them, 0.38 s without).  A no-op on the reference backend or where
-    threadpoolctl controls no BLAS.  The Trainer and the bench use it."""
+    BLAS stays on one thread for the whole step (blas.single_thread) instead of being limited and
+    restored op by op; the fast backend does its own parallel work (tile pipelines, Winograd threads).
+    A no-op on the reference backend.  The Trainer and the bench use it."""
     from contextlib import nullcontext
     from . import blas
-    if get_backend() != "fast" or blas.cores() < 2 or not blas.available():
-        return nullcontext()
-    return blas.limited(1)
+    return blas.single_thread() if get_backend() == "fast" else nullcontext()

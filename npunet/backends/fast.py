@@ -33,7 +33,12 @@ def _executor(workers):
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="npunet-conv")
 
 
-def _pipelines(n_tiles, k_rows, m_rows):
+def _bias_grad(dout):
+    """dbias (O,) = dout (N, O, H, W) summed over (N, H, W), accumulated in float64."""
+    return dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(dout.dtype)
+
+
+def _pipelines(n_tiles):
     """How many tile pipelines a conv should run: blas.plan()'s P (1 with a single tile)."""
     P, _ = blas.plan()
     return 1 if P < 2 or n_tiles < 2 else min(P, n_tiles)
@@ -41,9 +46,9 @@ def _pipelines(n_tiles, k_rows, m_rows):
 
 def _run(work, P):
     """work(i, P) for i < P, in P threads with blas.plan()'s BLAS threads each; P = 1: inline (on
-    one BLAS thread too where pipelines are available: see _one_blas_thread)."""
+    one BLAS thread too where pipelines are available: see blas.single_thread)."""
     if P == 1:
-        with _one_blas_thread():
+        with blas.single_thread():
             work(0, 1)
         return
     with blas.limited(blas.plan()[1]):
@@ -195,7 +200,7 @@ def _depthwise_backward(dout, cache):
     K.depthwise_bwd(np.ascontiguousarray(dout), xp, w3, sh, sw, dxp, dw)
     H, W = x_shape[2:]
     dx = np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W]) if ph or pw else dxp
-    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(dout.dtype) if has_bias else None
+    db = _bias_grad(dout) if has_bias else None
     return dx, dw.astype(dout.dtype).reshape(w_shape), db
 
 
@@ -242,13 +247,6 @@ def _by_channel(kernel, C, *args):
         f.result()  # re-raises a worker's exception here
 
 
-def _one_blas_thread():
-    """BLAS on one thread per caller while the Winograd threads run (nothing to do on one core or
-    where threadpoolctl controls no BLAS)."""
-    from contextlib import nullcontext
-    return blas.limited(1) if blas.cores() > 1 and blas.available() else nullcontext()
-
-
 def _split_gemm(f, rows, L, dtype):
     """A GEMM result (rows, L) computed as f(a, b) = its columns a..b, one column range per core in
     threads (each GEMM on the one BLAS thread the caller set)."""
@@ -258,13 +256,6 @@ def _split_gemm(f, rows, L, dtype):
         out[:, a:b] = f(a, b)
     _by_channel(part, L)
     return out
-
-
-def _by_plane(f, P):
-    """f(p0, p1) over the P Winograd planes split into one range per core, in threads, each GEMM on one
-    BLAS thread (set by the caller): BLAS's own threads would keep spinning after their GEMM and slow
-    the transform kernels that run next on the same cores."""
-    _by_channel(lambda p0, p1: f(p0, p1), P)
 
 
 def _winograd_bands(N, TH, TW, chans, planes=16):
@@ -317,12 +308,12 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     _by_channel(wt, O, np.ascontiguousarray(weight), U)                         # U = G w G^T
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
-    with _one_blas_thread():
+    with blas.single_thread():
         for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
             Tb = (n1 - n0) * (t1 - t0) * TW
             V, M = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
             _by_channel(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
-            _by_plane(lambda p0, p1: np.matmul(U[p0:p1], V[p0:p1], out=M[p0:p1]), P)
+            _by_channel(lambda p0, p1: np.matmul(U[p0:p1], V[p0:p1], out=M[p0:p1]), P)   # by tile position
             _by_channel(ot, O, M, n0, n1, t0, t1, b, out)
     return out, (_WINOGRAD, x, weight, U, bias is not None, padding, m)
 
@@ -333,7 +324,7 @@ def _winograd_backward(dout, cache):
     _, x, weight, U, has_bias, (ph, pw), m = cache
     _, it, _, ota, ita, wta = _winograd_kernels(m)
     P = (m + 2) ** 2
-    (N, C, H, W), O = x.shape, weight.shape[0]
+    (N, C), O = x.shape[:2], weight.shape[0]
     Ho, Wo = dout.shape[2:]
     TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
     dx = np.zeros(x.shape, x.dtype)
@@ -346,17 +337,17 @@ def _winograd_backward(dout, cache):
         dU[p0:p1] += np.matmul(dM[p0:p1], V[p0:p1].transpose(0, 2, 1))
         np.matmul(Ut[p0:p1], dM[p0:p1], out=V[p0:p1])                          # V now holds dV
 
-    with _one_blas_thread():
+    with blas.single_thread():
         for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
             Tb = (n1 - n0) * (t1 - t0) * TW
             V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
             _by_channel(ota, O, dout, n0, n1, t0, t1, dM)
             _by_channel(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
-            _by_plane(gemms, P)
+            _by_channel(gemms, P)                                         # by tile position
             _by_channel(ita, C, V, ph, pw, n0, n1, t0, t1, TW, dx)
     dW = np.empty(weight.shape, x.dtype)
     _by_channel(wta, O, dU, dW)                                                 # dW = G^T dU G
-    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
+    db = _bias_grad(dout) if has_bias else None
     return dx, dW, db
 
 
@@ -369,23 +360,28 @@ def _small_map(x, g, G):
     return G == 1 and blas.plan()[0] > 1 and x.shape[0] * g.Ho * g.row_len <= SMALL_MAP_COLUMNS
 
 
+def _whole_cols(x, g, Kr):
+    """im2col of the whole map in one piece: (Kr, N * H_out * row_len)."""
+    cols = np.empty((Kr, x.shape[0] * g.Ho * g.row_len), x.dtype)
+    g.im2col(g.source(x), 0, x.shape[0], 0, g.Ho, cols)
+    return cols
+
+
 def _small_forward(x, g, Wg, bias, out):
     """out = W @ im2col(x) for the whole (small) map, output channels split over threads."""
-    cols = np.empty((Wg.shape[1], x.shape[0] * g.Ho * g.row_len), x.dtype)
-    g.im2col(g.source(x), 0, x.shape[0], 0, g.Ho, cols)
+    cols = _whole_cols(x, g, Wg.shape[1])
     y = np.empty((Wg.shape[0], cols.shape[1]), x.dtype)
 
     def part(o0, o1):
         np.matmul(Wg[o0:o1], cols, out=y[o0:o1])
-    with _one_blas_thread():
+    with blas.single_thread():
         _by_channel(part, Wg.shape[0])
     g.cols_to_tile(y, out, 0, x.shape[0], 0, g.Ho, bias)
 
 
 def _small_backward(dout, x, g, Wg):
     """dW = d @ cols^T (split over output channels), dcols = W^T @ d (split over column rows), col2im."""
-    cols = np.empty((Wg.shape[1], x.shape[0] * g.Ho * g.row_len), x.dtype)
-    g.im2col(g.source(x), 0, x.shape[0], 0, g.Ho, cols)
+    cols = _whole_cols(x, g, Wg.shape[1])
     d = g.tile_to_cols(dout, 0, x.shape[0], 0, g.Ho, np.empty(Wg.shape[0] * cols.shape[1], x.dtype))
     dW = np.empty(Wg.shape, x.dtype)
     dcols = np.empty_like(cols)
@@ -395,7 +391,7 @@ def _small_backward(dout, x, g, Wg):
 
     def part_c(k0, k1):
         np.matmul(Wg[:, k0:k1].T, d, out=dcols[k0:k1])
-    with _one_blas_thread():
+    with blas.single_thread():
         _by_channel(part_w, Wg.shape[0])
         _by_channel(part_c, Wg.shape[1])
     dsrc = g.dsource(x.dtype)
@@ -419,7 +415,7 @@ def _pointwise_forward(x, weight, bias):
         np.matmul(w2[o0:o1], x3, out=out[:, o0:o1])
         if bias is not None:
             out[:, o0:o1] += bias[o0:o1, None]
-    with _one_blas_thread():
+    with blas.single_thread():
         _by_channel(part, O)
     return out.reshape(N, O, H, W), (_POINTWISE, x3, weight, bias is not None, x.shape)
 
@@ -440,10 +436,10 @@ def _pointwise_backward(dout, cache):
     def part_w(o0, o1):
         for n in range(N):
             dW[o0:o1] += d3[n, o0:o1] @ x3[n].T
-    with _one_blas_thread():
+    with blas.single_thread():
         _by_channel(part_x, C)
         _by_channel(part_w, O)
-    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x3.dtype) if has_bias else None
+    db = _bias_grad(dout) if has_bias else None
     return dx.reshape(shape), dW.astype(x3.dtype).reshape(weight.shape), db
 
 
@@ -483,7 +479,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
             g.im2col(src, n0, n1, r0, r1, cols)
             g.cols_to_tile(_gemm(Wg, cols, G), out, n0, n1, r0, r1, bias)  # tiles write disjoint rows
 
-    _run(work, _pipelines(len(tl), Kr, O))
+    _run(work, _pipelines(len(tl)))
     return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G)
 
 
@@ -504,7 +500,7 @@ def conv2d_backward(dout, cache):
     Wg = weight.reshape(O, -1) if G == 1 else weight.reshape(G, O // G, -1)
     if _small_map(x, g, G):
         dx, dW = _small_backward(dout, x, g, Wg)
-        db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
+        db = _bias_grad(dout) if has_bias else None
         return dx, dW.reshape(weight.shape), db
     src = g.source(x)
     Kr = x.shape[1] * kh * kw
@@ -513,7 +509,7 @@ def conv2d_backward(dout, cache):
     tiles = _Tiles(x.shape[0], g.Ho, g.row_len, max(Kr, O))
     tl = list(tiles)
     L = tiles.nn * tiles.rr * g.row_len
-    P = _pipelines(len(tl), Kr, O)
+    P = _pipelines(len(tl))
     dsrcs, dWs = [dsrc] + [None] * (P - 1), [dW] + [None] * (P - 1)
 
     def work(first, step):
@@ -534,7 +530,7 @@ def conv2d_backward(dout, cache):
         dsrc += dsrcs[i]
         dW += dWs[i]
     dx = g.crop_dsource(dsrc)
-    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
+    db = _bias_grad(dout) if has_bias else None
     return dx, dW.astype(x.dtype).reshape(weight.shape), db
 
 
@@ -556,7 +552,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     out = np.zeros((N, Cout, Ho, Wo), dtype=x.dtype)
     Wg = weight.reshape(Cin, -1) if G == 1 else weight.reshape(G, Cin // G, -1)
     Kr = Cout * kh * kw
-    with _one_blas_thread():
+    with blas.single_thread():
         for n0, n1, r0, r1 in _Tiles(N, H, W, max(Kr, Cin)):
             xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)  # (C_in, nn*R*W)
             cols = _split_gemm(lambda a, b: _gemm_tn(Wg, xt[:, a:b], G), Kr, xt.shape[1], x.dtype)
@@ -582,7 +578,7 @@ def conv_transpose2d_backward(dout, cache):
     Kr = Cout * kh * kw
     tiles = _Tiles(N, H, W, max(Kr, Cin))
     buf = np.empty(Kr * tiles.nn * tiles.rr * W, dtype=x.dtype)
-    with _one_blas_thread():
+    with blas.single_thread():
         for n0, n1, r0, r1 in tiles:
             dcols = buf[: Kr * (n1 - n0) * (r1 - r0) * W].reshape(Kr, -1)
             K.im2col(dout, n0, n1, r0, r1, kh, kw, sh, sw, ph, pw, W, dcols)
@@ -593,7 +589,7 @@ def conv_transpose2d_backward(dout, cache):
                 _by_channel(lambda c0, c1: np.add(dW[c0:c1], xt[c0:c1] @ dcols.T, out=dW[c0:c1]), Cin)
             else:
                 dW += _gemm_nt(xt, dcols, G)
-    db = dout.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype) if has_bias else None
+    db = _bias_grad(dout) if has_bias else None
     return dx, dW.reshape(weight.shape), db
 
 
