@@ -1,8 +1,11 @@
 """Prediction on images of any size: overlap-tile for valid-conv U-Nets, pad-and-crop for
 same-padded models."""
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..models.sizes import is_legal, output_size
+from ..nn.module import check_finite
 
 
 def _predict(model, x):
@@ -14,15 +17,21 @@ def _predict(model, x):
     return out
 
 
+def _predict_same_batch(model, x, depth):
+    """Same-padded model on images x (N, C, H, W): mirror-pad H and W up to multiples of 2^depth,
+    predict, crop back.  Returns (N, num_classes, H, W) logits."""
+    H, W = x.shape[2:]
+    m = 2 ** depth
+    ph, pw = (-H) % m, (-W) % m
+    xp = np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
+    y = _predict(model, xp.astype(model.dtype))
+    return y[:, :, ph // 2:ph // 2 + H, pw // 2:pw // 2 + W]
+
+
 def predict_same(model, image, depth):
     """Same-padded model: mirror-pad (C, H, W) up to multiples of 2^depth, predict, crop back.
     Returns (num_classes, H, W) logits."""
-    C, H, W = image.shape
-    m = 2 ** depth
-    ph, pw = (-H) % m, (-W) % m
-    x = np.pad(image, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
-    y = _predict(model, x[None].astype(model.dtype))[0]
-    return y[:, ph // 2:ph // 2 + H, pw // 2:pw // 2 + W]
+    return _predict_same_batch(model, image[None], depth)[0]
 
 
 def overlap_tile(model, image, tile=None, depth=4):
@@ -58,20 +67,26 @@ def overlap_tile(model, image, tile=None, depth=4):
     return result[:, :H, :W]
 
 
-def predict_image(model, image):
-    """Logits (num_classes, H, W) for one image (C, H, W) with any npunet model, in eval mode."""
-    from ..nn.module import check_finite
+@contextmanager
+def _evaluating(model):
+    """model.eval() for the block, its previous mode restored after."""
     was = model.training
     model.eval()
     try:
+        yield
+    finally:
+        model.train(was)
+
+
+def predict_image(model, image):
+    """Logits (num_classes, H, W) for one image (C, H, W) with any npunet model, in eval mode."""
+    with _evaluating(model):
         if getattr(model, "padding", "same") == "valid":
             y = overlap_tile(model, image, depth=model.depth)
         else:
             y = predict_same(model, image, getattr(model, "depth", 4))
         check_finite(model, y, "output")  # layers scan only the model's input (nn.set_checks)
         return y
-    finally:
-        model.train(was)
 
 
 def predict_images(model, images, batch=8):
@@ -79,23 +94,13 @@ def predict_images(model, images, batch=8):
     up to ``batch`` equally sized images per forward pass (eval-mode layers treat every image on its
     own, so the result is predict_image's); valid-conv U-Nets tile each image.  Returns a list of
     (num_classes, H, W) arrays."""
-    from ..nn.module import check_finite
     if getattr(model, "padding", "same") == "valid" or len({np.shape(im) for im in images}) != 1:
         return [predict_image(model, im) for im in images]
     x = np.asarray(images)
-    N, C, H, W = x.shape
-    m = 2 ** getattr(model, "depth", 4)
-    ph, pw = (-H) % m, (-W) % m
-    was = model.training
-    model.eval()
-    try:
-        out = []
-        for i in range(0, N, batch):
-            xb = np.pad(x[i:i + batch], ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)),
-                        mode="reflect")
-            y = _predict(model, xb.astype(model.dtype))[:, :, ph // 2:ph // 2 + H, pw // 2:pw // 2 + W]
+    out = []
+    with _evaluating(model):
+        for i in range(0, len(x), batch):
+            y = _predict_same_batch(model, x[i:i + batch], getattr(model, "depth", 4))
             check_finite(model, y, "output")
             out.extend(y)
-        return out
-    finally:
-        model.train(was)
+    return out
