@@ -202,3 +202,6 @@ print("dx by hand vs BatchNorm2d + ReLU:", float(np.abs(dx_bn - dx_layers).max()
 print("dgamma, dbeta by hand vs the layer:", float(np.abs((dy * xhat).sum(axis=axes) - bn.weight.grad).max()),
       float(np.abs(dy.sum(axis=axes) - bn.bias.grad).max()))
 print("and against central differences:", npunet.gradcheck(bn, xb))
+
+# %%
+L.finish()

@@ -185,3 +185,6 @@ net.down1(xs)                                             # forward again: each 
 dx_skip_only = net.down1.backward(d_skip)
 print("without the sum (skip only), dx would be off by",
       f"{np.abs(dx_skip_only - dx_model).max() / np.abs(dx_model).max():.0%} of its largest value")
+
+# %%
+L.finish()

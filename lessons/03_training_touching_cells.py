@@ -135,7 +135,7 @@ print(f"on 4 of its training images after {n_steps} steps of batch 1: Dice "
 
 # %%
 L.step("train with and without the weight map")
-epochs, n_train = L.pick((20, 48), (1, 8))
+epochs, n_train = L.pick((20, 48), (1, 8), klass=(8, 48))
 results = {}
 for wm in (True, False):
     r = run_demo(epochs=epochs, n_train=n_train, weight_map=wm, progress=False, trace=False,
@@ -194,7 +194,8 @@ L.done(fig)
 L.step("3-fold cross-validation of two learning rates")
 from npunet.cv import cross_validate, format_table  # noqa: E402
 search = L.pick(dict(n_train=30, n_val=6, size=96, epochs=6, model_config=dict(base_channels=8, depth=3)),
-                dict(n_train=10, n_val=2, size=32, epochs=1, model_config=dict(base_channels=2, depth=2)))
+                dict(n_train=10, n_val=2, size=32, epochs=1, model_config=dict(base_channels=2, depth=2)),
+                klass=dict(n_train=18, n_val=4, size=64, epochs=3, model_config=dict(base_channels=8, depth=3)))
 cv_out = L.scratch("lesson3_cv")
 cvr = cross_validate(dict(search, batch_size=4, out=cv_out), folds=3, grid={"lr": [1e-3, 3e-3]},
                      progress=False, log=None)
@@ -213,3 +214,6 @@ print("figure:", L.fig("cv_dice.png"))
 # The ± is the spread across folds: when two settings' means differ by less than their spreads,
 # this data cannot tell them apart, and the simpler or cheaper one is the better choice. The test
 # score comes last and is reported as it is, even when it disappoints.
+
+# %%
+L.finish()

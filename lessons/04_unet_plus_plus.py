@@ -123,7 +123,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from npunet.demo import demo_config  # noqa: E402
 from npunet.runs import build_run  # noqa: E402
 from npunet.train import evaluate  # noqa: E402
-cfg = demo_config(model="unetpp", epochs=L.pick(16, 1), n_train=L.pick(48, 8), out=L.scratch("lesson4"))
+cfg = demo_config(model="unetpp", epochs=L.pick(16, 1, klass=6), n_train=L.pick(48, 8), out=L.scratch("lesson4"))
 cfg["model_config"] = dict(cfg["model_config"], filters=[8, 16, 32, 64, 128], depth=4)
 cfg["size"] = L.pick(128, 32)
 trainer = build_run(cfg, progress=False, log=None)
@@ -135,7 +135,7 @@ for level in (1, 2, 3, 4):
     dice = evaluate(pruned, xte, mte)["dice"]
     pruned(xte)                                              # warm-up (kernels compiled, buffers allocated)
     times = []
-    for _ in range(L.pick(7, 2)):
+    for _ in range(L.pick(7, 2, klass=3)):
         t = time.perf_counter()
         pruned(xte)
         times.append((time.perf_counter() - t) * 1e3)
@@ -167,3 +167,6 @@ for name, m in [("U-Net (same, BN, bilinear, base 32)", UNet(3, 1, 32, padding="
     r = npunet.summary(m, (1, 3, 256, 256), print_fn=None)
     rows.append([name, f"{m.num_parameters():,}", f"{r['activation_bytes'] / 2**20:.0f} MiB"])
 table(rows, ["model", "parameters", "kept for backward @ 256²"])
+
+# %%
+L.finish()

@@ -89,3 +89,6 @@ rows = [["U-Net (2015 paper)", f"{UNet(1, 2, 64).num_parameters():,}", "31,030,6
         ["UNet 3+ + deep supervision", f"{UNet3Plus(deep_supervision=True).num_parameters():,}", "26,989,637"],
         ["UNet 3+ + DS + CGM", f"{UNet3Plus(deep_supervision=True, cgm=True).num_parameters():,}", "26,991,687"]]
 table(rows, ["model", "npunet", "reference"])
+
+# %%
+L.finish()

@@ -116,3 +116,6 @@ s = metrics.binary_scores(pred, mask)
 table([[k, f"{v:.3f}"] for k, v in s.items()], ["metric", "value"])
 print("instance F1@0.5:", round(metrics.instance_f1(pred, lab)["f1"], 3))
 print("both empty ->", metrics.binary_scores(np.zeros((4, 4), int), np.zeros((4, 4), int))["dice"])
+
+# %%
+L.finish()

@@ -35,7 +35,7 @@ print("train tiles", xtr.shape, "held-out tiles", xte.shape)
 
 # %%
 L.step("train U-Net, U-Net++ and UNet 3+")
-epochs = L.pick(25, 1)
+epochs = L.pick(25, 1, klass=8)
 nets = {"U-Net": lambda: UNet(1, 2, 16, depth=3, padding="same", batch_norm=True),
         "U-Net++": lambda: UNetPlusPlus(1, 2, filters=(8, 16, 32, 64), depth=3, deep_supervision=True),
         "UNet 3+": lambda: UNet3Plus(1, 2, filters=(8, 16, 32, 64, 128), cat_channels=8, deep_supervision=True)}
@@ -62,3 +62,6 @@ table(rows, ["model", "parameters", "train s", "Dice", "IoU", "instance F1"])
 L.step("predictions")
 path = plot_predictions(xte[:2], mte[:2], preds["U-Net"][:2], L.fig("nuclei_predictions.png"))
 print("figure:", path)
+
+# %%
+L.finish()

@@ -120,7 +120,7 @@ print("figure:", L.fig("encoder_unet_architecture.png"))
 
 # %%
 L.step("training each encoder U-Net on touching cells")
-epochs, n_train = L.pick((12, 48), (1, 4))
+epochs, n_train = L.pick((12, 48), (1, 4), klass=(4, 24))
 rows = []
 for name, title in ENCODERS.items():
     r = run_demo(model=name, epochs=epochs, n_train=n_train, progress=False, trace=False,
@@ -148,3 +148,6 @@ state = npunet.io.load_state(path)
 print(f"{len(state)} tensors, e.g. {list(state)[:3]}; {os.path.getsize(path) / 2**20:.0f} MiB")
 again = EncoderUNet("resnet34").load(path)
 print("loaded back identical:", all(np.array_equal(v, again.state_dict()[k]) for k, v in m.state_dict().items()))
+
+# %%
+L.finish()

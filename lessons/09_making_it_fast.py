@@ -209,3 +209,6 @@ fig.tight_layout()
 fig.savefig(L.fig("making_it_fast.png"), dpi=100)
 L.done(fig)
 print("PyTorch comparison (when torch is importable): npunet bench --model classroom --rounds 3")
+
+# %%
+L.finish()

@@ -1,4 +1,4 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check."""
 import argparse
 import sys
 
@@ -18,6 +18,11 @@ def _cmd_gradcheck(args):
     sys.exit(0 if ok else 1)
 
 
+def _cmd_check(args):
+    from .exercises import main as check_main
+    sys.exit(check_main(args.exercise, solution=args.solution))
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -32,6 +37,13 @@ def build_parser():
     b.set_defaults(func=_cmd_bench)
     g = sub.add_parser("gradcheck", help="finite-difference check of every layer's backward in float64")
     g.set_defaults(func=_cmd_gradcheck)
+    from .exercises import EXERCISES
+    c = sub.add_parser("check", help="check an exercise of lessons/exercises/ against the reference ops",
+                       description="Runs the exercise's forward and backward on small float64 cases and compares "
+                       "them with npunet's reference ops; says which output or gradient is wrong, where, and why.")
+    c.add_argument("exercise", help="an exercise name (" + ", ".join(EXERCISES) + "), its number, or a file path")
+    c.add_argument("--solution", action="store_true", help="check the teacher's solution instead")
+    c.set_defaults(func=_cmd_check)
     from .cli_train import add_commands
     add_commands(sub)
     return p

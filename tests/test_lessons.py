@@ -18,7 +18,7 @@ def test_lesson_runs_in_fast_mode(path, tmp_path):
     env = dict(os.environ, NPUNET_FAST="1", NPUNET_FIG_DIR=str(tmp_path), MPLBACKEND="Agg")
     r = subprocess.run([sys.executable, path], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert "## Step 1" in r.stdout and "[fast mode]" in r.stdout
+    assert "## Step 1" in r.stdout and "[fast mode]" in r.stdout and "[fast run:" in r.stdout
     with open(path) as f:
         src = f.read()
     assert src.count("# %%") >= 4  # percent-format cells
@@ -68,3 +68,31 @@ def test_lesson_runs_as_a_notebook_and_shows_its_figures(path, tmp_path, monkeyp
     if "savefig" in src or "draw_architecture" in src or "plot_" in src:
         assert list(tmp_path.rglob("*.png")), "the lesson promised figures but wrote none"
         assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was shown inline"
+
+
+def test_step_mode_prints_each_steps_text_and_names_its_figures(tmp_path):
+    """--step (stdin not a terminal here, so no pause): before each step's code its markdown is
+    printed; after it, the figures it wrote are named (Agg: no screen to show them on)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "lessons", "06_losses_and_metrics.py")
+    env = dict(os.environ, NPUNET_FAST="1", NPUNET_FIG_DIR=str(tmp_path), MPLBACKEND="Agg")
+    r = subprocess.run([sys.executable, path, "--step"], capture_output=True, text=True, env=env, timeout=600,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from npunet.lesson import markdown_cells, step_text
+    cells = markdown_cells(path)
+    text = step_text(cells, 3)
+    assert text and text.splitlines()[0] in r.stdout              # step 3's explanation, printed
+    assert r.stdout.index(text.splitlines()[0]) > r.stdout.index("## Step 3:")
+    assert "[figures written: " + os.path.join(str(tmp_path), "loss_gradients.png") in r.stdout
+
+
+def test_sizes_fast_class_full(monkeypatch):
+    from npunet.lesson import Lesson
+    monkeypatch.delenv("NPUNET_FAST", raising=False)
+    monkeypatch.delenv("NPUNET_CLASS", raising=False)
+    for argv, size in ((["l.py"], "full"), (["l.py", "--class"], "class"), (["l.py", "--fast"], "fast")):
+        monkeypatch.setattr(sys, "argv", argv)
+        L = Lesson("t")
+        assert L.size == size
+        assert L.pick(10, 1, klass=4) == {"full": 10, "class": 4, "fast": 1}[size]
+        assert L.pick(10, 1) == {"full": 10, "class": 10, "fast": 1}[size]   # class keeps cheap full sizes

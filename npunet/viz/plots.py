@@ -5,13 +5,15 @@ import numpy as np
 
 
 _NOTEBOOK_BACKENDS = ("inline", "nbagg", "ipympl", "widget")
+KEEP_OPEN = False     # set by a lesson run with --step on a screen: its figures are shown at the step's end
 
 
 def finish(fig):
     """Done with a figure: close it in a script (figures would pile up), but leave it open under a
-    notebook backend (Jupyter, VS Code), which shows the open figures of a cell when the cell ends."""
+    notebook backend (Jupyter, VS Code), which shows the open figures of a cell when the cell ends,
+    and in a lesson stepped through on a screen (``--step``), which shows them before the next step."""
     import matplotlib
-    if not any(k in matplotlib.get_backend().lower() for k in _NOTEBOOK_BACKENDS):
+    if not KEEP_OPEN and not any(k in matplotlib.get_backend().lower() for k in _NOTEBOOK_BACKENDS):
         plt.close(fig)
 
 
