@@ -13,7 +13,7 @@ from npunet import nn
 from npunet.data import make_cell_image, overlap_tile
 from npunet.lesson import Lesson, table
 from npunet.models import UNet, nearest_legal, valid_input_sizes
-from npunet.viz import draw_architecture
+from npunet.viz import draw_unet_figure
 
 L = Lesson("Lesson 2: U-Net 2015, block by block")
 rng = np.random.default_rng(0)
@@ -22,12 +22,14 @@ rng = np.random.default_rng(0)
 # ## Step 1: the shape trace of the paper's network
 # `npunet.summary` runs the model on a shape-only stand-in: no convolution is computed, so the
 # full 572 network traces instantly.  "kept for backward" is the activation memory each block holds.
+# The same trace draws the network conv by conv, as Fig. 1 of the paper: 23 convolutions (18 3x3,
+# 4 up-convolutions, one 1x1), the size of every map, and the copy-and-crop arrows with their crops.
 
 # %%
 L.step("the 572 → 388 shape trace")
 unet = UNet(in_channels=1, num_classes=2, base_channels=64)
 s = npunet.summary(unet, (1, 1, 572, 572))
-draw_architecture(unet, (1, 1, 572, 572), L.fig("unet_architecture.png"))
+draw_unet_figure(unet, (1, 1, 572, 572), L.fig("unet_architecture.png"))
 print("figure:", L.fig("unet_architecture.png"))
 
 # %% [markdown]

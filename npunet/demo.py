@@ -37,7 +37,7 @@ def demo_config(model="unet", data="synthetic", epochs=24, seed=0, out="npunet_d
 def run_demo(model="unet", data="synthetic", epochs=24, seed=0, out="npunet_demo_out", weight_map=True,
              batch_size=8, lr=3e-3, n_train=48, progress=True, log=print, trace=True):
     """Trains the demo config through the same code as ``npunet train``.
-    Returns dict(metrics, history, seconds, out, model)."""
+    Returns dict(metrics, history, seconds, out, model, val=(images, masks, labels) held out)."""
     t0 = time.perf_counter()
     check_out_dir(out)
     if trace:
@@ -62,4 +62,4 @@ def run_demo(model="unet", data="synthetic", epochs=24, seed=0, out="npunet_demo
     f2 = plot_predictions(xte[:4], mte[:4], pred[:4], os.path.join(out, "predictions.png"))
     seconds = time.perf_counter() - t0
     log(f"Figures: {f1}, {f2}; checkpoint: {trainer.checkpoint_path}; total {seconds:.0f} s")
-    return dict(metrics=r, history=trainer.history, seconds=seconds, out=out, model=net)
+    return dict(metrics=r, history=trainer.history, seconds=seconds, out=out, model=net, val=(xte, mte, lte))

@@ -23,7 +23,7 @@ def test_lesson_runs_in_fast_mode(path, tmp_path):
         src = f.read()
     assert src.count("# %%") >= 4  # percent-format cells
     figs = [p for p in tmp_path.rglob("*.png")]
-    if "savefig" in src or "draw_architecture" in src or "plot_" in src:
+    if "savefig" in src or "draw_" in src or "plot_" in src:
         assert figs, "the lesson promised figures but wrote none"
 
 
@@ -65,7 +65,7 @@ def test_lesson_runs_as_a_notebook_and_shows_its_figures(path, tmp_path, monkeyp
     assert not [o for o in outputs if o.get("output_type") == "error"]
     with open(path) as f:
         src = f.read()
-    if "savefig" in src or "draw_architecture" in src or "plot_" in src:
+    if "savefig" in src or "draw_" in src or "plot_" in src:
         assert list(tmp_path.rglob("*.png")), "the lesson promised figures but wrote none"
         assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was shown inline"
 

@@ -2,5 +2,7 @@
 falls back to Agg by itself, and notebooks keep their inline figures."""
 from .plots import plot_history, plot_predictions, overlay, save_figure, finish  # noqa: F401
 from .architecture import draw_architecture, block_graph
+from .unet_figure import draw_unet_figure
 
-__all__ = ["plot_history", "plot_predictions", "overlay", "save_figure", "draw_architecture", "block_graph"]
+__all__ = ["plot_history", "plot_predictions", "overlay", "save_figure", "draw_architecture", "block_graph",
+           "draw_unet_figure"]

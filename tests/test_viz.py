@@ -1,0 +1,43 @@
+"""Figures drawn from the models: the U-Net as the paper's Fig. 1."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from npunet.models import UNet  # noqa: E402
+from npunet.viz import draw_unet_figure  # noqa: E402
+from npunet.viz.unet_figure import unet_operations  # noqa: E402
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [fig.axes[0].get_title()]
+
+
+def test_unet_2015_is_drawn_with_its_23_convolutions_and_four_crops(tmp_path):
+    ops = unet_operations(UNet(), (1, 1, 572, 572))
+    kinds = [k for k, *_ in ops]
+    assert kinds.count("conv") == 18 and kinds.count("up") == 4 and kinds.count("head") == 1
+    crops = [(extra[2], shape[2]) for k, shape, extra in ops if k == "cat"]
+    assert crops == [(64, 56), (136, 104), (280, 200), (568, 392)]
+    fig = draw_unet_figure(UNet(), (1, 1, 572, 572), tmp_path / "u.png")
+    texts = _texts(fig)
+    assert "UNet: 23 convolutions, 31,030,658 parameters, input 572²" in texts
+    for a, b in crops:
+        assert f"{a}² → {b}²" in texts
+    for size in ("572²", "570²", "568²", "32²", "28²", "388²"):
+        assert size in texts
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["conv 3x3, ReLU", "max pool 2x2", "up-conv 2x2", "copy and crop", "conv 1x1", "copied feature map"]
+    assert (tmp_path / "u.png").stat().st_size > 10_000
+    plt.close("all")
+
+
+def test_padded_bilinear_unet_copies_without_crop_and_counts_no_up_convolutions():
+    net = UNet(1, 2, base_channels=8, depth=3, padding="same", up_mode="bilinear")
+    fig = draw_unet_figure(net, (1, 1, 64, 64))
+    texts = _texts(fig)
+    assert texts.count("copy") == 3 and not any("→" in t for t in texts)
+    n3 = sum(k == "conv" for k, *_ in unet_operations(net, (1, 1, 64, 64)))
+    assert f"UNet: {n3 + 1} convolutions" in texts[-1]
+    assert "bilinear up-sampling x2" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close("all")
