@@ -243,8 +243,7 @@ L.done(fig)
 L.step("3-fold cross-validation of two learning rates")
 from npunet.cv import cross_validate, format_table  # noqa: E402
 search = L.pick(dict(n_train=30, n_val=6, size=96, epochs=6, model_config=dict(base_channels=8, depth=3)),
-                dict(n_train=10, n_val=2, size=32, epochs=1, model_config=dict(base_channels=2, depth=2)),
-                klass=dict(n_train=18, n_val=4, size=64, epochs=3, model_config=dict(base_channels=8, depth=3)))
+                dict(n_train=10, n_val=2, size=32, epochs=1, model_config=dict(base_channels=2, depth=2)))
 cv_out = L.scratch("lesson3_cv")
 cvr = cross_validate(dict(search, batch_size=4, out=cv_out), folds=3, grid={"lr": [1e-3, 3e-3]},
                      progress=False, log=None)

@@ -41,3 +41,35 @@ def test_padded_bilinear_unet_copies_without_crop_and_counts_no_up_convolutions(
     assert f"UNet: {n3 + 1} convolutions" in texts[-1]
     assert "bilinear up-sampling x2" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     plt.close("all")
+
+
+def _legend(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_unetpp_heads_above_row_0_dense_arcs_and_the_nested_unet_outlined():
+    from npunet.models import UNetPlusPlus
+    from npunet.viz import draw_architecture
+    fig = draw_architecture(UNetPlusPlus(1, 1, filters=(4, 8, 16, 32, 64), deep_supervision=True), (1, 1, 64, 64))
+    ax = fig.axes[0]
+    boxes = {t.get_text(): t.get_position()[1] for t in ax.texts if t.get_text().startswith(("x", "final"))}
+    assert all(boxes[f"final{j}"] > boxes["x0_0"] for j in range(1, 5))          # heads off row 0, above it
+    outlined = [p for p in ax.patches if getattr(p, "get_linewidth", lambda: 0)() > 2 and hasattr(p, "get_width")]
+    assert len(outlined) == 9                                                     # X^{i,0} and X^{i,4-i}
+    arcs = [p for p in ax.patches if getattr(getattr(p, "get_connectionstyle", lambda: None)(), "rad", 0) < 0]
+    assert len(arcs) >= 10                                                        # dense skips drawn as arcs
+    assert "skip (concatenated), dense arcs" in _legend(fig) and any("U-Net inside" in t for t in _legend(fig))
+    plt.close("all")
+
+
+def test_unet3plus_legend_names_pool_same_scale_and_upsample_and_heads_are_full_resolution():
+    from npunet.models import UNet3Plus
+    from npunet.viz import draw_architecture
+    fig = draw_architecture(UNet3Plus(1, 1, filters=(4, 8, 16, 32, 64), cat_channels=4, deep_supervision=True),
+                            (1, 1, 64, 64))
+    labels = _legend(fig)
+    for words in ("max-pooled", "same scale", "up-sampled", "deep supervision head"):
+        assert any(words in t for t in labels), labels
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("1×64×64") == 1 + 5                                        # the input and every head
+    plt.close("all")

@@ -10,6 +10,7 @@ as a U, U-Net++ as its nested triangle, UNet 3+ with its full-scale links.
 import math
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ..models.summary import trace_shapes
@@ -69,15 +70,55 @@ def _contract(blocks, order, edges, is_edge):
     return keep, result
 
 
+def _head_shape(blocks, edges, b):
+    """A head's output as the loss sees it: follow parameter-free successors (UNet 3+'s upscore_k
+    up-samples head k to full resolution)."""
+    succ = {}
+    for u, v in edges:
+        succ.setdefault(u, []).append(v)
+    shape, node = blocks[b]["shape"], b
+    while len(succ.get(node, [])) == 1 and blocks[succ[node][0]]["params"] == 0:
+        node = succ[node][0]
+        shape = blocks[node]["shape"]
+    return shape
+
+
+def _branch_kind(names):
+    """UNet 3+'s full-scale links by the authors' names: _PT_ pooled, _Cat_ same scale, _UT_ up-sampled."""
+    for key, kind in (("_PT_", "pool"), ("_Cat_", "same"), ("_UT_", "up")):
+        if any(key in n for n in names):
+            return kind
+    return None
+
+
+_LINKS = {"main": dict(color="#444444", lw=0.8),
+          "skip": dict(color="#756bb1", lw=0.9, ls="--"),
+          "pool": dict(color="#d62728", lw=0.7, alpha=0.7),
+          "same": dict(color="#2ca02c", lw=0.9, alpha=0.9),
+          "up": dict(color="#1f77b4", lw=0.7, alpha=0.7),
+          "head": dict(color="#31a354", lw=0.8, ls=":")}
+_LINK_LABELS = {"main": "conv blocks: down (max-pool), up (up-sampling)", "skip": "skip (concatenated), dense arcs",
+                "pool": "full-scale skip: max-pooled from a shallower map", "same": "full-scale skip: same scale",
+                "up": "full-scale skip: bilinearly up-sampled from a deeper map",
+                "head": "deep supervision head (1x1 conv), at full resolution"}
+
+
 def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=1):
     """Draw any npunet model; returns the matplotlib figure (saved to ``path`` if given).
-    depth: how many levels of children become boxes (see :func:`block_graph`)."""
+    depth: how many levels of children become boxes (see :func:`block_graph`).
+    Heads (out*, final*) are drawn above row 0 with the output size the loss sees; skips between
+    nodes of one row are arcs; in a U-Net++ the nested U-Net (X^{i,0} and X^{i,L-i}) is outlined."""
     blocks, order, edges, _ = block_graph(model, input_shape, depth)
 
     def is_edge(b):
         return blocks[b]["params"] == 0 or blocks[b]["cls"] == "Branch"
 
+    def is_head(b):
+        return b.split(".")[-1].startswith(("out", "final")) and blocks[b]["cls"] == "Conv2d"
+
     keep, links = _contract(blocks, order, edges, is_edge)
+    heads = [b for b in keep if is_head(b)]
+    multi_head = len(heads) > 1
     H0 = input_shape[2]
     x = {"input": 0}
     for b in keep:  # longest path from the input
@@ -85,39 +126,69 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
         x[b] = 1 + max((x.get(a, 0) for a in preds), default=0)
     level = {b: math.log2(H0 / blocks[b]["shape"][2]) if blocks[b]["shape"][2] else 0 for b in keep}
     level["input"] = 0
+    if multi_head:          # deep supervision: heads in a row of their own above row 0, at their source's x
+        for b in heads:
+            src = [a for (a, c) in links if c == b][0]
+            x[b], level[b] = x[src], -1.4
     own = ax is None
     if own:
         width = max(8, 1.1 * max(x.values()) + 2)
-        fig, ax = plt.subplots(figsize=(width, 2.2 + 1.5 * (max(level.values()) + 1)))
+        fig, ax = plt.subplots(figsize=(width, 3.2 + 1.5 * (max(level.values()) + 1)))
     else:
         fig = ax.figure
     maxc = max(blocks[b]["shape"][1] for b in keep)
+    L = getattr(model, "depth", None)
+    nested = type(model).__name__ == "UNetPlusPlus" and L is not None
     pos = {}
     for b in ["input"] + keep:
-        shape = input_shape if b == "input" else blocks[b]["shape"]
+        shape = input_shape if b == "input" else _head_shape(blocks, edges, b) if is_head(b) else blocks[b]["shape"]
         C, H, W = shape[1], shape[2], shape[3]
         w = 0.25 + 0.55 * math.log2(C + 1) / math.log2(maxc + 1)
-        h = 0.3 + 0.6 * H / H0
+        h = 0.3 + 0.6 * H / H0 if not (is_head(b) and multi_head) else 0.5
         cx, cy = x[b], -1.5 * level[b]
         pos[b] = (cx, cy, w, h)
         color = "#d9d9d9" if b == "input" else ("#9ecae1" if "down" in b or b.startswith(("x", "conv")) and b.endswith(("_0", "1", "2", "3", "4", "5")) else "#fdae6b")
-        if b.startswith(("out", "final")):
+        if is_head(b):
             color = "#a1d99b"
-        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor="k", lw=0.8))
+        edge, lw = "k", 0.8
+        if nested and b.startswith("x") and "_" in b:
+            i, j = (int(v) for v in b[1:].split("_"))
+            if j == 0 or i + j == L:
+                edge, lw = "#d62728", 2.2
+        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor=edge, lw=lw))
         label = b if depth == 1 else b.split(".")[-1]  # nested: the index inside its container
         ax.text(cx, cy + h / 2 + 0.06, label, ha="center", va="bottom", fontsize=7)
         ax.text(cx, cy - h / 2 - 0.05, f"{C}×{H}×{W}", ha="center", va="top", fontsize=6, color="#333333")
+    used = set()
     for (a, b), via in links.items():
-        ax0, ay0, aw, _ = pos[a]
-        bx0, by0, bw, _ = pos[b]
-        kinds = {blocks[v]["cls"] for v in via}
-        style = dict(color="#31a354", lw=0.6, alpha=0.6) if "Branch" in kinds else \
-            dict(color="#756bb1", lw=0.8, ls="--") if any("Concat" in k for k in kinds) and abs(ay0 - by0) < 1e-9 and bx0 - ax0 > 1 else \
-            dict(color="#444444", lw=0.8)
-        ax.add_patch(FancyArrowPatch((ax0 + aw / 2, ay0), (bx0 - bw / 2, by0), arrowstyle="-|>", mutation_scale=7,
-                                     connectionstyle="arc3,rad=0.0", **style))
+        ax0, ay0, aw, ah = pos[a]
+        bx0, by0, bw, bh = pos[b]
+        branch = _branch_kind(via) if any(blocks[v]["cls"] == "Branch" for v in via) else None
+        same_row = abs(ay0 - by0) < 1e-9
+        if is_head(b) and multi_head:
+            kind, start, end, rad = "head", (ax0, ay0 + ah / 2), (bx0, by0 - bh / 2), 0.0
+        elif branch:
+            kind, start, end, rad = branch, (ax0 + aw / 2, ay0), (bx0 - bw / 2, by0), 0.0
+        elif any("Concat" in blocks[v]["cls"] for v in via) and same_row and bx0 - ax0 > 1:
+            # a skip along one row: an arc over the nodes in between, higher the farther it jumps
+            kind, start, end = "skip", (ax0 + aw / 4, ay0 + ah / 2), (bx0 - bw / 4, by0 + bh / 2)
+            rad = -min(0.1 + 0.03 * (bx0 - ax0), 0.35)
+        else:
+            kind, start, end, rad = "main", (ax0 + aw / 2, ay0), (bx0 - bw / 2, by0), 0.0
+        used.add(kind)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=7,
+                                     connectionstyle=f"arc3,rad={rad}", **_LINKS[kind]))
+    handles = [Line2D([0], [0], label=_LINK_LABELS[k], **{("linestyle" if a == "ls" else a): v
+                                                          for a, v in _LINKS[k].items()})
+               for k in _LINKS if k in used and (k != "main" or len(used) > 1)]
+    if nested:
+        handles.append(Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="#d62728", lw=2.2,
+                                 label=f"the U-Net inside: X^(i,0) and X^(i,{L}-i)"))
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
+    top = 1.2 + (1.5 * 1.4 + 0.3 if multi_head else 0)
     ax.set_xlim(-1, max(x.values()) + 1)
-    ax.set_ylim(-1.5 * max(level.values()) - 1.3, 1.2)
+    ax.set_ylim(-1.5 * max(level.values()) - 1.3, top)
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title or f"{type(model).__name__}: {model.num_parameters():,} parameters, input {tuple(input_shape)}",
