@@ -88,8 +88,30 @@ ds = losses.DeepSupervisionLoss(losses.CombinedLoss.unetpp())
 print("heads:", [h.shape for h in heads], "loss", round(ds.forward(heads, y), 4), "per head",
       [round(v, 4) for v in ds.values])
 grads = ds.backward()
+net.zero_grad()
 net.backward(grads)
-print("gradient reaching x0_0.conv1.weight: norm", float(np.linalg.norm(net.x0_0.conv1.weight.grad)))
+g_all = net.x0_0.conv1.weight.grad.copy()
+print("gradient reaching x0_0.conv1.weight: norm", float(np.linalg.norm(g_all)))
+
+# %% [markdown]
+# Deep supervision is "one tensor, several consumers" again: X^{0,1} feeds its own head *and* the
+# dense skips into X^{0,2}, X^{0,3}, X^{0,4}; every early weight receives the sum of what the four
+# heads send back. Backward is linear in the incoming gradient, so sending one head's gradient at a
+# time (the others zero) splits the total exactly: the four parts add up to the full gradient.
+# final1 reaches x0_0 through two conv blocks, final4 through many more (and along many more
+# paths, so it may send more): the short paths are what deep supervision adds.
+
+# %%
+parts = []
+for k in range(len(grads)):
+    net.zero_grad()
+    net(x)                                                      # each backward needs its own forward
+    net.backward([g if j == k else np.zeros_like(g) for j, g in enumerate(grads)])
+    parts.append(net.x0_0.conv1.weight.grad.copy())
+table([[f"final{k + 1} (on X^(0,{k + 1}))", f"{np.linalg.norm(p):.3e}"] for k, p in enumerate(parts)],
+      ["head whose gradient alone is sent back", "|d x0_0.conv1.weight|"])
+print("sum of the four parts vs the full backward: max |difference| =",
+      f"{float(np.abs(sum(parts) - g_all).max()):.1e}", f"(largest entry {float(np.abs(g_all).max()):.1e}, float32)")
 
 # %% [markdown]
 # ## Step 4: pruning to UNet++ L1 … L4
