@@ -39,7 +39,40 @@ hd4 = net.hd4(*parts)
 print("concat 5 x 64 = 320 -> 3x3 conv 320 -> 320:", hd4.shape)
 
 # %% [markdown]
-# ## Step 2: the whole network and full-scale deep supervision
+# ## Step 2: the stage's backward, by hand
+# The mirror image of Step 1. The fuse block's conv + BN + ReLU goes back first (lesson 1, steps 4
+# and 7) and gives d(concat), (N, 5·cat_channels, h, w); the concatenation's backward cuts it into the
+# five blocks; each block goes back through its branch's conv + BN + ReLU and then its resampling:
+# max-pool routes to the argmax, bilinear up-sampling multiplies by the transposed matrices, the
+# same-scale branch passes it on. In the whole network h1 also feeds hd3, hd2 and hd1, so its
+# gradient is the **sum** over the stages it feeds: the `dh[k] = dh.get(k, 0) + ...` lines of
+# `UNet3Plus.backward`. Written out for a small float64 UNet 3+ and checked with finite differences.
+
+# %%
+L.step("the decoder stage's backward, by hand")
+from npunet.models.blocks import conv_bn_relu_backward  # noqa: E402
+m = UNet3Plus(1, 1, filters=(2, 3, 4, 5, 6), cat_channels=2).to(np.float64)
+branches = [m.h1_PT_hd4, m.h2_PT_hd4, m.h3_PT_hd4, m.h4_Cat_hd4, m.hd5_UT_hd4]
+
+
+def stage(h1, h2, h3, h4, h5):
+    return m.hd4(*[b(a) for b, a in zip(branches, (h1, h2, h3, h4, h5))])   # (N, 5*2, 2, 2)
+
+
+def stage_backward(g):
+    d_cat = conv_bn_relu_backward(m.hd4, g)                   # the fuse block: (N, 10, 2, 2)
+    d_parts = np.split(d_cat, len(branches), axis=1)          # the concat's backward: five (N, 2, 2, 2)
+    return [b.resample.backward(conv_bn_relu_backward(b, d))  # each branch: conv+BN+ReLU, then resample
+            for b, d in zip(branches, d_parts)]
+
+
+hs = [rng.standard_normal((2, c, 16 >> k, 16 >> k)) for k, c in enumerate((2, 3, 4, 5, 6))]
+print("stage 4 of a small UNet 3+:", [a.shape[2:] for a in hs], "->", stage(*hs).shape,
+      "| hand-written backward vs central differences:",
+      npunet.gradcheck_fn(stage, stage_backward, hs, max_per_tensor=L.pick(40, 10)))
+
+# %% [markdown]
+# ## Step 3: the whole network and full-scale deep supervision
 # Heads on hd1…hd4 (320 ch) and on the bottleneck (1024 ch), each upsampled to full size.
 
 # %%
@@ -50,7 +83,7 @@ seg, cls = net(x)
 print("training outputs:", [s.shape for s in seg], "classifier", cls.shape)
 
 # %% [markdown]
-# ## Step 3: the classification-guided module
+# ## Step 4: the classification-guided module
 # The classifier says "organ present?" (argmax of 2 sigmoid outputs). Multiplying the segmentation
 # *probabilities* by that 0/1 decision gives 0 where the organ is absent. The authors' code
 # multiplies the *logits*, and sigmoid(0) = 0.5: an absent organ becomes a 50% map everywhere.
@@ -63,7 +96,7 @@ p_ok, p_authors = apply_cgm(logits, decision), apply_cgm(logits, decision, multi
 print("absent organ, probabilities multiplied: max", p_ok[0].max(), "| logits multiplied: values", np.unique(p_authors[0]))
 
 # %% [markdown]
-# ## Step 4: the hybrid loss
+# ## Step 5: the hybrid loss
 # focal + MS-SSIM + IoU per head (5 scales need images larger than 160 px; fewer scales otherwise).
 
 # %%
@@ -76,7 +109,7 @@ print("hybrid loss over 5 heads:", round(ds.forward(seg, y), 4), "terms of the l
       {k: round(v, 4) for k, v in hybrid.last.items()})
 
 # %% [markdown]
-# ## Step 5: parameters, side by side with the papers
+# ## Step 6: parameters, side by side with the papers
 # The UNet 3+ paper's table compares VGG-16-backbone versions (U-Net 39.39M, UNet++ 47.18M,
 # UNet 3+ 26.97M); our U-Net and UNet++ follow their own papers' configurations instead.
 
