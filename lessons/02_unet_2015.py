@@ -124,32 +124,95 @@ print(f"31,030,658 + {extra:,} = {31_030_658 + extra:,}")
 assert 31_030_658 + extra == UNet(1, 2, 64, up_mode="bilinear").num_parameters() == 31_377_858
 
 # %% [markdown]
-# ## Step 7: feature maps and overlap-tile prediction
-# A valid U-Net predicts a 388 tile from a 572 window: 92 px of context on each side. For an image
-# of any size, mirror the border by that context, predict tile by tile and stitch.
+# ## Step 7: overlap-tile prediction, and what a trained U-Net sees
+# A valid U-Net predicts an S_out tile from an S_in window: the missing border is its *context*,
+# c = (S_in - S_out) / 2 (92 px for 572 -> 388). For pixels at the image border that context lies
+# outside the image; the paper fills it by **mirroring** the image at its edge (Fig. 2), so the net sees
+# plausible texture instead of zeros. The image is then cut into output tiles, each predicted from its
+# window, and stitched.
+#
+# One detail decides whether the stitching has seams. Max-pooling cuts the map into 2x2 blocks, and
+# after `depth` pools into 2^depth blocks: a window shifted by a multiple of 2^depth sees the same
+# blocks as a pass over the whole image; any other shift sees different blocks and predicts slightly
+# different values, so neighbouring tiles would disagree along their border. Valid depth-4 outputs
+# are never multiples of 16 (S_out = 16k - 60: 388 = 16·24 + 4), so `overlap_tile` steps its windows
+# by 384 and lets the tiles overlap by 4 px. The check: stitched tiles == one pass over the whole
+# mirrored image. We train a small valid U-Net (depth 3, 132 -> 44, step 40) first so that the
+# predictions and feature maps below mean something.
 
 # %%
-L.step("feature maps and overlap-tile with mirrored borders")
-npunet.manual_seed(0)
-small = UNet(1, 2, base_channels=L.pick(8, 4), depth=2).eval()
-img, lab, mask = make_cell_image(L.pick(150, 60), rng=1)
-pred = overlap_tile(small, img[None], tile=L.pick(124, 52), depth=2)
-print("image", img.shape, "-> stitched logits", pred.shape, "(untrained net: the point is the shapes)")
+L.step("overlap-tile prediction and the feature maps of a trained U-Net")
 import matplotlib.pyplot as plt  # noqa: E402
-x = np.pad(img, 20, mode="symmetric")[None, None, :L.pick(124, 52), :L.pick(124, 52)].astype(np.float32)
-feats = {"down1": small.down1(x), "down2": small.down2(small.pool1(small.down1(x)))}
-fig, ax = plt.subplots(2, 5, figsize=(12, 5))
-ax[0, 0].imshow(np.pad(img, 20, mode="symmetric"), cmap="gray")
-ax[0, 0].set_title("mirrored border")
-ax[1, 0].imshow(x[0, 0], cmap="gray")
-ax[1, 0].set_title(f"input tile {x.shape[2]}")
-for r, (name, f) in enumerate(feats.items()):
-    for k in range(4):
-        ax[r, k + 1].imshow(f[0, k], cmap="magma")
-        ax[r, k + 1].set_title(f"{name} ch{k} {f.shape[2]}x{f.shape[3]}", fontsize=8)
+
+from npunet import losses, optim  # noqa: E402
+from npunet.data import DataLoader, SegmentationDataset, make_cells  # noqa: E402
+from npunet.models.sizes import is_legal, output_size  # noqa: E402
+from npunet.train import Trainer  # noqa: E402
+npunet.manual_seed(0)
+small = UNet(1, 2, base_channels=8, depth=3, batch_norm=True)             # valid convolutions
+tile = 132
+out_t, ctx = output_size(tile, 3), (tile - output_size(tile, 3)) // 2
+xs, labs, ms = make_cells(L.pick(48, 4, klass=24), tile, seed=5)
+loader = DataLoader(SegmentationDataset(xs, ms, labs, weight_map=True), batch_size=4, seed=0)
+opt = optim.Adam(small.parameters(), lr=3e-3)
+tr = Trainer(small, losses.CrossEntropyLoss(), opt, loader, use_weight_map=True, progress=False, log=None)
+tr.fit(L.pick(16, 1, klass=6))
+small.eval()
+print(f"trained {tr.history['epoch'][-1]} epochs on {len(xs)} tiles {tile}x{tile} -> {out_t}x{out_t} "
+      f"(context {ctx} px), {sum(tr.history['seconds']):.0f} s")
+
+img, lab, mask = make_cell_image(L.pick(150, 60), rng=1)
+pred = overlap_tile(small, img[None], tile=tile, depth=3)                  # (2, H, W) logits
+H = img.shape[0]
+S = next(s for s in range(max(H + 2 * ctx, out_t + tile), 4000) if is_legal(s, 3, "valid"))
+whole_in = np.pad(img, ((ctx, S - H - ctx), (ctx, S - H - ctx)), mode="symmetric")[None, None].astype(np.float32)
+whole = small(whole_in)[0]                                                 # one pass, (2, S_out, S_out)
+print(f"image {img.shape} -> stitched logits {pred.shape}; windows step by {out_t // 8 * 8} "
+      f"(the largest multiple of 2^3 in {out_t}), overlapping by {out_t % 8} px")
+print("stitched tiles vs one pass over the whole mirrored image: max |diff| =",
+      f"{float(np.abs(pred - whole[:, :H, :H]).max()):.1e}", "(float32 rounding: no seams)")
+shifted = small(whole_in[:, :, out_t:out_t + tile, :tile])[0]              # a window stepped by all 44 px
+print(f"a window stepped by {out_t} px (not a multiple of 8) instead: max |diff| from the one pass =",
+      f"{float(np.abs(shifted - whole[:, out_t:2 * out_t, :out_t]).max()):.1e}",
+      "(this is what would show as seams)")
+acc = float(((pred.argmax(0) > 0) == (mask > 0)).mean())
+print(f"pixel accuracy of the stitched prediction on this unseen image: {acc:.3f}")
+
+c0 = ctx + H // 2 - tile // 2                                              # a window in the image's middle
+x = whole_in[:, :, c0:c0 + tile, c0:c0 + tile]
+feats = {"down1": small.down1(x), "down2": small.down2(small.pool1(small.down1(x))),
+         "down3": small.down3(small.pool2(small.down2(small.pool1(small.down1(x)))))}
+fig, ax = plt.subplots(4, 5, figsize=(14, 11))
+ax[0, 0].imshow(np.pad(img, ctx, mode="symmetric"), cmap="gray")
+ax[0, 0].add_patch(plt.Rectangle((ctx, ctx), H, H, fill=False, color="red"))
+ax[0, 0].add_patch(plt.Rectangle((c0, c0), tile, tile, fill=False, color="yellow", ls="--"))
+ax[0, 0].set_title(f"mirrored by {ctx} px (yellow: the window below)", fontsize=9)
+ax[0, 1].imshow(img, cmap="gray")
+ax[0, 1].set_title("image", fontsize=9)
+ax[0, 2].imshow(mask, cmap="gray")
+ax[0, 2].set_title("truth", fontsize=9)
+p = np.exp(pred[1] - np.logaddexp(pred[0], pred[1]))                      # softmax foreground probability
+im = ax[0, 3].imshow(p, cmap="viridis", vmin=0, vmax=1)
+ax[0, 3].set_title("stitched P(cell)", fontsize=9)
+fig.colorbar(im, ax=ax[0, 3], fraction=0.046)
+for t in range(1, -(-H // (out_t // 8 * 8))):
+    for a in (ax[0, 3],):
+        a.axhline(t * (out_t // 8 * 8) - 0.5, color="white", lw=0.5, ls=":")
+        a.axvline(t * (out_t // 8 * 8) - 0.5, color="white", lw=0.5, ls=":")
+im = ax[0, 4].imshow(np.abs(pred - whole[:, :H, :H]).max(0), cmap="magma")
+ax[0, 4].set_title("|stitched - one pass|", fontsize=9)
+fig.colorbar(im, ax=ax[0, 4], fraction=0.046)
+for r, (name, f) in enumerate(feats.items(), start=1):
+    strongest = np.argsort(-np.abs(f[0]).mean(axis=(1, 2)))[:5]           # the most active channels
+    for k, c in enumerate(strongest):
+        im = ax[r, k].imshow(f[0, c], cmap="magma")
+        ax[r, k].set_title(f"{name} ch{c} {f.shape[2]}x{f.shape[3]}", fontsize=8)
+        fig.colorbar(im, ax=ax[r, k], fraction=0.046)
 for a in ax.ravel():
-    a.axis("off")
-fig.savefig(L.fig("unet_feature_maps.png"), dpi=90, bbox_inches="tight")
+    a.set_xticks([]); a.set_yticks([])
+fig.suptitle("overlap-tile (dotted: tile borders) and the feature maps of the trained net on one input window")
+fig.tight_layout()
+fig.savefig(L.fig("unet_feature_maps.png"), dpi=80, bbox_inches="tight")
 L.done(fig)
 print("figure:", L.fig("unet_feature_maps.png"))
 

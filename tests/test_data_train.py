@@ -118,10 +118,32 @@ def test_overlap_tile_stitches_windows(rng):
     img = rng.standard_normal((1, 23, 30)).astype(np.float32)
     y = D.overlap_tile(m, img, tile=52, depth=2)
     assert y.shape == (2, 23, 30)
-    out_t = 52 - 40  # output 12, context 20
-    ctx = 20
+    ctx = 20                                   # output 12 = a multiple of 2^2: windows step by 12
     padded = np.pad(img, ((0, 0), (ctx, ctx + 24 - 23), (ctx, ctx + 36 - 30)), mode="symmetric")
     np.testing.assert_allclose(y[:, 12:23, 12:24], m(padded[None, :, 12:64, 12:64])[0, :, :11, :12], atol=1e-6)
+
+
+@pytest.mark.parametrize("depth,tile", [(2, 52), (3, 132), (4, 252)])
+def test_overlap_tile_has_no_seams(rng, depth, tile):
+    """The stitched logits equal one pass over the whole mirrored image, also when the output tile is
+    not a multiple of 2^depth (132 -> 44 at depth 3, 252 -> 68 at depth 4): the windows step by a multiple
+    of 2^depth, so they all see the whole image's max-pool grid."""
+    npunet.manual_seed(0)
+    m = models.UNet(1, 2, base_channels=2, depth=depth).to(np.float64).eval()
+    H, W = 61, 47
+    img = rng.standard_normal((1, H, W))
+    y = D.overlap_tile(m, img, tile=tile, depth=depth)
+    from npunet.models.sizes import is_legal, output_size
+    ctx = (tile - output_size(tile, depth)) // 2
+    S = next(s for s in range(max(H, W) + 2 * ctx, 4000) if is_legal(s, depth, "valid"))
+    whole = m(np.pad(img, ((0, 0), (ctx, S - H - ctx), (ctx, S - W - ctx)), mode="symmetric")[None])[0, :, :H, :W]
+    assert np.abs(y - whole).max() <= 1e-12 * np.abs(whole).max()
+
+
+def test_overlap_tile_rejects_a_tile_too_small_to_step(rng):
+    m = models.UNet(1, 2, base_channels=2, depth=4).eval()
+    with pytest.raises(ValueError, match="tile 188 gives 4 output pixels, fewer than the 2\\^depth = 16"):
+        D.overlap_tile(m, rng.standard_normal((1, 20, 20)).astype(np.float32), tile=188, depth=4)
 
 
 def test_same_model_pads_and_crops(rng):

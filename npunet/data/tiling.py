@@ -38,10 +38,14 @@ def overlap_tile(model, image, tile=None, depth=4):
     """Overlap-tile prediction with a valid-conv U-Net (Ronneberger et al. 2015, Fig. 2).
 
     image: (C, H, W) of any size.  The border is mirrored by the network's context
-    c = (S_in - S_out) / 2 (92 px for the paper's 572 -> 388 net); the image is cut into
-    output tiles of S_out, each predicted from its S_in input window, and stitched.
-    tile: input tile size (a legal size; default the smallest legal size >= 188 that
-    covers the image, capped at 572).  Returns (num_classes, H, W) logits.
+    c = (S_in - S_out) / 2 (92 px for the paper's 572 -> 388 net): the pixels beyond the image that
+    a border pixel's receptive field needs are filled with the image reflected at its edge.
+    Windows of S_in step by the largest multiple of 2^depth that fits in S_out (384 for 388), so every
+    window sees the same max-pool grid as a single pass over the whole mirrored image would: the
+    stitched logits equal that pass (no seams), and neighbouring output tiles overlap by
+    S_out mod 2^depth pixels (4 for every legal depth-4 size, S_out = 16k - 60).
+    tile: input tile size (a legal size; default the smallest legal size >= 188 that covers the
+    image, capped at 572).  Returns (num_classes, H, W) logits.
     """
     C, H, W = image.shape
     if tile is None:
@@ -50,15 +54,19 @@ def overlap_tile(model, image, tile=None, depth=4):
     if not is_legal(tile, depth, "valid"):
         raise ValueError(f"overlap_tile: tile {tile} is not a legal input size for a depth-{depth} valid U-Net")
     out_t = output_size(tile, depth)
+    step = out_t // 2 ** depth * 2 ** depth            # keeps every window on the whole image's pool grid
+    if step == 0:
+        raise ValueError(f"overlap_tile: tile {tile} gives {out_t} output pixels, fewer than the 2^depth = "
+                         f"{2 ** depth} a window must step by; use a larger tile")
     ctx = (tile - out_t) // 2
-    ny, nx = -(-H // out_t), -(-W // out_t)
-    Hp, Wp = ny * out_t, nx * out_t
+    ny, nx = (1 + max(0, -(-(n - out_t) // step)) for n in (H, W))
+    Hp, Wp = (ny - 1) * step + out_t, (nx - 1) * step + out_t
     # mirror the border by the context, and pad the far side up to whole tiles
     x = np.pad(image, ((0, 0), (ctx, ctx + Hp - H), (ctx, ctx + Wp - W)), mode="symmetric")
     result = None
     for ty in range(ny):
         for tx in range(nx):
-            y0, x0 = ty * out_t, tx * out_t
+            y0, x0 = ty * step, tx * step
             win = x[None, :, y0:y0 + tile, x0:x0 + tile].astype(model.dtype)
             y = _predict(model, win)[0]
             if result is None:
