@@ -18,8 +18,8 @@ S = L.pick(176, 48)
 
 # %% [markdown]
 # ## Step 1: one target, one imperfect prediction
-# The prediction is the true mask, blurred, shifted by 2 px and with a missed cell: the typical
-# mistakes of a half-trained net.
+# The prediction is the true mask shifted by 2 px, with a missed cell, then blurred (a Gaussian of
+# σ = 2 px: soft, uncertain borders) plus a little noise: the typical mistakes of a half-trained net.
 
 # %%
 L.step("a target and a prediction")
@@ -27,7 +27,11 @@ img, lab, mask = make_cell_image(S, rng=4)
 y = mask[None, None].astype(np.float64)
 shifted = np.roll(mask, 2, axis=1).astype(np.float64)
 shifted[lab == lab.max()] = 0  # one missed cell
-z = (shifted * 2 - 1) * 3 + np.random.default_rng(0).normal(0, 1.0, shifted.shape)
+g1 = np.exp(-np.arange(-6, 7) ** 2 / (2 * 2.0 ** 2))
+g1 /= g1.sum()                                                   # a 13-tap Gaussian, sigma 2 px
+blurred = np.apply_along_axis(np.convolve, 0, shifted, g1, mode="same")
+blurred = np.apply_along_axis(np.convolve, 1, blurred, g1, mode="same")   # separable: rows, then columns
+z = (blurred * 2 - 1) * 4 + np.random.default_rng(0).normal(0, 0.3, shifted.shape)
 z = z[None, None]
 print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y.mean()), 3))
 
@@ -62,20 +66,28 @@ scales = 5 if S > 160 else 2
 cands = [("BCE", losses.BCEWithLogitsLoss()), ("weighted CE (U-Net)", WeightedCE()), ("Dice", losses.DiceLoss()),
          ("IoU", losses.IoULoss()),
          ("focal", losses.FocalLoss()), (f"MS-SSIM ({scales} scales)", losses.MSSSIMLoss(scales=scales))]
-fig, ax = plt.subplots(1, len(cands) + 1, figsize=(3.2 * (len(cands) + 1), 3.4))
+fig, ax = plt.subplots(2, 4, figsize=(16, 7.6))
+ax = ax.ravel()
 ax[0].imshow(mask, cmap="gray"); ax[0].set_title("target"); ax[0].axis("off")
+im = ax[1].imshow(1 / (1 + np.exp(-z[0, 0])), cmap="gray", vmin=0, vmax=1)
+ax[1].set_title("prediction sigmoid(z): shifted, a cell missed, blurred", fontsize=9); ax[1].axis("off")
+fig.colorbar(im, ax=ax[1], fraction=0.046)
 rows = []
-for a, (name, loss) in zip(ax[1:], cands):
+for a, (name, loss) in zip(ax[2:], cands):
     v = loss.forward(z, y)
     g = loss.backward()[0, 0]
-    lim = np.abs(g).max()
-    a.imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    a.set_title(f"{name}\nL = {v:.3f}", fontsize=9)
+    lim = np.percentile(np.abs(g), 99.5)               # a few extreme pixels would wash out the rest
+    im = a.imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    a.set_title(f"{name}: dL/dz, L = {v:.3f}", fontsize=9)
     a.axis("off")
+    fig.colorbar(im, ax=a, fraction=0.046, extend="both")
     # a scalar over many pixels: h = 1e-4 keeps rounding noise below the 1e-6 tolerance
     err = gradcheck_fn(lambda t: loss.forward(t, y), lambda s: s * loss.backward(), z, eps=1e-4,
                        max_per_tensor=L.pick(40, 10)).max_rel_error
     rows.append([name, f"{v:.4f}", f"{np.abs(g).max():.2e}", f"{err:.1e}"])
+fig.suptitle("where each loss pushes: dL/dz (red: lower the logit, blue: raise it; colour clipped at the "
+             "99.5th percentile of |dL/dz|)", fontsize=10)
+fig.tight_layout()
 fig.savefig(L.fig("loss_gradients.png"), dpi=90, bbox_inches="tight")
 L.done(fig)
 table(rows, ["loss", "value", "max |dL/dz|", "gradcheck"])
@@ -87,7 +99,8 @@ print("figure:", L.fig("loss_gradients.png"))
 # dL/dz = w (p - y) / M: the error, weighted by the map. Dice: d = (2I + s) / (Sp + Sy + s) with
 # I = sum p y, Sp = sum p, Sy = sum y, L = 1 - d, so dL/dp = -(2y / D - (2I + s) / D^2) with
 # D = Sp + Sy + s, and dL/dz = dL/dp · p (1 - p). Every pixel's Dice gradient depends on the sums
-# over the whole image: that is why its gradient map looked like a region, not like edges.
+# over the whole image: that is why its map is non-zero over whole regions (the pale cell interiors and
+# background), not only where the prediction is wrong.
 
 # %%
 L.step("weighted cross-entropy and Dice backwards by hand")
