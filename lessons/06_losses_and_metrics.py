@@ -3,6 +3,8 @@
 # BCE, U-Net's weighted cross-entropy, Dice, IoU, focal and MS-SSIM on the same predictions, with
 # their gradients dL/dlogits drawn as pictures: where does each loss push? Then the metrics and the
 # empty-mask policy.
+# Exercise: `lessons/exercises/07_dice.py` (the Dice loss and its gradient; `python -m npunet check 7`).
+# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 s, `--class` 3 s, `--fast` 2 s.
 
 # %%
 import matplotlib.pyplot as plt

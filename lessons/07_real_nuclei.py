@@ -3,6 +3,7 @@
 # One 512x512 fluorescence image with 125 labelled nuclei (Caicedo et al., Nature Methods 2019),
 # shipped inside npunet. We cut it into 128x128 tiles (12 to train, 4 held out) and compare U-Net,
 # U-Net++ and UNet 3+ fairly: the same parameter budget, recipe and epochs, three seeds each.
+# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 4 min, `--class` 55 s, `--fast` 6 s.
 
 # %%
 import numpy as np
@@ -103,7 +104,7 @@ L.step("predictions of all three models")
 import matplotlib.pyplot as plt  # noqa: E402
 
 cols = ["image", "truth"] + list(nets)
-fig, ax = plt.subplots(2, len(cols), figsize=(2.4 * len(cols), 5))
+fig, ax = plt.subplots(2, len(cols), figsize=(2.4 * len(cols), 5.3), gridspec_kw=dict(hspace=0.08))
 for r in range(2):
     panels = [xte[r, 0], mte[r]] + [preds[n][r] for n in nets]
     for c, (title, im) in enumerate(zip(cols, panels)):
@@ -111,7 +112,6 @@ for r in range(2):
         ax[r, c].set_xticks([]); ax[r, c].set_yticks([])
         if r == 0:
             ax[r, c].set_title(title if c < 2 else f"{title}\nDice {scores[title][0]['dice']:.3f}", fontsize=9)
-fig.tight_layout()
 fig.savefig(L.fig("nuclei_predictions.png"), dpi=90, bbox_inches="tight")
 L.done(fig)
 print("figure:", L.fig("nuclei_predictions.png"))

@@ -96,3 +96,11 @@ def test_sizes_fast_class_full(monkeypatch):
         assert L.size == size
         assert L.pick(10, 1, klass=4) == {"full": 10, "class": 4, "fast": 1}[size]
         assert L.pick(10, 1) == {"full": 10, "class": 10, "fast": 1}[size]   # class keeps cheap full sizes
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_lesson_states_its_run_time_at_each_size(path):
+    import re
+    from npunet.lesson import markdown_cells
+    first = markdown_cells(path)[0]
+    assert re.search(r"full \d+ (s|min)[^,]*, `--class` \d+ (s|min)[^,]*, `--fast` \d+ (s|min)", first), first
