@@ -101,13 +101,16 @@ def test_interp_matches_twin(mode, ac, Hin, Hout, scale, rng):
     x = rng.standard_normal((2, 3, Hin, Hin + 1))
     iy = K.interp_indices(Hin, Hout, mode, ac, scale)
     ix = K.interp_indices(Hin + 1, Hout + 2, mode, ac, None)
-    out = np.empty((2, 3, Hout, Hout + 2))
-    K.interp_fwd(x, *iy, *ix, out)
+    out = np.full((2, 3, Hout, Hout + 2), np.nan)
+    K.interp_fwd(0, 4, x, *iy, *ix, out)                  # planes 0..3 of 6, then the rest
+    K.interp_fwd(4, 6, x, *iy, *ix, out)
     np.testing.assert_allclose(out, K.interp_fwd_ref(x, *iy, *ix), atol=1e-12)
     d = rng.standard_normal(out.shape)
     dx = np.zeros_like(x)
-    K.interp_bwd(d, *iy, *ix, dx)
+    K.interp_bwd(0, 1, d, *iy, *ix, dx)
+    K.interp_bwd(1, 6, d, *iy, *ix, dx)
     np.testing.assert_allclose(dx, K.interp_bwd_ref(d, *iy, *ix, x.shape), atol=1e-12)
+    assert np.sum(d * out) == pytest.approx(np.sum(dx * x), rel=1e-12)  # the backward is the forward's adjoint
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -658,7 +658,7 @@ def interpolate_forward(x, size, mode="nearest", align_corners=None, scale=None)
     iy = (iy[0], iy[1], iy[2].astype(x.dtype))
     ix = (ix[0], ix[1], ix[2].astype(x.dtype))
     out = np.empty((N, C, oh, ow), dtype=x.dtype)
-    K.interp_fwd(np.ascontiguousarray(x), *iy, *ix, out)
+    _by_channel(K.interp_fwd, N * C, np.ascontiguousarray(x), *iy, *ix, out)   # planes split over cores
     return out, (iy, ix, x.shape, x.dtype)
 
 
@@ -666,7 +666,7 @@ def interpolate_backward(dout, cache):
     """dout: (N, C, H_out, W_out) -> dx: (N, C, H, W) (scatter with the same weights)."""
     iy, ix, shape, dtype = cache
     dx = np.zeros(shape, dtype=dtype)
-    K.interp_bwd(np.ascontiguousarray(dout), *iy, *ix, dx)
+    _by_channel(K.interp_bwd, shape[0] * shape[1], np.ascontiguousarray(dout), *iy, *ix, dx)
     return dx
 
 

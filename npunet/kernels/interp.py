@@ -5,51 +5,58 @@ with weights (1 - l[o]) and l[o]; nearest is the special case i1 = i0, l = 0.
 out[n, c, y, x] = sum over a in {i0,i1}(y), b in {i0,i1}(x) of wy * wx * in[n, c, a, b].
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..backends.geometry import interp_indices  # noqa: F401  (the (i0, i1, lam) the kernels take)
 
 
-@njit(cache=True, parallel=True)
-def interp_fwd(x, y0, y1, ly, x0, x1, lx, out):
-    """x: (N, C, H, W) -> out: (N, C, OH, OW)."""
-    N, C = x.shape[0], x.shape[1]
+@njit(cache=True, nogil=True)
+def interp_fwd(p0, p1, x, y0, y1, ly, x0, x1, lx, out):
+    """x: (N, C, H, W) -> out: (N, C, OH, OW), planes n*C + c in [p0, p1) (the fast backend gives each
+    core a range of planes). Separable: every input row is first resampled along x into a (H, OW)
+    buffer (a gather), then each output row is a blend of two buffer rows, which vectorises: the
+    large output is written in contiguous runs."""
+    N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
-    for nc in prange(N * C):
+    tmp = np.empty((H, OW), out.dtype)
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
+        for h in range(H):
+            for ox in range(OW):
+                wx = lx[ox]
+                tmp[h, ox] = (1 - wx) * x[n, c, h, x0[ox]] + wx * x[n, c, h, x1[ox]]
         for oy in range(OH):
             a, b, wy = y0[oy], y1[oy], ly[oy]
             for ox in range(OW):
-                p, q, wx = x0[ox], x1[ox], lx[ox]
-                top = (1 - wx) * x[n, c, a, p] + wx * x[n, c, a, q]
-                bot = (1 - wx) * x[n, c, b, p] + wx * x[n, c, b, q]
-                out[n, c, oy, ox] = (1 - wy) * top + wy * bot
+                out[n, c, oy, ox] = (1 - wy) * tmp[a, ox] + wy * tmp[b, ox]
 
 
-@njit(cache=True, parallel=True)
-def interp_bwd(dout, y0, y1, ly, x0, x1, lx, dx):
-    """Adjoint of interp_fwd: dx (N, C, H, W) += scatter, done separably per plane (planes in
-    parallel): first along x into a (OH, W) buffer, then along y; 4 weights per output pixel
-    become 2 + 2, and every add stays inside one row."""
+@njit(cache=True, nogil=True)
+def interp_bwd(p0, p1, dout, y0, y1, ly, x0, x1, lx, dx):
+    """Adjoint of interp_fwd: dx (N, C, H, W) += scatter, planes in [p0, p1), separably in the
+    reverse order: the large dout is first folded along y into a (H, OW) buffer, row into row
+    (contiguous, so it vectorises), then the small buffer is scattered along x."""
     N, C, H, W = dx.shape
     OH, OW = dout.shape[2], dout.shape[3]
-    for nc in prange(N * C):
+    tmp = np.empty((H, OW), dx.dtype)
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
-        tmp = np.zeros((OH, W), dx.dtype)
-        for oy in range(OH):
+        for h in range(H):
             for ox in range(OW):
-                g = dout[n, c, oy, ox]
-                wx = lx[ox]
-                tmp[oy, x0[ox]] += (1 - wx) * g
-                tmp[oy, x1[ox]] += wx * g
+                tmp[h, ox] = 0
         for oy in range(OH):
             a, b, wy = y0[oy], y1[oy], ly[oy]
-            for w in range(W):
-                t = tmp[oy, w]
-                dx[n, c, a, w] += (1 - wy) * t
-                dx[n, c, b, w] += wy * t
+            for ox in range(OW):                 # two loops: rows a and b may be the same row
+                tmp[a, ox] += (1 - wy) * dout[n, c, oy, ox]
+            for ox in range(OW):
+                tmp[b, ox] += wy * dout[n, c, oy, ox]
+        for h in range(H):
+            for ox in range(OW):
+                t = tmp[h, ox]
+                dx[n, c, h, x0[ox]] += (1 - lx[ox]) * t
+                dx[n, c, h, x1[ox]] += lx[ox] * t
 
 
 def _interp_matrix(i0, i1, lam, size_in, dtype):
