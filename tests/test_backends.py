@@ -385,12 +385,15 @@ def test_npunet_gradcheck_command_covers_both_backends(capsys):
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("shape,O,padding,band", [
     ((2, 3, 8, 10), 4, 1, None), ((1, 2, 9, 7), 3, 0, None), ((2, 5, 7, 6), 2, 2, None),
-    ((3, 4, 11, 9), 5, 1, 64 * 16), ((1, 3, 12, 13), 2, 1, 1), ((1, 2, 18, 9), 3, 1, 1)])  # small bands
+    ((3, 4, 11, 9), 5, 1, 64 * 16), ((1, 3, 12, 13), 2, 1, 1), ((1, 2, 18, 9), 3, 1, 1),  # small bands
+    ((3, 4, 11, 9), 5, 1, 1), ((5, 3, 10, 14), 4, 1, 2000)])   # batches: one pipeline per core, many bands
 def test_winograd_conv_equals_the_reference_conv(m, shape, O, padding, band, rng, monkeypatch):
     """Run in float64 (where the dispatcher would not choose it): the Winograd conv, its input and
-    weight gradients equal the direct convolution's to rounding, however the tiles are banded."""
+    weight gradients equal the direct convolution's to rounding, however the tiles are banded, for a
+    single image (every stage on all cores) and for batches (a pipeline of bands per core)."""
     if band:
         monkeypatch.setattr(fast, "WINOGRAD_BAND", band)
+        monkeypatch.setattr(fast, "WINOGRAD_PIPE_BAND", band)
     x, w, b = rng.standard_normal(shape), rng.standard_normal((O, shape[1], 3, 3)), rng.standard_normal(O)
     y, cache = fast._winograd_forward(x, w, b, (padding, padding), m)
     yr, cr = reference.conv2d_forward(x, w, b, 1, padding)
