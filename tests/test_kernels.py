@@ -62,18 +62,19 @@ def test_maxpool_matches_twin(dtype, H, W, k, s, p, adaptive, out, rng):
         ws, we = K.pool_windows(W, Wo, k, s, p)
     o = np.empty((2, 3, len(hs), len(ws)), dtype)
     a = np.empty(o.shape, np.int32)
-    K.maxpool_fwd(x, hs, he, ws, we, o, a)
+    K.maxpool_fwd(0, x.shape[0] * x.shape[1], x, hs, he, ws, we, o, a)
     ro, ra = K.maxpool_fwd_ref(x, hs, he, ws, we)
     np.testing.assert_array_equal(o, ro)
     np.testing.assert_array_equal(a, ra)
     if (k, s, p) == (2, 2, 0):  # the unrolled 2x2 kernel gives the same
         o3, a3 = np.empty_like(o), np.empty_like(a)
-        K.maxpool2x2_fwd(x, o3, a3)
+        K.maxpool2x2_fwd(0, x.shape[0] * x.shape[1], x, o3, a3)
         np.testing.assert_array_equal(o3, ro)
         np.testing.assert_array_equal(a3, ra)
     d = rng.standard_normal(o.shape).astype(dtype)
     dx = np.zeros_like(x)
-    K.maxpool_bwd(d, a, dx)
+    K.maxpool_bwd(0, 1, d, a, dx)                              # plane 0, then the rest
+    K.maxpool_bwd(1, d.shape[0] * d.shape[1], d, a, dx)
     np.testing.assert_allclose(dx, K.maxpool_bwd_ref(d, a, x.shape), rtol=1e-6)
 
 
@@ -83,10 +84,10 @@ def test_maxpool_nan_wins_like_pytorch(windows):
     x[0, 0, 1, 0] = np.nan
     o, a = np.empty((1, 1, 2, 2)), np.empty((1, 1, 2, 2), np.int32)
     if windows == "2x2":
-        K.maxpool2x2_fwd(x, o, a)
+        K.maxpool2x2_fwd(0, x.shape[0] * x.shape[1], x, o, a)
     else:
         hs, he = K.pool_windows(4, 2, 2, 2, 0)
-        K.maxpool_fwd(x, hs, he, hs, he, o, a)
+        K.maxpool_fwd(0, x.shape[0] * x.shape[1], x, hs, he, hs, he, o, a)
     assert np.isnan(o[0, 0, 0, 0]) and a[0, 0, 0, 0] == 4 and o[0, 0, 1, 1] == 15
 
 
@@ -117,7 +118,7 @@ def test_interp_matches_twin(mode, ac, Hin, Hout, scale, rng):
 def test_bn_kernels_match_twins(dtype, rng):
     x = (rng.standard_normal((3, 4, 25)) * 3 + 5).astype(dtype)
     mean, var = np.empty(4), np.empty(4)
-    K.bn_stats(x, mean, var)
+    K.bn_stats(0, x.shape[1], x, mean, var)
     rm, rv = K.bn_stats_ref(x)
     np.testing.assert_allclose(mean, rm, rtol=1e-6)
     np.testing.assert_allclose(var, rv, rtol=1e-5)
@@ -125,20 +126,20 @@ def test_bn_kernels_match_twins(dtype, rng):
     gamma = rng.standard_normal(4)
     d = rng.standard_normal(x.shape).astype(dtype)
     dx, dg, db = np.empty_like(x), np.empty(4), np.empty(4)
-    K.bn_backward(d, x, mean, invstd, gamma, x, False, dx, dg, db)
+    K.bn_backward(0, x.shape[1], d, x, mean, invstd, gamma, x, False, dx, dg, db)
     scale, shift = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)
     out = np.empty_like(x)
-    K.bn_apply(x, scale, shift, False, out)
+    K.bn_apply(0, x.shape[0] * x.shape[1], x, scale, shift, False, out)
     np.testing.assert_allclose(out, K.bn_apply_ref(x, scale, shift), rtol=1e-6, atol=1e-6)
     rdx, rdg, rdb = K.bn_backward_ref(d, x, mean, invstd, gamma)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(dx, rdx, rtol=tol, atol=tol)
     np.testing.assert_allclose(dg, rdg, rtol=tol)
     np.testing.assert_allclose(db, rdb, rtol=tol)
-    K.bn_apply(x, scale, shift, True, out)                        # fused with the ReLU after it
+    K.bn_apply(0, x.shape[0] * x.shape[1], x, scale, shift, True, out)                        # fused with the ReLU after it
     np.testing.assert_allclose(out, K.bn_apply_ref(x, scale, shift, relu=True), rtol=1e-6, atol=1e-6)
     assert (out == 0).any() and (out > 0).any()
-    K.bn_backward(d, x, mean, invstd, gamma, out, True, dx, dg, db)
+    K.bn_backward(0, x.shape[1], d, x, mean, invstd, gamma, out, True, dx, dg, db)
     rdx, rdg, rdb = K.bn_backward_ref(d, x, mean, invstd, gamma, out, relu=True)
     np.testing.assert_allclose(dx, rdx, rtol=tol, atol=tol)
     np.testing.assert_allclose(dg, rdg, rtol=tol)
@@ -159,7 +160,7 @@ def test_warp_nearest_and_rasterise_match_twins(rng):
     lab = rng.integers(0, 5, (2, 11, 13)).astype(np.float32)
     sy, sx = rng.uniform(-4, 15, (11, 13)), rng.uniform(-4, 17, (11, 13))
     out = np.empty_like(lab)
-    A.warp_nearest(lab, sy, sx, out)
+    A.warp_nearest(0, lab.shape[1], lab, sy, sx, out)
     np.testing.assert_array_equal(out, A.warp_nearest_ref(lab, sy, sx))
     K_ = 6
     args = (40, 50, rng.uniform(0, 40, K_), rng.uniform(0, 50, K_), rng.uniform(4, 9, K_), rng.uniform(4, 9, K_),
@@ -207,7 +208,7 @@ def test_maxpool2x2_equals_its_twin(shape, rng):
     x = rng.standard_normal(shape)
     o = np.empty(shape[:2] + (shape[2] // 2, shape[3] // 2))
     a = np.empty(o.shape, np.int32)
-    K.maxpool2x2_fwd(x, o, a)
+    K.maxpool2x2_fwd(0, x.shape[0] * x.shape[1], x, o, a)
     ro, ra = K.maxpool2x2_fwd_ref(x)
     np.testing.assert_array_equal(o, ro)
     np.testing.assert_array_equal(a, ra)

@@ -11,15 +11,9 @@ import functools
 import os
 from contextlib import contextmanager, nullcontext
 
+from ..kernels.util import cores  # noqa: F401  (the cores this process may run on)
+
 MAX_PIPELINES = 4  # each backward pipeline keeps its own input-gradient buffer
-
-
-def cores():
-    """Cores this process may run on (the affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import kernels as K
 from . import reference as _ref
 from . import blas
+from ..kernels.util import split
 from .geometry import conv_out_size, conv_transpose_out_size, interp_indices, pair as _pair, pool_windows
 from .reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
                         concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
@@ -242,14 +243,9 @@ def _winograd_kernels(m):
 
 
 def _by_channel(kernel, C, *args):
-    """kernel(c0, c1, *args) over C channels split into one range per core, in threads (the Winograd
-    kernels release the GIL); this thread does the first range."""
-    n = min(blas.cores(), C)
-    bounds = [C * i // n for i in range(n + 1)]
-    futures = [_executor(n).submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(1, n)]
-    kernel(bounds[0], bounds[1], *args)
-    for f in futures:
-        f.result()  # re-raises a worker's exception here
+    """kernel(c0, c1, *args) over C channels (or planes, or images) split into one range per core, in
+    threads: the kernels release the GIL (kernels.util.split)."""
+    split(kernel, C, *args)
 
 
 def _split_gemm(f, rows, L, dtype):
@@ -646,7 +642,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
         x = np.ascontiguousarray(x)
         out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
         arg = np.empty(out.shape, dtype=np.int32)
-        K.maxpool2x2_fwd(x, out, arg)
+        _by_channel(K.maxpool2x2_fwd, N * C, x, out, arg)
         return out, (arg, x.shape, x.dtype)
     hs, he = pool_windows(H, Ho, kh, sh, ph)
     ws, we = pool_windows(W, Wo, kw, sw, pw)
@@ -666,7 +662,7 @@ def _maxpool_windows(x, hs, he, ws, we):
     x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], x.shape[1], len(hs), len(ws)), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=np.int32)
-    K.maxpool_fwd(x, hs, he, ws, we, out, arg)
+    _by_channel(K.maxpool_fwd, x.shape[0] * x.shape[1], x, hs, he, ws, we, out, arg)
     return out, (arg, x.shape, x.dtype)
 
 
@@ -674,7 +670,7 @@ def maxpool2d_backward(dout, cache):
     """dout: (N, C, H_out, W_out) -> dx: (N, C, H, W); each gradient goes to its window's max."""
     arg, shape, dtype = cache
     dx = np.zeros(shape, dtype=dtype)
-    K.maxpool_bwd(np.ascontiguousarray(dout), arg, dx)
+    _by_channel(K.maxpool_bwd, shape[0] * shape[1], np.ascontiguousarray(dout), arg, dx)
     return dx
 
 
@@ -725,7 +721,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     if training:
         mean = np.empty(C)
         var = np.empty(C)
-        K.bn_stats(x3, mean, var)
+        _by_channel(K.bn_stats, C, x3, mean, var)
         M = N * H * W
         new_rm = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
         new_rv = ((1 - momentum) * running_var + momentum * var * M / (M - 1)).astype(running_var.dtype)
@@ -737,7 +733,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     scale = gamma.astype(np.float64) * invstd
     shift = beta.astype(np.float64) - mean * scale
     out = np.empty_like(x3)
-    K.bn_apply(x3, scale.astype(x.dtype), shift.astype(x.dtype), relu, out)
+    _by_channel(K.bn_apply, N * C, x3, scale.astype(x.dtype), shift.astype(x.dtype), relu, out)
     cache = (x3, mean, invstd, gamma, training, x.shape, out if relu else None)  # out: the ReLU mask
     return out.reshape(x.shape), cache, new_rm, new_rv
 
@@ -750,7 +746,8 @@ def batchnorm2d_backward(dout, cache):
         dx = np.empty_like(x3)
         dg = np.empty(x3.shape[1])
         db = np.empty(x3.shape[1])
-        K.bn_backward(d3, x3, mean, invstd, gamma.astype(np.float64), x3 if y is None else y, y is not None, dx, dg, db)
+        _by_channel(K.bn_backward, x3.shape[1], d3, x3, mean, invstd, gamma.astype(np.float64),
+                    x3 if y is None else y, y is not None, dx, dg, db)
     else:  # the statistics are constants: y = x * scale + shift
         if y is not None:
             d3 = np.where(y > 0, d3, 0).astype(d3.dtype)

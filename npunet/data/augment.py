@@ -6,7 +6,9 @@ Image arrays: (C, H, W) float; label arrays (masks, instance labels, weight maps
 nearest neighbour so they stay labels.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..kernels.util import split
 
 
 def _cubic_weights(t, a=-0.5):
@@ -48,12 +50,13 @@ def _reflect(i, n):
     return period - i if i >= n else i
 
 
-@njit(cache=True, parallel=True)
-def warp_bicubic(img, sy, sx, out):
-    """out[c, h, w] = img[c] sampled bicubically at (sy[h, w], sx[h, w]), mirrored borders."""
+@njit(cache=True, nogil=True)
+def warp_bicubic(h0, h1, img, sy, sx, out):
+    """out[c, h, w] = img[c] sampled bicubically at (sy[h, w], sx[h, w]), mirrored borders; output
+    rows h0..h1-1."""
     C, H, W = img.shape
     a = -0.5
-    for h in prange(H):
+    for h in range(h0, h1):
         wy = np.empty(4)
         wx = np.empty(4)
         for w in range(W):
@@ -76,11 +79,11 @@ def warp_bicubic(img, sy, sx, out):
                 out[c, h, w] = acc
 
 
-@njit(cache=True, parallel=True)
-def warp_nearest(lab, sy, sx, out):
-    """Nearest-neighbour twin of warp_bicubic for labels: lab (K, H, W)."""
+@njit(cache=True, nogil=True)
+def warp_nearest(h0, h1, lab, sy, sx, out):
+    """Nearest-neighbour twin of warp_bicubic for labels: lab (K, H, W); output rows h0..h1-1."""
     K, H, W = lab.shape
-    for h in prange(H):
+    for h in range(h0, h1):
         for w in range(W):
             yy = _reflect(int(np.floor(sy[h, w] + 0.5)), H)
             xx = _reflect(int(np.floor(sx[h, w] + 0.5)), W)
@@ -126,9 +129,9 @@ def elastic(image, labels, rng, grid=3, sigma=10.0):
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
     sy, sx = yy + dy, xx + dx
     img_out = np.empty(image.shape, np.float64)
-    warp_bicubic(np.ascontiguousarray(image, dtype=np.float64), sy, sx, img_out)
+    split(warp_bicubic, H, np.ascontiguousarray(image, dtype=np.float64), sy, sx, img_out)
     lab_out = np.empty_like(labels)
-    warp_nearest(np.ascontiguousarray(labels), sy, sx, lab_out)
+    split(warp_nearest, H, np.ascontiguousarray(labels), sy, sx, lab_out)
     return img_out.astype(image.dtype), lab_out
 
 

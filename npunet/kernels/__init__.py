@@ -4,7 +4,8 @@ Every kernel ``foo`` has a NumPy/loop reference twin ``foo_ref`` in the same mod
 (``maxpool_bwd``'s is ``maxpool_bwd_ref``; ``interp_fwd``'s ``interp_fwd_ref`` ...); tests compare
 the two.  The ops a student reads are in ``npunet/backends/reference.py``.  Kernels are compiled
 with ``cache=True`` so the compilation cost is paid once per machine.
-Only loops whose iterations write disjoint memory use ``prange``.
+Kernels are serial and release the GIL; ``util.split`` runs them over index ranges (channels,
+planes, rows) on every core. (Only the depthwise kernels still use Numba's ``prange``.)
 """
 from .conv import im2col, col2im, im2col_wide, col2im_wide, im2col_ref, col2im_ref, im2col_wide_ref, col2im_wide_ref
 from .pool import (maxpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd_ref, maxpool2x2_fwd_ref, maxpool_bwd_ref,

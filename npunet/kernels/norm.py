@@ -5,19 +5,20 @@ Sums are accumulated in float64 whatever the input dtype (float32 sums of 20M
 values would lose digits).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # Reassociation lets LLVM vectorise the float64 sums (several partial sums instead of one chain);
 # no "nnan"/"ninf": NaN and Inf still propagate, so the NaN checks downstream still see them.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def bn_stats(x, mean, var):
-    """x: (N, C, M) -> mean (C,), biased var (C,), in one pass: sums of (x - K) and (x - K)^2 in
-    float64 with K = the channel's first value (the shift keeps the subtraction well conditioned)."""
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def bn_stats(c0, c1, x, mean, var):
+    """x: (N, C, M) -> mean (C,), biased var (C,) of channels c0..c1-1, in one pass: sums of (x - K)
+    and (x - K)^2 in float64 with K = the channel's first value (the shift keeps the subtraction well
+    conditioned)."""
     N, C, M = x.shape
-    for c in prange(C):
+    for c in range(c0, c1):
         K = x[0, c, 0]
         s = 0.0
         q = 0.0
@@ -31,13 +32,13 @@ def bn_stats(x, mean, var):
         var[c] = max(q / (N * M) - m * m, 0.0)
 
 
-@njit(cache=True, parallel=True)
-def bn_apply(x, scale, shift, relu, out):
+@njit(cache=True, nogil=True)
+def bn_apply(p0, p1, x, scale, shift, relu, out):
     """out = x * scale[c] + shift[c], then max(out, 0) when relu (BatchNorm + ReLU in one pass);
-    x, out: (N, C, M)."""
+    x, out: (N, C, M); planes n*C + c in [p0, p1)."""
     N, C, M = x.shape
     zero = out.dtype.type(0)
-    for nc in prange(N * C):
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
         a = scale[c]
@@ -75,15 +76,16 @@ def _bn_bwd_channel(dout, x, y, relu, c, mu, ist, a, Mt, dx):
     return sb, sg
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def bn_backward(dout, x, mean, invstd, gamma, y, relu, dx, dgamma, dbeta):
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def bn_backward(c0, c1, dout, x, mean, invstd, gamma, y, relu, dx, dgamma, dbeta):
     """Training-mode backward.  xhat = (x - mean) * invstd, y = gamma * xhat + beta:
     dbeta = sum(dout), dgamma = sum(dout * xhat),
     dx = gamma * invstd * (dout - dbeta/Mt - xhat * dgamma/Mt), Mt = N*M.
-    relu: the forward was relu(BN(x)) with output y, so dout counts only where y > 0."""
+    relu: the forward was relu(BN(x)) with output y, so dout counts only where y > 0.
+    Channels c0..c1-1."""
     N, C, M = x.shape
     Mt = N * M
-    for c in prange(C):
+    for c in range(c0, c1):
         a = gamma[c] * invstd[c]
         if relu:   # two copies of the loops, so that neither tests the flag per element
             sb, sg = _bn_bwd_channel(dout, x, y, True, c, mean[c], invstd[c], a, Mt, dx)

@@ -7,17 +7,18 @@ maximum (first one wins on ties; a NaN always wins, the last one if several: PyT
 backward routes each gradient there.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..backends.geometry import pool_windows  # the index arrays the kernels take
 
 
-@njit(cache=True, parallel=True)
-def maxpool_fwd(x, hs, he, ws, we, out, arg):
-    """x: (N, C, H, W); out: (N, C, OH, OW); arg: (N, C, OH, OW) int32 flat indices."""
+@njit(cache=True, nogil=True)
+def maxpool_fwd(p0, p1, x, hs, he, ws, we, out, arg):
+    """x: (N, C, H, W); out: (N, C, OH, OW); arg: (N, C, OH, OW) int32 flat indices; planes
+    n*C + c in [p0, p1)."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
-    for nc in prange(N * C):
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
         xp = x[n, c]
@@ -36,13 +37,13 @@ def maxpool_fwd(x, hs, he, ws, we, out, arg):
                 arg[n, c, oh, ow] = bi
 
 
-@njit(cache=True, parallel=True)
-def maxpool2x2_fwd(x, out, arg):
+@njit(cache=True, nogil=True)
+def maxpool2x2_fwd(p0, p1, x, out, arg):
     """The U-Net case (2x2 windows, stride 2, no padding), unrolled (about 2x faster than the
-    general kernel on this case): same results as maxpool_fwd."""
+    general kernel on this case): same results as maxpool_fwd.  Planes in [p0, p1)."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
-    for nc in prange(N * C):
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
         for oh in range(OH):
@@ -67,13 +68,13 @@ def maxpool2x2_fwd(x, out, arg):
                 arg[n, c, oh, ow] = bi
 
 
-@njit(cache=True, parallel=True)
-def maxpool_bwd(dout, arg, dx):
-    """dx (N, C, H, W) += dout routed to the recorded argmax (windows may overlap,
-    so the parallel loop is over planes, never over output cells)."""
+@njit(cache=True, nogil=True)
+def maxpool_bwd(p0, p1, dout, arg, dx):
+    """dx (N, C, H, W) += dout routed to the recorded argmax, planes in [p0, p1) (windows may
+    overlap, so the work is split over planes, never over output cells)."""
     N, C, H, W = dx.shape
     OH, OW = dout.shape[2], dout.shape[3]
-    for nc in prange(N * C):
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
         for oh in range(OH):
