@@ -435,9 +435,11 @@ def test_winograd_dispatch(rng):
     assert not path((1, 8, 16, 16), (4, 4, 3, 3), groups=2)
     assert not path((1, 8, 16, 16), (4, 8, 1, 1))
     assert not path((1, 8, 8, 8), (4, 8, 3, 3), padding=1)            # 16 tiles: im2col is faster
-    tile = lambda shape: fast.conv2d_forward(np.ones(shape, np.float32), np.ones((2, 8, 3, 3), np.float32),
-                                             None, padding=1)[1][-1]
-    assert tile((2, 8, 64, 64)) == 4 and tile((1, 8, 16, 16)) == 2   # F(4x4) only with >= 512 4x4 tiles
+    tile = lambda shape, O=2: fast.conv2d_forward(np.ones(shape, np.float32), np.ones((O, shape[1], 3, 3), np.float32),
+                                                  None, padding=1)[1][-1]
+    assert tile((2, 8, 64, 64)) == 4 and tile((1, 8, 16, 16)) == 2   # F(4x4) with >= 512 4x4 tiles ...
+    assert tile((8, 8, 16, 16)) == 4 and tile((8, 8, 16, 16), O=129) == 2   # ... or 128 with <= 128 channels
+    assert tile((4, 8, 16, 16)) == 2
 
 
 @pytest.mark.parametrize("m,bound", [(2, 5e-6), (4, 2e-5)])

@@ -213,7 +213,8 @@ WINOGRAD_MIN_TILES = 64    # ... and at least this many 2x2 output tiles (a 512-
                            # its 16 x C_out x C_in transformed weights cost more than the GEMMs save)
 WINOGRAD_TILE = None     # output tile m: 4 = F(4x4, 3x3) (36 GEMMs, transforms 2.25x the data),
                          # 2 = F(2x2, 3x3) (16 GEMMs, 4x the data, smaller float32 error), None: per layer:
-WINOGRAD_F4_MIN_TILES = 512  # F(4x4) from this many 4x4 output tiles; below, its 36 x C_out x C_in weight
+WINOGRAD_F4_MIN_TILES = (512, 128)  # F(4x4) from this many 4x4 output tiles (the second number: when both
+                                    # channel counts are <= 128); below, its 36 x C_out x C_in weight
                              # transform outweighs the saving (measured: 512 ch at 64^2 and deeper run F(2x2))
 WINOGRAD_BAND = 1 << 22  # elements of the larger of V (a*a, C, T) and M (a*a, O, T) per band (16 MiB)
 WINOGRAD_PIPE_BAND = 1 << 20  # the same for batches of >= 1 image per core (4 MiB): there each core runs
@@ -302,7 +303,7 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     (None: WINOGRAD_TILE, or chosen from the tile count)."""
     (ph, pw), (N, C, H, W), O = padding, x.shape, weight.shape[0]
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
-    m = m or WINOGRAD_TILE or (4 if N * -(-Ho // 4) * -(-Wo // 4) >= WINOGRAD_F4_MIN_TILES else 2)
+    m = m or WINOGRAD_TILE or (4 if N * -(-Ho // 4) * -(-Wo // 4) >= WINOGRAD_F4_MIN_TILES[max(C, O) <= 128] else 2)
     wt, it, ot, _, _, _ = _winograd_kernels(m)
     P = (m + 2) ** 2
     TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
