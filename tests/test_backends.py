@@ -543,3 +543,23 @@ def test_pointwise_conv_path_equals_the_reference(rng):
         for a, r in zip(fast.conv2d_backward(g, c), reference.conv2d_backward(g, cr)):
             assert (a is None and r is None) or rel(a, r) < SAME
         assert (g == g0).all()
+
+
+@pytest.mark.parametrize("shape,wshape,bias", [((1, 4, 5, 6), (4, 3, 2, 2), True), ((3, 4, 5, 6), (4, 3, 2, 2), False),
+                                               ((2, 3, 4, 3), (3, 2, 3, 2), True)])
+def test_upconv_with_kernel_equal_to_stride_equals_the_reference(shape, wshape, bias, rng):
+    """U-Net's up-conv (kernel = stride, no padding) takes a path of its own in the fast backend (one GEMM
+    per image and a shuffle): output and every gradient equal the reference in float64, for one image
+    (split over channels) and for batches (split over images)."""
+    x, w = rng.standard_normal(shape), rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[1]) if bias else None
+    stride = wshape[2:]
+    y, c = fast.conv_transpose2d_forward(x, w, b, stride=stride)
+    assert c[0] is fast._DISJOINT
+    yr, cr = reference.conv_transpose2d_forward(x, w, b, stride=stride)
+    assert rel(y, yr) < 1e-13
+    g = rng.standard_normal(y.shape)
+    g0 = g.copy()
+    for a, r in zip(fast.conv_transpose2d_backward(g, c), reference.conv_transpose2d_backward(g, cr)):
+        assert (a is None and r is None) or (a.shape == r.shape and rel(a, r) < 1e-13)
+    assert (g == g0).all()

@@ -320,3 +320,20 @@ def test_winograd_matrices_compute_a_correlation(rng):
     for m, (bt, g, at) in ((2, (KW.BT, KW.G, KW.AT)), (4, (KW.BT4, KW.G4, KW.AT4))):
         d, k = rng.standard_normal(m + 2), rng.standard_normal(3)
         np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), [d[i:i + 3] @ k for i in range(m)], atol=1e-14)
+
+
+@pytest.mark.parametrize("k", [(2, 2), (3, 2)])
+def test_upconv_shuffle_kernels_match_twins_and_are_adjoint(k, rng):
+    kh, kw = k
+    Co, H, W = 3, 4, 5
+    cols, bias = rng.standard_normal((Co * kh * kw, H * W)), rng.standard_normal(Co)
+    out = np.full((Co, H * kh, W * kw), np.nan)
+    K.upconv_shuffle(cols, kh, kw, bias, out)
+    np.testing.assert_array_equal(out, K.upconv_shuffle_ref(cols, kh, kw, bias, H, W))
+    d = rng.standard_normal(out.shape)
+    dcols = np.full(cols.shape, np.nan)
+    K.upconv_unshuffle(d, kh, kw, dcols)
+    np.testing.assert_array_equal(dcols, K.upconv_unshuffle_ref(d, kh, kw))
+    out0 = np.empty_like(out)
+    K.upconv_shuffle(cols, kh, kw, np.zeros(Co), out0)
+    assert np.sum(d * out0) == pytest.approx(np.sum(dcols * cols), rel=1e-12)   # gather = shuffle's adjoint

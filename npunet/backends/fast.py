@@ -571,6 +571,73 @@ def conv2d_backward(dout, cache):
     return dx, dW.astype(x.dtype).reshape(weight.shape), db
 
 
+_DISJOINT = "disjoint taps"
+
+
+def _taps_disjoint(kh, kw, sh, sw, ph, pw, oph, opw, groups):
+    """Kernel = stride, no padding (U-Net's 2x2 up-conv): the taps of neighbouring pixels never overlap."""
+    return (kh, kw) == (sh, sw) and (ph, pw, oph, opw) == (0, 0, 0, 0) and groups == 1
+
+
+def _upconv_disjoint_forward(x, weight, bias):
+    """Transposed conv with kernel = stride: per image cols = W^T x (one GEMM on (C_in, H*W), no
+    im2col, no zero-filled output), then each product lands on its own output pixel (upconv_shuffle,
+    bias added on the way). Images (or, for one image, output channels) are split over the cores.
+    x: (N, C_in, H, W), weight: (C_in, C_out, k, k) -> out: (N, C_out, H*k, W*k)."""
+    Cin, Cout, kh, kw = weight.shape
+    N, _, H, W = x.shape
+    X = np.ascontiguousarray(x).reshape(N, Cin, H * W)
+    Wt = np.ascontiguousarray(weight.reshape(Cin, Cout * kh * kw).T)                  # (C_out*k*k, C_in)
+    b = bias if bias is not None else np.zeros(Cout, x.dtype)
+    out = np.empty((N, Cout, H * kh, W * kw), x.dtype)
+    by_image = N >= blas.cores()
+
+    def part(a, c):                         # images a..c-1 (all channels), or channels a..c-1 (all images)
+        images, (o0, o1) = (range(a, c), (0, Cout)) if by_image else (range(N), (a, c))
+        for n in images:
+            K.upconv_shuffle(Wt[o0 * kh * kw:o1 * kh * kw] @ X[n], kh, kw, b[o0:o1], out[n, o0:o1])
+    with blas.single_thread():
+        _by_channel(part, N if by_image else Cout)
+    return out, (_DISJOINT, x, weight, bias is not None)
+
+
+def _upconv_disjoint_backward(dout, cache):
+    """dcols = the gather of dout per image (upconv_unshuffle); dx = W dcols; dW += x dcols^T;
+    images split over the cores (per-core dW summed), or for one image the C_in rows of dx and dW."""
+    _, x, weight, has_bias = cache
+    Cin, Cout, kh, kw = weight.shape
+    N, _, H, W = x.shape
+    X = np.ascontiguousarray(x).reshape(N, Cin, H * W)
+    Wg = weight.reshape(Cin, Cout * kh * kw)
+    dout = np.ascontiguousarray(dout)
+    dx = np.empty((N, Cin, H * W), x.dtype)
+    dWs = {}
+    with blas.single_thread():
+        if N >= blas.cores():
+            def part(i0, i1):
+                dW = np.zeros(Wg.shape, x.dtype)
+                dcols = np.empty((Cout * kh * kw, H * W), x.dtype)
+                for n in range(i0, i1):
+                    K.upconv_unshuffle(dout[n], kh, kw, dcols)
+                    np.matmul(Wg, dcols, out=dx[n])                                     # (C_in, H*W)
+                    dW += X[n] @ dcols.T                                                # (C_in, C_out*k*k)
+                dWs[i0] = dW
+            _by_channel(part, N)
+            dW = sum(dWs.values())
+        else:
+            dW = np.zeros(Wg.shape, x.dtype)
+            dcols = np.empty((Cout * kh * kw, H * W), x.dtype)
+            for n in range(N):
+                K.upconv_unshuffle(dout[n], kh, kw, dcols)
+
+                def rows(c0, c1):
+                    np.matmul(Wg[c0:c1], dcols, out=dx[n, c0:c1])
+                    dW[c0:c1] += X[n, c0:c1] @ dcols.T
+                _by_channel(rows, Cin)
+    db = _bias_grad(dout) if has_bias else None
+    return dx.reshape(x.shape), dW.reshape(weight.shape), db
+
+
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1):
     """Transposed convolution ("up-convolution"): the input-gradient of conv2d.
 
@@ -586,6 +653,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     Cout = Og * G
     Ho = conv_transpose_out_size(H, kh, sh, ph, oph)
     Wo = conv_transpose_out_size(W, kw, sw, pw, opw)
+    if _taps_disjoint(kh, kw, sh, sw, ph, pw, oph, opw, G):
+        return _upconv_disjoint_forward(x, weight, bias)
     out = np.zeros((N, Cout, Ho, Wo), dtype=x.dtype)
     Wg = weight.reshape(Cin, -1) if G == 1 else weight.reshape(G, Cin // G, -1)
     Kr = Cout * kh * kw
@@ -604,6 +673,8 @@ def conv_transpose2d_backward(dout, cache):
 
     Per tile of input rows: dcols = im2col(dout); dx = W @ dcols; dW += x_t @ dcols^T.
     """
+    if cache[0] is _DISJOINT:
+        return _upconv_disjoint_backward(dout, cache)
     x, weight, has_bias, (sh, sw), (ph, pw), G, _ = cache
     Cin, Og, kh, kw = weight.shape
     N, _, H, W = x.shape

@@ -8,6 +8,7 @@ Kernels are serial and release the GIL; ``util.split`` runs them over index rang
 planes, rows) on every core. (Only the depthwise kernels still use Numba's ``prange``.)
 """
 from .conv import im2col, col2im, im2col_wide, col2im_wide, im2col_ref, col2im_ref, im2col_wide_ref, col2im_wide_ref
+from .conv import upconv_shuffle, upconv_unshuffle, upconv_shuffle_ref, upconv_unshuffle_ref
 from .pool import (maxpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd_ref, maxpool2x2_fwd_ref, maxpool_bwd_ref,
                    pool_windows)
 from .interp import interp_fwd, interp_bwd, interp_fwd_ref, interp_bwd_ref, interp_indices

@@ -189,3 +189,52 @@ def col2im_wide_ref(cols, x_shape, n0, n1, oh0, oh1, kh, kw):
     dx = np.zeros(x_shape, dtype=cols.dtype)
     dx[n0:n1] = flat[:, :, :H * W].reshape(n1 - n0, C, H, W)
     return dx
+
+
+# ---------------------------------------------------------------- up-convolution with kernel = stride
+
+@njit(cache=True, nogil=True)
+def upconv_shuffle(cols, kh, kw, bias, out):
+    """The scatter of a transposed convolution whose kernel equals its stride (U-Net's 2x2 up-conv):
+    the kernel's taps never overlap, so every output pixel receives exactly one product.
+    cols: (C_o*kh*kw, H*W) for one image, rows (o*kh + u)*kw + v; bias: (C_o,);
+    out: (C_o, H*kh, W*kw), out[o, i*kh + u, j*kw + v] = cols[(o*kh + u)*kw + v, i*W + j] + bias[o]."""
+    Co, Ho, Wo = out.shape
+    H, W = Ho // kh, Wo // kw
+    for o in range(Co):
+        b = bias[o]
+        for i in range(H):
+            for u in range(kh):
+                for v in range(kw):
+                    r = (o * kh + u) * kw + v
+                    for j in range(W):
+                        out[o, i * kh + u, j * kw + v] = cols[r, i * W + j] + b
+
+
+@njit(cache=True, nogil=True)
+def upconv_unshuffle(dout, kh, kw, dcols):
+    """Adjoint of upconv_shuffle (a gather): dcols[(o*kh + u)*kw + v, i*W + j] = dout[o, i*kh + u, j*kw + v].
+    dout: (C_o, H*kh, W*kw) for one image; dcols: (C_o*kh*kw, H*W)."""
+    Co, Ho, Wo = dout.shape
+    H, W = Ho // kh, Wo // kw
+    for o in range(Co):
+        for i in range(H):
+            for u in range(kh):
+                for v in range(kw):
+                    r = (o * kh + u) * kw + v
+                    for j in range(W):
+                        dcols[r, i * W + j] = dout[o, i * kh + u, j * kw + v]
+
+
+def upconv_shuffle_ref(cols, kh, kw, bias, H, W):
+    """NumPy twin of :func:`upconv_shuffle`: a reshape and a transpose."""
+    Co = cols.shape[0] // (kh * kw)
+    out = cols.reshape(Co, kh, kw, H, W).transpose(0, 3, 1, 4, 2).reshape(Co, H * kh, W * kw)
+    return out + bias[:, None, None]
+
+
+def upconv_unshuffle_ref(dout, kh, kw):
+    """NumPy twin of :func:`upconv_unshuffle`."""
+    Co, Ho, Wo = dout.shape
+    H, W = Ho // kh, Wo // kw
+    return dout.reshape(Co, H, kh, W, kw).transpose(0, 2, 4, 1, 3).reshape(Co * kh * kw, H * W)
