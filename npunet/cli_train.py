@@ -212,7 +212,7 @@ def add_commands(sub):
                    help="U-Net, U-Net++, UNet 3+, or a U-Net with a ResNet / MobileNetV2 / EfficientNet encoder")
     d.add_argument("--data", choices=["synthetic", "nuclei"], default="synthetic",
                    help="synthetic touching cells (default) or the DSB 2018 nuclei image shipped with npunet")
-    d.add_argument("--epochs", type=int, default=24)
+    d.add_argument("--epochs", type=int, default=20)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--n-train", type=int, default=48, help="synthetic training images")
     d.add_argument("--out", default="npunet_demo_out", help="folder for figures and the checkpoint")

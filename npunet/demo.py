@@ -23,7 +23,7 @@ def check_out_dir(out):
                          f"choose another with --out") from None
 
 
-def demo_config(model="unet", data="synthetic", epochs=24, seed=0, out="npunet_demo_out", weight_map=True,
+def demo_config(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo_out", weight_map=True,
                 batch_size=8, lr=3e-3, n_train=48):
     """The demo as a training config (the same dict ``npunet train --config`` reads)."""
     cfg = defaults()
@@ -34,7 +34,7 @@ def demo_config(model="unet", data="synthetic", epochs=24, seed=0, out="npunet_d
     return cfg
 
 
-def run_demo(model="unet", data="synthetic", epochs=24, seed=0, out="npunet_demo_out", weight_map=True,
+def run_demo(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo_out", weight_map=True,
              batch_size=8, lr=3e-3, n_train=48, progress=True, log=print, trace=True):
     """Trains the demo config through the same code as ``npunet train``.
     Returns dict(metrics, history, seconds, out, model, val=(images, masks, labels) held out)."""
