@@ -31,6 +31,8 @@ TILE_ELEMS = 1 << 21
 
 @functools.lru_cache(maxsize=None)
 def _executor(workers):
+    """The tile pipelines' own pool, apart from kernels.util.split's: a pipeline that called split on a
+    pool whose workers all run pipelines would wait for itself."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="npunet-conv")
 
 
@@ -243,12 +245,6 @@ def _winograd_kernels(m):
             KW.input_transform_4_adjoint, KW.weight_transform_4_adjoint)
 
 
-def _by_channel(kernel, C, *args):
-    """kernel(c0, c1, *args) over C channels (or planes, or images) split into one range per core, in
-    threads: the kernels release the GIL (kernels.util.split)."""
-    split(kernel, C, *args)
-
-
 def _split_gemm(f, rows, L, dtype):
     """A GEMM result (rows, L) computed as f(a, b) = its columns a..b, one column range per core in
     threads (each GEMM on the one BLAS thread the caller set)."""
@@ -256,7 +252,7 @@ def _split_gemm(f, rows, L, dtype):
 
     def part(a, b):
         out[:, a:b] = f(a, b)
-    _by_channel(part, L)
+    split(part, L)
     return out
 
 
@@ -309,7 +305,7 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
     x = np.ascontiguousarray(x)
     U = _xi_stack(None, O, C, x.dtype, P)
-    _by_channel(wt, O, np.ascontiguousarray(weight), U)                         # U = G w G^T
+    split(wt, O, np.ascontiguousarray(weight), U)                         # U = G w G^T
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
     if N >= blas.cores() > 1:
@@ -323,15 +319,15 @@ def _winograd_forward(x, weight, bias, padding, m=None):
                 np.matmul(U, V, out=M)                                          # (P, O, Tb)
                 ot(0, O, M, n0, n1, t0, t1, b, out)                             # output tiles are disjoint
         with blas.single_thread():
-            _by_channel(pipeline, len(bands))
+            split(pipeline, len(bands))
     else:                                   # one image: each stage split over the cores
         with blas.single_thread():
             for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
                 Tb = (n1 - n0) * (t1 - t0) * TW
                 V, M = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
-                _by_channel(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
-                _by_channel(lambda p0, p1: np.matmul(U[p0:p1], V[p0:p1], out=M[p0:p1]), P)   # by position
-                _by_channel(ot, O, M, n0, n1, t0, t1, b, out)
+                split(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
+                split(lambda p0, p1: np.matmul(U[p0:p1], V[p0:p1], out=M[p0:p1]), P)   # by position
+                split(ot, O, M, n0, n1, t0, t1, b, out)
     return out, (_WINOGRAD, x, weight, U, bias is not None, padding, m)
 
 
@@ -365,7 +361,7 @@ def _winograd_backward(dout, cache):
                 ita(0, C, V, ph, pw, n0, n1, t0, t1, TW, dx)                    # dx += B dV B^T
             dUs[i0] = dU
         with blas.single_thread():
-            _by_channel(pipeline, N)
+            split(pipeline, N)
         dU = sum(dUs.values())
     else:                                   # one image: each stage split over the cores by channel
         dU = np.zeros((P, O, C), x.dtype)
@@ -378,12 +374,12 @@ def _winograd_backward(dout, cache):
             for n0, n1, t0, t1 in _winograd_bands(N, TH, TW, max(C, O), P):
                 Tb = (n1 - n0) * (t1 - t0) * TW
                 V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
-                _by_channel(ota, O, dout, n0, n1, t0, t1, dM)
-                _by_channel(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
-                _by_channel(gemms, P)                                         # by tile position
-                _by_channel(ita, C, V, ph, pw, n0, n1, t0, t1, TW, dx)
+                split(ota, O, dout, n0, n1, t0, t1, dM)
+                split(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
+                split(gemms, P)                                         # by tile position
+                split(ita, C, V, ph, pw, n0, n1, t0, t1, TW, dx)
     dW = np.empty(weight.shape, x.dtype)
-    _by_channel(wta, O, np.ascontiguousarray(dU), dW)                           # dW = G^T dU G
+    split(wta, O, np.ascontiguousarray(dU), dW)                           # dW = G^T dU G
     db = _bias_grad(dout) if has_bias else None
     return dx, dW, db
 
@@ -412,7 +408,7 @@ def _small_forward(x, g, Wg, bias, out):
     def part(o0, o1):
         np.matmul(Wg[o0:o1], cols, out=y[o0:o1])
     with blas.single_thread():
-        _by_channel(part, Wg.shape[0])
+        split(part, Wg.shape[0])
     g.cols_to_tile(y, out, 0, x.shape[0], 0, g.Ho, bias)
 
 
@@ -429,8 +425,8 @@ def _small_backward(dout, x, g, Wg):
     def part_c(k0, k1):
         np.matmul(Wg[:, k0:k1].T, d, out=dcols[k0:k1])
     with blas.single_thread():
-        _by_channel(part_w, Wg.shape[0])
-        _by_channel(part_c, Wg.shape[1])
+        split(part_w, Wg.shape[0])
+        split(part_c, Wg.shape[1])
     dsrc = g.dsource(x.dtype)
     g.col2im(dcols, 0, x.shape[0], 0, g.Ho, dsrc)
     return g.crop_dsource(dsrc), dW
@@ -453,7 +449,7 @@ def _pointwise_forward(x, weight, bias):
         if bias is not None:
             out[:, o0:o1] += bias[o0:o1, None]
     with blas.single_thread():
-        _by_channel(part, O)
+        split(part, O)
     return out.reshape(N, O, H, W), (_POINTWISE, x3, weight, bias is not None, x.shape)
 
 
@@ -474,8 +470,8 @@ def _pointwise_backward(dout, cache):
         for n in range(N):
             dW[o0:o1] += d3[n, o0:o1] @ x3[n].T
     with blas.single_thread():
-        _by_channel(part_x, C)
-        _by_channel(part_w, O)
+        split(part_x, C)
+        split(part_w, O)
     db = _bias_grad(dout) if has_bias else None
     return dx.reshape(shape), dW.astype(x3.dtype).reshape(weight.shape), db
 
@@ -597,7 +593,7 @@ def _upconv_disjoint_forward(x, weight, bias):
         for n in images:
             K.upconv_shuffle(Wt[o0 * kh * kw:o1 * kh * kw] @ X[n], kh, kw, b[o0:o1], out[n, o0:o1])
     with blas.single_thread():
-        _by_channel(part, N if by_image else Cout)
+        split(part, N if by_image else Cout)
     return out, (_DISJOINT, x, weight, bias is not None)
 
 
@@ -622,7 +618,7 @@ def _upconv_disjoint_backward(dout, cache):
                     np.matmul(Wg, dcols, out=dx[n])                                     # (C_in, H*W)
                     dW += X[n] @ dcols.T                                                # (C_in, C_out*k*k)
                 dWs[i0] = dW
-            _by_channel(part, N)
+            split(part, N)
             dW = sum(dWs.values())
         else:
             dW = np.zeros(Wg.shape, x.dtype)
@@ -633,7 +629,7 @@ def _upconv_disjoint_backward(dout, cache):
                 def rows(c0, c1):
                     np.matmul(Wg[c0:c1], dcols, out=dx[n, c0:c1])
                     dW[c0:c1] += X[n, c0:c1] @ dcols.T
-                _by_channel(rows, Cin)
+                split(rows, Cin)
     db = _bias_grad(dout) if has_bias else None
     return dx.reshape(x.shape), dW.reshape(weight.shape), db
 
@@ -694,7 +690,7 @@ def conv_transpose2d_backward(dout, cache):
             dxt = _split_gemm(lambda a, b: _gemm(Wg, dcols[:, a:b], G), Cin, dcols.shape[1], x.dtype)
             dx[n0:n1, :, r0:r1, :] = dxt.reshape(Cin, n1 - n0, r1 - r0, W).transpose(1, 0, 2, 3)
             if G == 1:   # dW rows split over threads (each on one BLAS thread)
-                _by_channel(lambda c0, c1: np.add(dW[c0:c1], xt[c0:c1] @ dcols.T, out=dW[c0:c1]), Cin)
+                split(lambda c0, c1: np.add(dW[c0:c1], xt[c0:c1] @ dcols.T, out=dW[c0:c1]), Cin)
             else:
                 dW += _gemm_nt(xt, dcols, G)
     db = _bias_grad(dout) if has_bias else None
@@ -714,7 +710,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
         x = np.ascontiguousarray(x)
         out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
         arg = np.empty(out.shape, dtype=np.int32)
-        _by_channel(K.maxpool2x2_fwd, N * C, x, out, arg)
+        split(K.maxpool2x2_fwd, N * C, x, out, arg)
         return out, (arg, x.shape, x.dtype)
     hs, he = pool_windows(H, Ho, kh, sh, ph)
     ws, we = pool_windows(W, Wo, kw, sw, pw)
@@ -734,7 +730,7 @@ def _maxpool_windows(x, hs, he, ws, we):
     x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], x.shape[1], len(hs), len(ws)), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=np.int32)
-    _by_channel(K.maxpool_fwd, x.shape[0] * x.shape[1], x, hs, he, ws, we, out, arg)
+    split(K.maxpool_fwd, x.shape[0] * x.shape[1], x, hs, he, ws, we, out, arg)
     return out, (arg, x.shape, x.dtype)
 
 
@@ -742,7 +738,7 @@ def maxpool2d_backward(dout, cache):
     """dout: (N, C, H_out, W_out) -> dx: (N, C, H, W); each gradient goes to its window's max."""
     arg, shape, dtype = cache
     dx = np.zeros(shape, dtype=dtype)
-    _by_channel(K.maxpool_bwd, shape[0] * shape[1], np.ascontiguousarray(dout), arg, dx)
+    split(K.maxpool_bwd, shape[0] * shape[1], np.ascontiguousarray(dout), arg, dx)
     return dx
 
 
@@ -766,7 +762,7 @@ def interpolate_forward(x, size, mode="nearest", align_corners=None, scale=None)
     iy = (iy[0], iy[1], iy[2].astype(x.dtype))
     ix = (ix[0], ix[1], ix[2].astype(x.dtype))
     out = np.empty((N, C, oh, ow), dtype=x.dtype)
-    _by_channel(K.interp_fwd, N * C, np.ascontiguousarray(x), *iy, *ix, out)   # planes split over cores
+    split(K.interp_fwd, N * C, np.ascontiguousarray(x), *iy, *ix, out)   # planes split over cores
     return out, (iy, ix, x.shape, x.dtype)
 
 
@@ -774,7 +770,7 @@ def interpolate_backward(dout, cache):
     """dout: (N, C, H_out, W_out) -> dx: (N, C, H, W) (scatter with the same weights)."""
     iy, ix, shape, dtype = cache
     dx = np.zeros(shape, dtype=dtype)
-    _by_channel(K.interp_bwd, shape[0] * shape[1], np.ascontiguousarray(dout), *iy, *ix, dx)
+    split(K.interp_bwd, shape[0] * shape[1], np.ascontiguousarray(dout), *iy, *ix, dx)
     return dx
 
 
@@ -793,7 +789,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     if training:
         mean = np.empty(C)
         var = np.empty(C)
-        _by_channel(K.bn_stats, C, x3, mean, var)
+        split(K.bn_stats, C, x3, mean, var)
         M = N * H * W
         new_rm = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
         new_rv = ((1 - momentum) * running_var + momentum * var * M / (M - 1)).astype(running_var.dtype)
@@ -805,7 +801,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     scale = gamma.astype(np.float64) * invstd
     shift = beta.astype(np.float64) - mean * scale
     out = np.empty_like(x3)
-    _by_channel(K.bn_apply, N * C, x3, scale.astype(x.dtype), shift.astype(x.dtype), relu, out)
+    split(K.bn_apply, N * C, x3, scale.astype(x.dtype), shift.astype(x.dtype), relu, out)
     cache = (x3, mean, invstd, gamma, training, x.shape, out if relu else None)  # out: the ReLU mask
     return out.reshape(x.shape), cache, new_rm, new_rv
 
@@ -818,8 +814,8 @@ def batchnorm2d_backward(dout, cache):
         dx = np.empty_like(x3)
         dg = np.empty(x3.shape[1])
         db = np.empty(x3.shape[1])
-        _by_channel(K.bn_backward, x3.shape[1], d3, x3, mean, invstd, gamma.astype(np.float64),
-                    x3 if y is None else y, y is not None, dx, dg, db)
+        split(K.bn_backward, x3.shape[1], d3, x3, mean, invstd, gamma.astype(np.float64),
+              x3 if y is None else y, y is not None, dx, dg, db)
     else:  # the statistics are constants: y = x * scale + shift
         if y is not None:
             d3 = np.where(y > 0, d3, 0).astype(d3.dtype)
