@@ -36,6 +36,11 @@ def unet_operations(model, input_shape):
     return ops
 
 
+def _bar_width(channels):
+    """Bar width grows with log2 of the channel count, as in the paper's figure."""
+    return 0.07 + 0.035 * max(channels, 1).bit_length()
+
+
 def _size(shape):
     H, W = shape[2:]
     return f"{H}²" if H == W else f"{H}x{W}"
@@ -45,10 +50,12 @@ def draw_unet_figure(model, input_shape, path=None, title=None):
     """Draw ``model`` (an npunet UNet) for ``input_shape`` (N, C, H, W) like the paper's Fig. 1.
     Returns the figure (saved to ``path`` when given)."""
     ops = unet_operations(model, input_shape)
+    if not any(k == "up" for k, *_ in ops):
+        raise ValueError("draw_unet_figure: no up-sampling found; this draws U-Net's encoder-decoder only")
     H0 = input_shape[2]
     fig, ax = plt.subplots(figsize=(16, 8.5))
     level, x = 0, 0.0
-    enc_bar = {}                                   # level -> (x right edge, shape) of the map copied across
+    enc_bar = {}                                   # level -> (right edge, y, shape) of the map copied across
     used = set()
 
     def y_of(lv):
@@ -56,7 +63,7 @@ def draw_unet_figure(model, input_shape, path=None, title=None):
 
     def bar(x0, lv, shape, copied=False):
         C, H = shape[1], shape[2]
-        w = 0.07 + 0.035 * max(C, 1).bit_length()
+        w = _bar_width(C)
         h = 0.35 + 0.9 * H / H0
         y = y_of(lv)
         ax.add_patch(Rectangle((x0, y - h / 2), w, h, facecolor="white" if copied else "#9ecae1",
@@ -93,8 +100,7 @@ def draw_unet_figure(model, input_shape, path=None, title=None):
         elif kind == "up":
             n_conv += bool(extra)                  # an up-conv is one of the paper's 23 convolutions
             level -= 1
-            copy_w = 0.07 + 0.035 * max(enc_bar[level][2][1], 1).bit_length()
-            x = right + 0.15 + copy_w               # leave room for the copied map on its left
+            x = right + 0.15 + _bar_width(enc_bar[level][2][1])   # room for the copied map on its left
             new_right, new_y = bar(x, level, shape)
             arrow("up" if extra else "bilinear", (right, y + 0.3), (x + 0.05, new_y - 0.5))
             right, y = new_right, new_y
@@ -102,13 +108,11 @@ def draw_unet_figure(model, input_shape, path=None, title=None):
         elif kind == "cat":
             skip = extra
             src_right, src_y, _ = enc_bar[level]
-            cx = up_x - (0.07 + 0.035 * max(skip[1], 1).bit_length())
+            cx = up_x - _bar_width(skip[1])
             bar(cx, level, (skip[0], skip[1]) + tuple(up_shape[2:]), copied=True)
             crop = f"{_size(skip)} → {_size(up_shape)}" if skip[2:] != up_shape[2:] else "copy"
             arrow("crop", (src_right + 0.05, src_y), (cx - 0.02, src_y), crop)
         last = shape
-    if not [k for k, *_ in ops if k == "up"]:
-        raise ValueError("draw_unet_figure: no up-sampling found; this draws U-Net's encoder-decoder only")
     ax.set_xlim(-0.6, right + 0.4)
     ax.set_ylim(y_of(max(enc_bar) + 1) - 1.0, 1.1)
     ax.axis("off")
