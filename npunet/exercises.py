@@ -71,6 +71,7 @@ class Finding:
 @dataclass
 class Report:
     exercise: str
+    title: str
     source: str
     findings: list = field(default_factory=list)
     case: str = ""      # the case the next findings belong to
@@ -85,7 +86,7 @@ class Report:
 
     def __str__(self):
         bad = [f for f in self.findings if not f.ok]
-        lines = [f"check {self.exercise} ({self.source}): " +
+        lines = [f"check {self.exercise}, {self.title} ({self.source}): " +
                  ("all checks passed" if self.ok else f"{len(bad)} of {len(self.findings)} checks failed")]
         case = None
         for f in self.findings:
@@ -533,12 +534,11 @@ EXERCISES = {e.name: e for e in [
 
 
 def _hint(ex, name):
+    """The hint for an output or gradient: by its name ("d_enc[1]" -> "d_enc"), or the parameters' one."""
     base = name.split("[")[0]
     if base in ex.hints:
         return ex.hints[base]
-    if "." in name:
-        return ex.hints.get("param", "the gradient of a parameter: the module's backward adds it into .grad")
-    return ex.hints.get(name.lstrip("d"), "")
+    return ex.hints.get("param", "the gradient of a parameter: the module's backward adds it into .grad")
 
 
 # ================================================================== running a check
@@ -570,7 +570,7 @@ def _arrays(inp):
                     yield f"{k}[{i}]", a
 
 
-def _grad_input(ex, gname, inp):
+def _grad_input(gname, inp):
     """The input array a gradient name belongs to ("dx" -> x, "d_enc[1]" -> enc[1]), or None."""
     arrays = dict(_arrays(inp))
     for key in (gname[1:], gname[2:]):
@@ -618,7 +618,7 @@ def _run_case(ex, impl, case, seed, douts, report, ref_outs, ref_grads):
             continue
         if _compare(report, f"backward {name}", name, got, want, _hint(ex, name)) or got is None:
             continue
-        key = _grad_input(ex, name, inp)
+        key = _grad_input(name, inp)
         if key is None or np.shape(got) != np.shape(want):
             continue
         i = int(np.argmax(np.abs(np.asarray(got, dtype=np.float64) - want)))
@@ -657,7 +657,7 @@ def check_namespace(name, namespace, source="your code", verbose=True):
     """Check the functions of exercise `name` found in `namespace` (a dict or module). Returns a Report."""
     ex = _exercise(name)
     ns = namespace if isinstance(namespace, dict) else vars(namespace)
-    report = Report(ex.name, source)
+    report = Report(ex.name, ex.title, source)
     missing = [f for f in ex.functions if not callable(ns.get(f))]
     if missing:
         report.add("definitions", False, f"define {', '.join(missing)} (the exercise's functions, with these names)")
@@ -719,7 +719,8 @@ def check(name, namespace=None, path=None, solution=False, verbose=True):
     try:
         ns = runpy.run_path(path, run_name="__npunet_exercise__")
     except Exception as e:  # noqa: BLE001 - a syntax error or a failing top-level cell in the student's file
-        report = Report(_exercise(name).name, path)
+        ex = _exercise(name)
+        report = Report(ex.name, ex.title, path)
         report.add("loading", False, f"the file did not run: {type(e).__name__}: {e}")
         if verbose:
             print(report)
