@@ -50,8 +50,6 @@ def step_text(cells, n):
 
 
 class Lesson:
-    SIZES = ("fast", "class", "full")
-
     def __init__(self, title):
         p = argparse.ArgumentParser(description=title)
         p.add_argument("--fast", action="store_true", help="small sizes, few iterations (seconds)")
