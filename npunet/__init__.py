@@ -17,6 +17,9 @@ def __getattr__(name):  # lazy: models pull in more code
     if name == "summary":
         from .models.summary import summary
         return summary
+    if name == "predict":
+        from .data.inference import predict
+        return predict
     import importlib
     if name in ("models", "losses", "metrics", "data", "optim", "train", "viz", "bench"):
         return importlib.import_module(f".{name}", __name__)
