@@ -264,5 +264,47 @@ print("figure:", L.fig("cv_dice.png"))
 # this data cannot tell them apart, and the simpler or cheaper one is the better choice. The test
 # score comes last and is reported as it is, even when it disappoints.
 
+# %% [markdown]
+# ## Step 9: your own images, from a folder of files
+# Everything above trained on arrays. With your own data you start from files: an `images/` folder
+# and a `masks/` folder whose files pair by name. Here the lesson writes its cells as PNG files (the
+# masks as 0/255 PNGs, as most tools save them) and trains with exactly the command a user types,
+# `npunet train --data FOLDER --out RUN`, then predicts a folder of new images with
+# `npunet predict --checkpoint RUN/checkpoint.npz --input NEW --out PRED --overlay`. Read what it
+# prints: the channels, the mask values and which one is the foreground, the validation images, the
+# batch size and the normalisation it chose, all stored in the checkpoint so `predict` repeats them.
+
+# %%
+L.step("train from a folder of PNG files, predict a folder")
+import os  # noqa: E402
+from PIL import Image  # noqa: E402
+from npunet.cli import main as npunet_cli  # noqa: E402
+n_files, side, file_epochs = L.pick((24, 96, 8), (6, 32, 1), klass=(16, 64, 4))
+folder = L.scratch("lesson3_folder")
+fx, _, fm = make_cells(n_files + 2, side, seed=11)
+for sub in ("images", "masks", "new"):
+    os.makedirs(os.path.join(folder, sub))
+for i in range(n_files + 2):
+    pic = np.clip(fx[i, 0] * 255, 0, 255).astype(np.uint8)                 # an 8-bit grey PNG, as a camera saves
+    if i < n_files:
+        Image.fromarray(pic).save(os.path.join(folder, "images", f"cell{i:02d}.png"))
+        Image.fromarray(fm[i] * 255).save(os.path.join(folder, "masks", f"cell{i:02d}.png"))
+    else:
+        Image.fromarray(pic).save(os.path.join(folder, "new", f"new{i - n_files}.png"))
+run = os.path.join(folder, "run")
+npunet_cli(["train", "--data", folder, "--out", run, "--epochs", str(file_epochs)])
+npunet_cli(["predict", "--checkpoint", os.path.join(run, "checkpoint.npz"), "--input", os.path.join(folder, "new"),
+            "--out", os.path.join(folder, "pred"), "--overlay", "--quiet"])
+fig, ax = plt.subplots(1, 2, figsize=(7, 3.6))
+ax[0].imshow(Image.open(os.path.join(folder, "new", "new0.png")), cmap="gray")
+ax[0].set_title("new0.png")
+ax[1].imshow(Image.open(os.path.join(folder, "pred", "new0_overlay.png")))
+ax[1].set_title("pred/new0_overlay.png")
+for a in ax:
+    a.axis("off")
+fig.savefig(L.fig("folder_prediction.png"), dpi=90, bbox_inches="tight")
+L.done(fig)
+print("the mask files:", sorted(os.listdir(os.path.join(folder, "pred"))))
+
 # %%
 L.finish()
