@@ -148,22 +148,26 @@ def _infer_model_config(cfg, user, in_channels, num_classes, log):
 
 
 def _train_crop(cfg, model, images):
-    """The random-crop side for training images of different or large sizes, or None."""
+    """The random-crop side for training images, or None when every image can go in whole: one size,
+    not larger than ``size``, a size the model takes, square if flips rotate them."""
     from .models.sizes import is_legal
     sides = [s for im in images for s in np.shape(im)[-2:]]
     sizes = {tuple(np.shape(im)[-2:]) for im in images}
     if cfg["augment"].get("crop") is not None:
         return cfg["augment"]["crop"]
-    if len(sizes) == 1 and max(sides) <= cfg["size"]:
+    depth = getattr(model, "depth", 4)
+    valid = getattr(model, "padding", "same") == "valid"
+    legal = (lambda s: is_legal(s, depth, "valid")) if valid else (lambda s: s % 2 ** depth == 0)
+    if len(sizes) == 1 and max(sides) <= cfg["size"] and all(legal(s) for s in sides) and \
+            (len(set(sides)) == 1 or not cfg["augment"].get("flips", True)):
         return None
     c = min(cfg["size"], min(sides))
-    depth = getattr(model, "depth", 4)
-    if getattr(model, "padding", "same") == "valid":
-        legal = [s for s in range(c, 0, -1) if is_legal(s, depth, "valid")]
-        if not legal:
+    if valid:
+        ok = [s for s in range(c, 0, -1) if legal(s)]
+        if not ok:
             raise ConfigError(f"config key 'size': crops of {c} px are smaller than the smallest input of a depth-"
                               f"{depth} valid U-Net; raise 'size' or use larger images or \"padding\": \"same\"")
-        return legal[0]
+        return ok[0]
     c -= c % 2 ** depth
     if c < 2 ** depth:
         raise ConfigError(f"config key 'size': the smallest image side is {min(sides)} px, less than the "
