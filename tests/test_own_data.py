@@ -384,3 +384,19 @@ def test_loader_for_loop_advances_epochs_and_takes_any_dataset():
     assert first != second and loader.epoch == 2
     b = next(iter(loader.iterate(0)))
     assert b["image"].shape == (3, 1, 8, 8) and b["mask"].shape == (3, 8, 8) and (b["weight"] == 1).all()
+
+
+def test_training_crop_for_non_square_mixed_or_illegal_sizes():
+    from npunet.config import merge
+    from npunet.runs import _train_crop
+    same = npunet.models.UNet(1, 2, base_channels=2, depth=2, padding="same")
+    valid = npunet.models.UNet(1, 2, base_channels=2, depth=2, padding="valid")
+    cfg = merge({"size": 64})
+    sq = [np.zeros((1, 32, 32))] * 2
+    assert _train_crop(cfg, same, sq) is None                                   # whole images fit
+    assert _train_crop(cfg, same, [np.zeros((1, 48, 40))] * 2) == 40            # flips would rotate 48x40
+    assert _train_crop(merge({"size": 64, "augment": {"flips": False}}), same, [np.zeros((1, 48, 40))] * 2) is None
+    assert _train_crop(cfg, same, [np.zeros((1, 30, 30))] * 2) == 28            # multiples of 2^depth
+    from npunet.models.sizes import is_legal
+    c = _train_crop(cfg, valid, [np.zeros((1, 62, 62))] * 2)                    # 62 is no valid input size
+    assert c == 60 and is_legal(c, 2, "valid") and not is_legal(62, 2, "valid")
