@@ -24,9 +24,7 @@ from .reference import (add_backward, add_forward, center_crop_backward, center_
                         sigmoid_forward, silu_backward, silu_forward, stochastic_depth_backward,
                         stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward)
 
-# Column-buffer budget per tile, in elements (2M float32 = 8 MiB).  Measured on
-# a 2-core machine: smaller tiles starve the GEMM, larger ones leave the cache.
-TILE_ELEMS = 1 << 21
+from .fast_options import OPTIONS, fast_options  # noqa: F401  (the tuning knobs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,12 +69,12 @@ class _Tiles:
     def __init__(self, N, R, row_len, Kr):
         per_image = Kr * R * row_len
         P = blas.plan()[0]  # at least one tile per pipeline where the work allows
-        if per_image <= TILE_ELEMS:
-            self.nn, self.rr = max(1, min(N, TILE_ELEMS // max(per_image, 1), -(-N // P))), R
+        if per_image <= OPTIONS.tile_elems:
+            self.nn, self.rr = max(1, min(N, OPTIONS.tile_elems // max(per_image, 1), -(-N // P))), R
             if N == 1 and P > 1:
                 self.rr = max(1, -(-R // P))
         else:
-            self.nn, self.rr = 1, max(1, TILE_ELEMS // max(Kr * row_len, 1))
+            self.nn, self.rr = 1, max(1, OPTIONS.tile_elems // max(Kr * row_len, 1))
         self.N, self.R = N, R
 
     def __iter__(self):
@@ -208,31 +206,15 @@ def _depthwise_backward(dout, cache):
 
 
 _WINOGRAD = "winograd"
-WINOGRAD = True          # 3x3 stride-1 float32 convs through Winograd (kernels.winograd) ...
-WINOGRAD_MIN_CHANNELS = 8  # ... with at least this many input channels (a 1-channel input layer
-                           # would run GEMMs with K = 1: im2col's one K = 9 GEMM is 2.5x faster)
-WINOGRAD_MIN_TILES = 64    # ... and at least this many 2x2 output tiles (a 512-channel 8x8 map has 16:
-                           # its 16 x C_out x C_in transformed weights cost more than the GEMMs save)
-WINOGRAD_TILE = None     # output tile m: 4 = F(4x4, 3x3) (36 GEMMs, transforms 2.25x the data),
-                         # 2 = F(2x2, 3x3) (16 GEMMs, 4x the data, smaller float32 error), None: per layer:
-WINOGRAD_F4_MIN_TILES = (512, 128)  # F(4x4) from this many 4x4 output tiles (the second number: when both
-                                    # channel counts are <= 128); below, its 36 x C_out x C_in weight
-                             # transform outweighs the saving (measured: 512 ch at 64^2 and deeper run F(2x2))
-WINOGRAD_BAND = 1 << 22  # elements of the larger of V (a*a, C, T) and M (a*a, O, T) per band (16 MiB)
-WINOGRAD_PIPE_BAND = 1 << 20  # the same for batches of >= 1 image per core (4 MiB): there each core runs
-                              # whole bands (transform, GEMMs, transform back) in its own buffers, so a band's
-                              # V and M are still in cache when the next stage reads them (measured 10-20 %
-                              # faster per layer at batch 4-8 x 16-256 channels x 64-128^2; one 572^2 image is
-                              # faster with all cores on each stage of 16 MiB bands)
 
 
 def _use_winograd(x, weight, stride, padding, groups):
     O, Cg, kh, kw = weight.shape
-    if not WINOGRAD or x.dtype != np.float32 or groups != 1 or (kh, kw) != (3, 3) or stride != (1, 1):
+    if not OPTIONS.winograd or x.dtype != np.float32 or groups != 1 or (kh, kw) != (3, 3) or stride != (1, 1):
         return False
     (ph, pw) = padding
     tiles = x.shape[0] * -(-(x.shape[2] + 2 * ph - 2) // 2) * -(-(x.shape[3] + 2 * pw - 2) // 2)
-    return Cg >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
+    return Cg >= OPTIONS.winograd_min_channels and tiles >= OPTIONS.winograd_min_tiles
 
 
 def _winograd_kernels(m):
@@ -258,9 +240,9 @@ def _split_gemm(f, rows, L, dtype):
 
 def _winograd_bands(N, TH, TW, chans, planes=16, band=None):
     """(n0, n1, ty0, ty1) bands of tiles whose transformed arrays stay within ``band`` elements
-    (default WINOGRAD_BAND)."""
+    (default OPTIONS.winograd_band)."""
     per_row = planes * chans * TW
-    rows = max(1, (band or WINOGRAD_BAND) // per_row)
+    rows = max(1, (band or OPTIONS.winograd_band) // per_row)
     if rows >= TH:
         nn = max(1, min(N, rows // TH))
         return [(n0, min(N, n0 + nn), 0, TH) for n0 in range(0, N, nn)]
@@ -296,10 +278,10 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     M[xi] = U[xi] @ V[xi] for the (m+2)^2 tile positions (batched GEMM), out = A^T M A.  A batch
     runs one pipeline of bands per core; a single image runs each stage on all cores.
     x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H + 2p - 2, W + 2p - 2).  m: 2 or 4
-    (None: WINOGRAD_TILE, or chosen from the tile count)."""
+    (None: OPTIONS.winograd_tile, or chosen from the tile count)."""
     (ph, pw), (N, C, H, W), O = padding, x.shape, weight.shape[0]
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
-    m = m or WINOGRAD_TILE or (4 if N * -(-Ho // 4) * -(-Wo // 4) >= WINOGRAD_F4_MIN_TILES[max(C, O) <= 128] else 2)
+    m = m or OPTIONS.winograd_tile or (4 if N * -(-Ho // 4) * -(-Wo // 4) >= OPTIONS.winograd_f4_min_tiles[max(C, O) <= 128] else 2)
     wt, it, ot, _, _, _ = _winograd_kernels(m)
     P = (m + 2) ** 2
     TH, TW = (Ho + m - 1) // m, (Wo + m - 1) // m
@@ -309,7 +291,7 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
     if N >= blas.cores() > 1:
-        bands = _winograd_bands(N, TH, TW, max(C, O), P, WINOGRAD_PIPE_BAND)
+        bands = _winograd_bands(N, TH, TW, max(C, O), P, OPTIONS.winograd_pipe_band)
 
         def pipeline(b0, b1):               # one core: its bands start to end, in its own buffers
             for n0, n1, t0, t1 in bands[b0:b1]:
@@ -350,7 +332,7 @@ def _winograd_backward(dout, cache):
 
         def pipeline(i0, i1):
             dU = np.zeros((P, O, C), x.dtype)
-            for n0, n1, t0, t1 in _winograd_bands(i1 - i0, TH, TW, max(C, O), P, WINOGRAD_PIPE_BAND):
+            for n0, n1, t0, t1 in _winograd_bands(i1 - i0, TH, TW, max(C, O), P, OPTIONS.winograd_pipe_band):
                 n0, n1 = n0 + i0, n1 + i0
                 Tb = (n1 - n0) * (t1 - t0) * TW
                 V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
@@ -384,13 +366,8 @@ def _winograd_backward(dout, cache):
     return dx, dW, db
 
 
-SMALL_MAP_COLUMNS = 1024  # im2col convs with at most this many output pixels (N * H_out * W_out; deep,
-                          # wide layers like 512 channels at 8x8) split their GEMMs over channels
-                          # instead of tiles: tiles of a few rows would make thin GEMMs and per-thread dW
-
-
 def _small_map(x, g, G):
-    return G == 1 and blas.plan()[0] > 1 and x.shape[0] * g.Ho * g.row_len <= SMALL_MAP_COLUMNS
+    return G == 1 and blas.plan()[0] > 1 and x.shape[0] * g.Ho * g.row_len <= OPTIONS.small_map_columns
 
 
 def _whole_cols(x, g, Kr):
