@@ -153,7 +153,7 @@ for name, m in [("im2col + GEMM", None), ("Winograd F(2x2, 3x3)", 2), ("Winograd
         err = np.abs(y32 - y64).max() / np.abs(y64).max()
         t = best(run)
     rows.append([name, f"{t * 1e3:.1f}", f"{err:.1e}"])
-yw64 = fast._winograd_forward(x64, w64, bias=None, padding=(1, 1), m=4)[0]
+yw64 = fast.winograd.forward(x64, w64, bias=None, padding=(1, 1), m=4)[0]   # float64: called directly
 print(f"float64, F(4x4, 3x3) vs direct: {np.abs(yw64 - y64).max() / np.abs(y64).max():.1e}")
 table(rows, [f"{N}x{C}->{O} @{S}^2, float32", "ms", "max error / max |y| vs float64"])
 

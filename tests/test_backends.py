@@ -394,11 +394,11 @@ def test_winograd_conv_equals_the_reference_conv(m, shape, O, padding, band, rng
     bands = dict(winograd_band=band, winograd_pipe_band=band) if band else {}
     x, w, b = rng.standard_normal(shape), rng.standard_normal((O, shape[1], 3, 3)), rng.standard_normal(O)
     with npunet.fast_options(**bands):
-        y, cache = fast._winograd_forward(x, w, b, (padding, padding), m)
+        y, cache = fast.winograd.forward(x, w, b, (padding, padding), m)
         yr, cr = reference.conv2d_forward(x, w, b, 1, padding)
         g = rng.standard_normal(y.shape)
         g0, x0 = g.copy(), x.copy()
-        grads, grads_r = fast._winograd_backward(g, cache), reference.conv2d_backward(g, cr)
+        grads, grads_r = cache.backward(g), reference.conv2d_backward(g, cr)
     tol = 1e-13 if m == 2 else 1e-12
     assert rel(y, yr) < tol
     for a, r in zip(grads, grads_r):
@@ -413,10 +413,10 @@ def test_winograd_gradients_gradcheck(m, rng):
     cache = {}
 
     def forward(x_, w_, b_):
-        out, cache["c"] = fast._winograd_forward(x_, w_, b_, (1, 1), m)
+        out, cache["c"] = fast.winograd.forward(x_, w_, b_, (1, 1), m)
         return out
 
-    r = npunet.gradcheck_fn(forward, lambda g: fast._winograd_backward(g, cache["c"]), (x, w, b))
+    r = npunet.gradcheck_fn(forward, lambda g: cache["c"].backward(g), (x, w, b))
     assert r.max_rel_error <= 1e-6, str(r)
 
 
@@ -426,7 +426,7 @@ def test_winograd_dispatch(rng):
     and other kernels stay on im2col."""
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
-        return fast.conv2d_forward(x, w, None, **kw)[1][0] is fast._WINOGRAD
+        return isinstance(fast.conv2d_forward(x, w, None, **kw)[1], fast.winograd.WinogradCache)
     assert path((1, 8, 16, 16), (4, 8, 3, 3), padding=1)
     assert not path((1, 8, 16, 16), (4, 8, 3, 3), np.float64, padding=1)
     assert not path((1, 1, 16, 16), (4, 1, 3, 3), padding=1)
@@ -435,7 +435,7 @@ def test_winograd_dispatch(rng):
     assert not path((1, 8, 16, 16), (4, 8, 1, 1))
     assert not path((1, 8, 8, 8), (4, 8, 3, 3), padding=1)            # 16 tiles: im2col is faster
     tile = lambda shape, O=2: fast.conv2d_forward(np.ones(shape, np.float32), np.ones((O, shape[1], 3, 3), np.float32),
-                                                  None, padding=1)[1][-1]
+                                                  None, padding=1)[1].m
     assert tile((2, 8, 64, 64)) == 4 and tile((1, 8, 16, 16)) == 2   # F(4x4) with >= 512 4x4 tiles ...
     assert tile((8, 8, 16, 16)) == 4 and tile((8, 8, 16, 16), O=129) == 2   # ... or 128 with <= 128 channels
     assert tile((4, 8, 16, 16)) == 2
@@ -443,9 +443,9 @@ def test_winograd_dispatch(rng):
 
 def test_fast_options_restore_on_exit_and_reject_bad_values(rng):
     """fast_options changes the knobs for its block only (also when the block raises) and names a bad knob."""
-    from npunet.backends.fast_options import OPTIONS
+    from npunet.backends.fast.options import OPTIONS
     x, w = np.ones((1, 8, 16, 16), np.float32), np.ones((4, 8, 3, 3), np.float32)
-    winograd = lambda: fast.conv2d_forward(x, w, None, padding=1)[1][0] is fast._WINOGRAD  # noqa: E731
+    winograd = lambda: isinstance(fast.conv2d_forward(x, w, None, padding=1)[1], fast.winograd.WinogradCache)  # noqa: E731
     assert winograd() and OPTIONS.winograd and OPTIONS.tile_elems == 1 << 21
     with npunet.fast_options(winograd=False, tile_elems=400) as opts:
         assert not winograd() and opts.tile_elems == 400
@@ -477,10 +477,10 @@ def test_winograd_float32_error_bound(m, bound, rng):
     f = np.float32
     with npunet.fast_options(winograd_tile=m):
         y32, c32 = fast.conv2d_forward(x.astype(f), w.astype(f), b.astype(f), 1, 1)
-    assert c32[0] is fast._WINOGRAD
+    assert isinstance(c32, fast.winograd.WinogradCache)
     d32 = fast.conv2d_backward(g.astype(f), c32)
     assert y32.dtype == f and all(d.dtype == f for d in d32)
-    assert c32[-1] == m
+    assert c32.m == m
     for a, r in zip((y32,) + tuple(d32), (y64,) + tuple(d64)):
         assert rel(a, r) < bound
 
@@ -554,7 +554,7 @@ def test_pointwise_conv_path_equals_the_reference(rng):
         x, w = rng.standard_normal((N, C, 6, 5)), rng.standard_normal((O, C, 1, 1))
         b = rng.standard_normal(O) if bias else None
         y, c = fast.conv2d_forward(x, w, b)
-        assert c[0] is fast._POINTWISE
+        assert isinstance(c, fast.pointwise.PointwiseCache)
         yr, cr = reference.conv2d_forward(x, w, b)
         g = rng.standard_normal(y.shape)
         g0 = g.copy()
@@ -574,7 +574,7 @@ def test_upconv_with_kernel_equal_to_stride_equals_the_reference(shape, wshape, 
     b = rng.standard_normal(wshape[1]) if bias else None
     stride = wshape[2:]
     y, c = fast.conv_transpose2d_forward(x, w, b, stride=stride)
-    assert c[0] is fast._DISJOINT
+    assert isinstance(c, fast.upconv_disjoint.DisjointTapsCache)
     yr, cr = reference.conv_transpose2d_forward(x, w, b, stride=stride)
     assert rel(y, yr) < 1e-13
     g = rng.standard_normal(y.shape)
