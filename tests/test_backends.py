@@ -421,7 +421,7 @@ def test_winograd_gradients_gradcheck(m, rng):
 
 
 def test_winograd_dispatch(rng):
-    """float32 3x3 stride-1 convs with >= WINOGRAD_MIN_CHANNELS input channels and >= WINOGRAD_MIN_TILES
+    """float32 3x3 stride-1 convs with >= winograd_min_channels input channels and >= winograd_min_tiles
     output tiles go through Winograd; float64 (the checks), 1-channel inputs, small maps, strides, groups
     and other kernels stay on im2col."""
     def path(shape, wshape, dtype=np.float32, **kw):
@@ -537,7 +537,7 @@ def test_conv_bn_relu_blocks_fuse_outside_traces_only(rng):
     ((1, 3, 12, 11), (64, 3, 7, 7), 2, 3)])
 def test_im2col_conv_tiled_and_small_map_paths_equal_the_reference(small, shape, wshape, stride, padding, rng):
     """The fast im2col conv splits small maps over channels and larger ones over tiles: both paths
-    (forced here with SMALL_MAP_COLUMNS and small tiles) equal the reference in float64."""
+    (forced here with small_map_columns and small tiles) equal the reference in float64."""
     x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
     with npunet.fast_options(small_map_columns=small, tile_elems=400):
         y, c = fast.conv2d_forward(x, w, b, stride, padding)

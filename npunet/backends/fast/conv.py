@@ -77,7 +77,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     kh, kw = weight.shape[2:]
     if upconv_disjoint.applies(kh, kw, sh, sw, ph, pw, oph, opw, groups):
         return upconv_disjoint.forward(x, weight, bias)
-    out_size = (conv_transpose_out_size(x.shape[2], kh, sh, ph, oph), conv_transpose_out_size(x.shape[3], kw, sw, pw, opw))
+    out_size = (conv_transpose_out_size(x.shape[2], kh, sh, ph, oph),      # (H_out, W_out)
+                conv_transpose_out_size(x.shape[3], kw, sw, pw, opw))
     return transposed_tiles.forward(x, weight, bias, (sh, sw), (ph, pw), out_size, groups)
 
 
