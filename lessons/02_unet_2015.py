@@ -116,7 +116,7 @@ for kw in [dict(), dict(padding="same"), dict(padding="same", up_mode="bilinear"
     m = UNet(1, 2, 64, **kw)
     size = 572 if not kw else 512
     r = npunet.summary(m, (1, 1, size, size), print_fn=None)
-    rows.append([str(kw or "paper"), f"{m.num_parameters():,}", f"{size} → {r['output_shapes'][0][2]}",
+    rows.append([", ".join(f"{k}={v}" for k, v in kw.items()) or "the paper's (valid, up-conv)", f"{m.num_parameters():,}", f"{size} → {r['output_shapes'][0][2]}",
                  f"{r['activation_bytes'] / 2**20:.0f} MiB"])
 table(rows, ["variant", "parameters", "size", "kept for backward"])
 

@@ -353,9 +353,13 @@ cv_out = L.scratch("lesson3_cv")
 cvr = cross_validate(dict(search, batch_size=4, out=cv_out), folds=3, grid={"lr": [1e-3, 3e-3]},
                      progress=False, log=None)
 print(format_table(cvr))
+def readable(setting):
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
+
+
 for s in cvr["settings"]:
-    print(f"{s['setting']}: Dice per fold {[round(f['metrics']['dice'], 3) for f in s['folds']]}")
-print(f"chosen: {cvr['best']['setting']}; test set, seen once: Dice {cvr['test']['dice']:.3f}, "
+    print(f"{readable(s['setting'])}: Dice per fold {[round(f['metrics']['dice'], 3) for f in s['folds']]}")
+print(f"chosen: {readable(cvr['best']['setting'])}; test set, seen once: Dice {cvr['test']['dice']:.3f}, "
       f"pixel accuracy {cvr['test']['accuracy']:.3f}")
 pool_masks = make_cells(search["n_train"] + search["n_val"], search["size"], seed=0)[2]  # the images cv used
 background = 1 - pool_masks[cvr["split"]["test"]].mean()
