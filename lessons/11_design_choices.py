@@ -379,6 +379,10 @@ u3.eval()
 rows += [[f"UNet 3+ head d{k + 1}" + (" (= eval output)" if k == 0 else "") + (" (1/16 scale)" if k == 4 else ""),
           f"{dice(h):.3f}"] for k, h in enumerate(u3_heads)]
 table(rows, ["inference rule", "held-out Dice"])
+dead = [f"X0,{k + 1}" for k, h in enumerate(upp_heads) if dice(h) < 0.05]
+if dead:
+    print(f"U-Net++ head(s) on {', '.join(dead)} predict no foreground at all: their losses were averaged in "
+          "with the others during training, and an average of heads hides such a head; pruning to that level exposes it")
 print("(held-out Dice of one short training run each: compare the rules within a model, not across models)")
 
 # %% [markdown]
