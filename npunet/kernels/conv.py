@@ -98,12 +98,18 @@ def im2col_wide(x, n0, n1, oh0, oh1, kh, kw, cols):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
                 for n in range(n0, n1):
-                    xf = x[n, c].reshape(HW)
                     s = (oh0 + i) * W + j
                     m = min(L, HW - s)
                     b = (n - n0) * L
-                    cols[row, b:b + m] = xf[s:s + m]
-                    cols[row, b + m:b + L] = 0
+                    p = 0
+                    while p < m:  # the run, image row by image row
+                        h, w = (s + p) // W, (s + p) % W
+                        k = min(W - w, m - p)
+                        for q in range(k):  # element loops: a reshape or an array slice assignment
+                            cols[row, b + p + q] = x[n, c, h, w + q]  # pulls seconds of Numba compilation
+                        p += k
+                    for q in range(b + m, b + L):
+                        cols[row, q] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -118,11 +124,16 @@ def col2im_wide(cols, n0, n1, oh0, oh1, kh, kw, dx):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
                 for n in range(n0, n1):
-                    df = dx[n, c].reshape(HW)
                     s = (oh0 + i) * W + j
                     m = min(L, HW - s)
                     b = (n - n0) * L
-                    df[s:s + m] += cols[row, b:b + m]
+                    p = 0
+                    while p < m:  # row by row, as in im2col_wide
+                        h, w = (s + p) // W, (s + p) % W
+                        k = min(W - w, m - p)
+                        for q in range(k):
+                            dx[n, c, h, w + q] += cols[row, b + p + q]
+                        p += k
 
 
 def _tap_view(x, n0, n1, oh0, oh1, kh, kw, sh, sw, ph, pw, W_out):
