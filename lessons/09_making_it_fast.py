@@ -6,7 +6,7 @@
 # ReLU, BLAS kept from spinning). Every time below is measured on *your* machine as the lesson runs.
 #
 # Run: `python lessons/09_making_it_fast.py [--fast] [--step]`, or open it as a notebook.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 14 s, `--class` 12 s, `--fast` 2 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 14 s, `--class` 12 s, `--fast` 2 s.
 
 # %%
 import time
