@@ -28,6 +28,8 @@ channels for the others) and releases the GIL: the fast backend runs one range p
 import numpy as np
 from numba import njit
 
+from .conv import _add, _copy, _zero
+
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
@@ -114,14 +116,11 @@ def _load_rows(x, n, c, r0, ph, pw, rows):
     (rows: (tile height, padded width), 4 rows for F(2x2, 3x3), 6 for F(4x4, 3x3))."""
     H, W = x.shape[2], x.shape[3]
     w_lo, w_hi = max(0, -pw), min(W, rows.shape[1] - pw)
-    # element loops, not slice assignments: those pull Numba's broadcasting code (~3 s to compile)
-    for i in range(rows.shape[0]):
+    for i in range(rows.shape[0]):  # element loops over views: see conv._copy
         h = r0 + i - ph
-        for j in range(rows.shape[1]):
-            rows[i, j] = 0
-        if 0 <= h < H:
-            for w in range(w_lo, w_hi):
-                rows[i, w + pw] = x[n, c, h, w]
+        _zero(rows[i], rows.shape[1])
+        if 0 <= h < H and w_lo < w_hi:
+            _copy(rows[i, w_lo + pw:], x[n, c, h, w_lo:], w_hi - w_lo)
 
 
 @njit(cache=True, nogil=True)
@@ -214,9 +213,8 @@ def _store_rows(acc, k, n, c, r0, ph, pw, dx):
     w_lo, w_hi = max(0, -pw), min(W, acc.shape[1] - pw)
     for i in range(k):
         h = r0 + i - ph
-        if 0 <= h < H:
-            for w in range(w_lo, w_hi):  # an element loop: an array += compiles Numba's ufunc machinery
-                dx[n, c, h, w] += acc[i, w + pw]
+        if 0 <= h < H and w_lo < w_hi:
+            _add(dx[n, c, h, w_lo:], acc[i, w_lo + pw:], w_hi - w_lo)
 
 
 @njit(cache=True, nogil=True)
