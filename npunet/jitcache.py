@@ -22,8 +22,9 @@ PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _lock = threading.Lock()
 _state = {"root": None, "why": None, "announced": False, "quiet": 0}
 
-# Numba compilation of everything the classroom demo uses, measured on a 2-core machine (float32):
-COLD_SECONDS = 10
+# Numba compilation of the classroom demo's kernels, measured on a 2-core machine (float32; 16-17 CPU s
+# while the machine was shared, so an estimate):
+COLD_SECONDS = 15
 
 
 def _writable(d):
