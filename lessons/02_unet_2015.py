@@ -5,7 +5,7 @@
 # We trace it without computing anything, count the 31,030,658 parameters by hand, crop and
 # concatenate, find the legal input sizes, and do overlap-tile prediction with mirrored borders.
 # Exercise: `lessons/exercises/06_crop_concat.py` (copy, crop and concatenate; `python -m npunet check 6`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 21 s, `--class` 8 s, `--fast` 5 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 21 s, `--class` 8 s, `--fast` 5 s.
 
 # %%
 import numpy as np

@@ -3,7 +3,7 @@
 # The U-Net paper's two training tricks, seen on synthetic microscopy: the border weight map that
 # forces the net to learn the thin gaps between touching cells, and elastic deformation. Then we
 # train with and without the weight map and judge the results with the right metrics.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 4 min, `--class` 1 min 20 s, `--fast` 6 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 4 min, `--class` 1 min 20 s, `--fast` 6 s.
 
 # %%
 import matplotlib.pyplot as plt

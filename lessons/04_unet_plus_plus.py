@@ -4,7 +4,7 @@
 # We build the first nodes by hand, then look at deep supervision, pruning to L1…L4 and the memory
 # cost compared with U-Net.
 # Exercise: `lessons/exercises/08_unetpp_node.py` (a node and the summed gradients; `python -m npunet check 8`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 60 s, `--class` 27 s, `--fast` 4 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 60 s, `--class` 27 s, `--fast` 4 s.
 
 # %%
 import time

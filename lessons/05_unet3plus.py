@@ -5,7 +5,7 @@
 # 5 × 64 = 320 channels. Then full-scale deep supervision, the classification-guided module, and
 # the hybrid focal + MS-SSIM + IoU loss.
 # Exercise: `lessons/exercises/09_unet3p_stage.py` (a decoder stage, forward and backward; `python -m npunet check 9`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 12 s, `--class` 10 s, `--fast` 4 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 12 s, `--class` 10 s, `--fast` 4 s.
 
 # %%
 import numpy as np

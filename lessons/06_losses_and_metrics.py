@@ -4,7 +4,7 @@
 # their gradients dL/dlogits drawn as pictures: where does each loss push? Then the metrics and the
 # empty-mask policy.
 # Exercise: `lessons/exercises/07_dice.py` (the Dice loss and its gradient; `python -m npunet check 7`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 s, `--class` 3 s, `--fast` 2 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 3 s, `--class` 3 s, `--fast` 2 s.
 
 # %%
 import matplotlib.pyplot as plt

@@ -3,7 +3,7 @@
 # One 512x512 fluorescence image with 125 labelled nuclei (Caicedo et al., Nature Methods 2019),
 # shipped inside npunet. We cut it into 128x128 tiles (12 to train, 4 held out) and compare U-Net,
 # U-Net++ and UNet 3+ fairly: the same parameter budget, recipe and epochs, three seeds each.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 min, `--class` 43 s, `--fast` 6 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 3 min, `--class` 43 s, `--fast` 6 s.
 
 # %%
 import numpy as np

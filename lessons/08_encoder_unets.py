@@ -10,7 +10,7 @@
 # outputs and gradients, so weights move between the two as `.safetensors` files.
 #
 # Run: `python lessons/08_encoder_unets.py [--fast] [--step]`, or open it as a notebook.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 min, `--class` 50 s, `--fast` 20 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 3 min, `--class` 50 s, `--fast` 20 s.
 
 # %%
 import os

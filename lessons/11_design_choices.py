@@ -4,7 +4,7 @@
 # 2015 U-Net uses valid convolutions), where up-sampling artifacts come from, how to choose a loss
 # when the foreground is rare, what deep supervision does to gradients and at inference, and what
 # UNet 3+'s uniform 320-channel decoder costs.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 80 s, `--class` 15 s, `--fast` 7 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 80 s, `--class` 15 s, `--fast` 7 s.
 
 # %%
 import collections

@@ -5,6 +5,10 @@ import os as _os
 # for the GEMM that follows (measured 5x slower GEMMs).  Only when the user has not chosen.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import jitcache as _jitcache  # noqa: E402
+
+_jitcache.install()  # before any kernel module: where Numba caches them, and the first-compile line
+
 from . import backends, functional, kernels, nn, init  # noqa: E402
 from .backends import backend, get_backend, set_backend  # noqa: E402
 from .backends.fast.options import fast_options  # noqa: E402

@@ -1,4 +1,4 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check, warmup."""
 import argparse
 import sys
 
@@ -23,6 +23,11 @@ def _cmd_check(args):
     sys.exit(check_main(args.exercise, solution=args.solution))
 
 
+def _cmd_warmup(args):
+    from .warmup import main as warmup_main
+    warmup_main(args)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -44,6 +49,10 @@ def build_parser():
     c.add_argument("exercise", help="an exercise name (" + ", ".join(EXERCISES) + "), its number, or a file path")
     c.add_argument("--solution", action="store_true", help="check the teacher's solution instead")
     c.set_defaults(func=_cmd_check)
+    w = sub.add_parser("warmup", help="compile every kernel the demo and the lessons use, once per machine "
+                                      "(run it before class: the first run is then as fast as the next)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_warmup)
     from .cli_train import add_commands
     add_commands(sub)
     return p
