@@ -1,4 +1,4 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check, explain."""
 import argparse
 import sys
 
@@ -46,6 +46,8 @@ def build_parser():
     c.set_defaults(func=_cmd_check)
     from .cli_train import add_commands
     add_commands(sub)
+    from .cli_explain import add_command as add_explain
+    add_explain(sub)
     return p
 
 
