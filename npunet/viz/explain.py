@@ -646,7 +646,8 @@ main{display:flex}#side{width:190px;padding:8px;font-size:12px;max-height:calc(1
 #side button.on{background:#ffe08a}section{flex:1;padding:8px 16px;display:none}section.on{display:block}
 .row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.fig{font-size:12px;text-align:left}
 .fig img{image-rendering:pixelated;border:1px solid #ccc;display:block;margin:auto}
-#svgbox svg{max-width:100%;height:auto}#svgbox [id^="blk-"]{cursor:pointer}
+#svgbox svg{max-width:100%;height:auto}#svgbox svg *{pointer-events:none}
+#svgbox [id^="blk-"],#svgbox [id^="blk-"] *{cursor:pointer;pointer-events:all}
 #svgbox [id^="blk-"]:hover path{stroke:#f0a;stroke-width:3}#svgbox .sel path{stroke:#f0a!important;stroke-width:4!important}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 5px;text-align:right}
 .scale{display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #999}
@@ -886,7 +887,7 @@ function renderBackward() {
   const t = $("wm-toggle"); if (t) t.onchange = () => { wm = t.checked; renderBackward(); };
 }
 
-let snap = 0;
+let snap = D.snapshots ? D.snapshots.length - 1 : 0;  // the final weights first
 function renderTraining() {
   const S = D.snapshots;
   if (!S) { $("training").innerHTML = `<p>This page has one set of weights. A run folder with several checkpoints,
