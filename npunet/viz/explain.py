@@ -127,7 +127,9 @@ class _Recorder:
             _module._mode.trace = old
         return out
 
-    def backward(self, d):
+    def backward(self, d, keep_out=None, keep_in=None):
+        """model.backward(d), keeping the incoming gradient of the calls in keep_out and the outgoing
+        ones of the calls in keep_in (None: all; the others are dropped as soon as used: memory)."""
         index = {}
         for i, (m, _, _) in enumerate(self.calls):
             index.setdefault(id(m), []).append(i)
@@ -140,9 +142,11 @@ class _Recorder:
             orig = m.backward
 
             def hook(g, _orig=orig, _i=i):
-                self.grad_out[_i] = g
+                if keep_out is None or _i in keep_out:
+                    self.grad_out[_i] = g
                 r = _orig(g)
-                self.grad_in[_i] = r if isinstance(r, tuple) else (r,)
+                if keep_in is None or _i in keep_in:
+                    self.grad_in[_i] = r if isinstance(r, tuple) else (r,)
                 return r
             object.__setattr__(m, "backward", hook)
             hooked.append(m)
@@ -431,19 +435,27 @@ def _explainer_data(model, image, mask, labels, weight_map, snapshots, title, no
     if labels is not None and weight_map:
         wmap = make_weight_map(np.asarray(labels), mask=(mask > 0)).astype(np.float64)
 
-    # the recorded forward and backward: with the weight map, and without it (the toggle)
+    # the recorded forward and backward: without the weight map (the toggle), then with it.  Only the
+    # last pass is kept whole; of the first, the per-pixel gradient norms of each block (memory).
     passes = {}
-    for key, w in (("wm", wmap), ("plain", None)) if wmap is not None else (("plain", None),):
+    for key, w in (("plain", None), ("wm", wmap)) if wmap is not None else (("plain", None),):
         _set_structure(model, True)
         rec = _Recorder(model)
         out = rec.forward(x)
         value, d, dlogits = _loss_and_grad(model, out, mask, w)
         model.zero_grad()
-        rec.backward(d)
-        passes[key] = (rec, value, dlogits)
-    main = "wm" if "wm" in passes else "plain"
-    rec, loss_value, dlogits = passes[main]
-    g = _Graph(model, rec, x)
+        g = _Graph(model, rec, x)
+        keep_out = set(g.last_call.values()) | {i for i, (m, _, _) in enumerate(rec.calls)
+                                                 if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.ConvTranspose2d, nn.Upsample))}
+        keep_in = {i for i, (_, ins, _) in enumerate(rec.calls)      # calls that read a map from another block
+                   if any(isinstance(a, np.ndarray) and g.producer.get(id(a)) is not None
+                          and (g.producer[id(a)] == -1 or g.block_of[g.producer[id(a)]] != g.block_of[i]) for a in ins)}
+        rec.backward(d, keep_out, keep_in)
+        norms = {b: _cnorm(np.asarray(rec.grad_out[i])[0]) for b, i in g.last_call.items() if i in rec.grad_out}
+        passes[key] = (norms, value, dlogits)
+        del out, d
+    model.zero_grad()
+    loss_value, dlogits = passes[key][1], passes[key][2]
 
     blocks = []
     level_of = {}
@@ -491,10 +503,7 @@ def _explainer_data(model, image, mask, labels, weight_map, snapshots, title, no
             gy0 = np.asarray(gy)[0]
             info["grad"] = _grid(gy0, "RdBu_r", symmetric=True)
             info["grad_norm"] = float(np.sqrt((np.asarray(gy, np.float64) ** 2).sum()))
-            norms = {}
-            for key, (r, _, _) in passes.items():
-                gk = r.grad_out.get(last)
-                norms[key] = None if gk is None else _cnorm(np.asarray(gk)[0])
+            norms = {key: p[0].get(b) for key, p in passes.items()}
             hi = max(float(n.max()) for n in norms.values() if n is not None) or 1.0
             info["grad_map"] = {k: _map(n, "magma", 0.0, hi) for k, n in norms.items() if n is not None}
             info["grad_norms"] = {k: float(np.sqrt((n ** 2).sum())) for k, n in norms.items() if n is not None}
@@ -538,11 +547,18 @@ def _explainer_data(model, image, mask, labels, weight_map, snapshots, title, no
     # overview figure: the model's own architecture drawing, as SVG with clickable boxes
     import matplotlib
     import matplotlib.pyplot as plt
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "npunet"}):
+    # text as SVG text (small, selectable); set and restored by hand: rc_context would also restore
+    # the backend and so lose a notebook's inline figures
+    keys = {"svg.fonttype": "none", "svg.hashsalt": "npunet"}
+    old = {k: matplotlib.rcParams[k] for k in keys}
+    try:
+        matplotlib.rcParams.update(keys)
         fig = draw_architecture(model, x.shape, depth=_block_depth(model))
         buf = io.StringIO()
         fig.savefig(buf, format="svg", bbox_inches="tight")
         plt.close(fig)
+    finally:
+        matplotlib.rcParams.update(old)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]
     a, b = svg.find("<metadata>"), svg.find("</metadata>")
