@@ -6,7 +6,7 @@
 # epochs for the training slider, write the page, and check in Python that its numbers are the model's.
 # The same from the command line: `npunet explain --model unet --image synthetic --out explain.html`
 # (or `--checkpoint RUN/checkpoint.npz --image cell.png`).
-# Run time on a 2-core CPU (Numba's cache warm): full 3 min, `--class` 60 s, `--fast` 10 s.
+# Run time on a 2-core CPU shared with other jobs (Numba's cache warm): full 7 min, `--class` 3 min, `--fast` 20 s.
 
 # %%
 import base64

@@ -24,8 +24,8 @@ from ..nn import module as _module
 GRID_PIXELS = 160_000
 MAX_TILE = 128
 SNAP_PIXELS = 20_000      # per block and training snapshot
-OP_FLOATS = 60_000        # floats of an operation's input window region
-OP_KERNEL_FLOATS = 80_000  # floats of a conv's embedded kernels (output channels beyond are left out)
+OP_FLOATS = 30_000        # floats of an operation's input window region
+OP_KERNEL_FLOATS = 20_000  # floats of a conv's embedded kernels (output channels beyond are left out)
 
 
 # ------------------------------------------------------------------ encoding helpers
@@ -46,11 +46,26 @@ def _png(rgb):
     return "data:image/png;base64," + _b64(buf.getvalue())
 
 
-def _colorize(a, lo, hi, cmap):
-    import matplotlib
+_WHITE = 255   # palette index of the grid's separators
+
+
+def _levels(a, lo, hi):
+    """Values -> palette indices 0..254 on [lo, hi] (display only; the numbers shown are exact)."""
     t = (np.asarray(a, np.float64) - lo) / (hi - lo) if hi > lo else np.zeros(np.shape(a)) + 0.5
-    rgba = matplotlib.colormaps[cmap](np.clip(t, 0, 1), bytes=True)
-    return rgba[..., :3]
+    return np.rint(np.clip(t, 0, 1) * 254).astype(np.uint8)
+
+
+def _png_indexed(idx, cmap):
+    """A palette PNG: one byte a pixel, the colour map as its palette (a third of an RGB PNG)."""
+    import matplotlib
+    from PIL import Image
+    pal = matplotlib.colormaps[cmap](np.linspace(0, 1, 255), bytes=True)[:, :3]
+    pal = np.concatenate([pal, [[255, 255, 255]]]).astype(np.uint8)
+    img = Image.fromarray(idx).convert("P")
+    img.putpalette(pal.ravel().tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + _b64(buf.getvalue())
 
 
 def _shrink(a, tile):
@@ -82,12 +97,12 @@ def _grid(a, cmap, symmetric=False, pixels=GRID_PIXELS, max_channels=None):
     cols = max(1, min(shown, cols))
     rows = int(math.ceil(shown / cols))
     th, tw = small.shape[1], small.shape[2]
-    canvas = np.full((rows * (th + 1) - 1, cols * (tw + 1) - 1, 3), 255, np.uint8)
-    rgb = _colorize(small, lo, hi, cmap)
+    canvas = np.full((rows * (th + 1) - 1, cols * (tw + 1) - 1), _WHITE, np.uint8)
+    idx = _levels(small, lo, hi)
     for c in range(shown):
         r, q = divmod(c, cols)
-        canvas[r * (th + 1):r * (th + 1) + th, q * (tw + 1):q * (tw + 1) + tw] = rgb[c]
-    return dict(png=_png(canvas), lo=lo, hi=hi, cols=cols, rows=rows, tile_h=th, tile_w=tw, shown=shown,
+        canvas[r * (th + 1):r * (th + 1) + th, q * (tw + 1):q * (tw + 1) + tw] = idx[c]
+    return dict(png=_png_indexed(canvas, cmap), lo=lo, hi=hi, cols=cols, rows=rows, tile_h=th, tile_w=tw, shown=shown,
                 channels=C, factor=f, cmap=cmap)
 
 
@@ -97,7 +112,7 @@ def _map(a, cmap, lo=None, hi=None, tile=256):
     small, f = _shrink(a[None], tile)
     lo = float(a.min()) if lo is None else lo
     hi = float(a.max()) if hi is None else hi
-    return dict(png=_png(_colorize(small[0], lo, hi, cmap)), lo=lo, hi=hi, factor=f, shape=list(a.shape))
+    return dict(png=_png_indexed(_levels(small[0], lo, hi), cmap), cmap=cmap, lo=lo, hi=hi, factor=f, shape=list(a.shape))
 
 
 def _cnorm(g):
