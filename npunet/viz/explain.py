@@ -774,7 +774,7 @@ function renderBlock() {
     const c = b.crop, sw = 220, k = sw / c.skip_shape[3];
     h += `<h3>Copy and ${c.skip_shape[2] === c.h ? "concatenate" : "crop"} (${esc(c.layer)})</h3><div class="row">
     <div class="fig"><div class="box"><img src="${c.skip.png}" width="${sw}"><div class="crop" id="crop-rect" style="left:${c.left * k}px;top:${c.top * k}px;width:${c.w * k - 4}px;height:${c.h * k - 4}px"></div></div>
-    skip from ${esc(c.skip_from)} ${shp(c.skip_shape)}, channel 0; the dashed box is what is kept (${c.h}x${c.w} from ${c.skip_shape[2]}x${c.skip_shape[3]})</div>
+    <div>skip from ${esc(c.skip_from)} ${shp(c.skip_shape)}, channel 0;<br>the dashed box is what is kept (${c.h}x${c.w} from ${c.skip_shape[2]}x${c.skip_shape[3]})</div></div>
     ${fig(c.up, "up-sampled " + shp(c.up_shape) + ", channel 0", Math.round(c.w * k))}</div>
     <p class="note">The two are stacked along the channels: ${c.skip_shape[1]} + ${c.up_shape[1]} channels.</p>`;
   }
