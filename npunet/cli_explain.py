@@ -98,6 +98,12 @@ def cmd_explain(args):
     from .viz.explain import explain
     log = print
     snaps = _epochs_list(args.epochs_snapshots) if args.epochs_snapshots else []
+    if args.image != "synthetic" and not os.path.isfile(args.image):   # before any training
+        _fail(f"npunet explain: --image '{args.image}' is not a file (give an image, or 'synthetic')")
+    if args.mask and not os.path.isfile(args.mask):
+        _fail(f"npunet explain: --mask '{args.mask}' is not a file")
+    if args.epochs < 1 or args.size < 16:
+        _fail(f"npunet explain: --epochs must be >= 1 and --size >= 16, got {args.epochs} and {args.size}")
     val = None
     if args.checkpoint:
         from .train import load_model
@@ -126,8 +132,6 @@ def cmd_explain(args):
             x, mask, labels = xs[0], ms[0], ls[0]
         note += " Image: a held-out synthetic cell image with its ground truth."
     else:
-        if not os.path.isfile(args.image):
-            _fail(f"npunet explain: --image '{args.image}' is not a file (give an image, or 'synthetic')")
         img, how = read_image(args.image, model.in_channels)
         x = fit_range(img, *in_range)
         note += f" Image: {os.path.basename(args.image)}" + (f" ({how})." if how else ".")
