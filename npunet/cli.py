@@ -1,4 +1,4 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check, warmup."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check, warmup, explain."""
 import argparse
 import sys
 
@@ -55,6 +55,8 @@ def build_parser():
     w.set_defaults(func=_cmd_warmup)
     from .cli_train import add_commands
     add_commands(sub)
+    from .cli_explain import add_command as add_explain
+    add_explain(sub)
     return p
 
 

@@ -155,7 +155,8 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
             i, j = (int(v) for v in b[1:].split("_"))
             if j == 0 or i + j == L:
                 edge, lw = "#d62728", 2.2
-        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor=edge, lw=lw))
+        box = ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor=edge, lw=lw))
+        box.set_gid(f"blk-{b}")  # the SVG element's id: npunet.viz.explain makes the boxes clickable
         label = b if depth == 1 else b.split(".")[-1]  # nested: the index inside its container
         ax.text(cx, cy + h / 2 + 0.06, label, ha="center", va="bottom", fontsize=7)
         ax.text(cx, cy - h / 2 - 0.05, f"{C}×{H}×{W}", ha="center", va="top", fontsize=6, color="#333333")
