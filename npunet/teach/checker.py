@@ -1,79 +1,76 @@
-"""Exercises (lessons/exercises/): the student writes a forward and its backward; ``check`` runs them
-on small float64 cases and compares them with npunet's reference ops.
+"""The exercise checker: the student writes a forward and its backward; ``check`` runs them on small
+float64 cases and compares them with npunet's reference ops.
 
-    python -m npunet check conv2d              # checks lessons/exercises/01_conv2d.py
-    python -m npunet check path/to/my_conv.py  # any file that defines the exercise's functions
-    python -m npunet check conv2d --solution   # the teacher's solution (lessons/exercises/solutions/)
-    check("conv2d", globals())                 # from the exercise notebook itself
+    npunet check conv2d                     # lessons/exercises/01_conv2d.py here, else the installed copy
+    npunet check conv2d my_attempt.py       # any file, checked against the named exercise
+    npunet check path/to/01_conv2d.py       # the exercise is read off the file's name
+    npunet check conv2d --solution          # the teacher's solution (installed with npunet)
+    check("conv2d", globals())              # from the exercise notebook itself
 
 For every case the checker
-  1. runs the reference op and the student's forward on the same inputs and compares the outputs;
-  2. sends the same random upstream gradient dout through both backwards and compares every
-     gradient (inputs and parameters): relative error max|a - e| / max(max|a|, max|e|) <= 1e-6.
-     The expected gradients are the reference backward's, which the test suite checks against
-     central finite differences of the reference forward;
+  1. computes the expected outputs and gradients from npunet's reference ops in its own process
+     (relative error max|a - e| / max(max|a|, max|e|, floor) <= 1e-6; the floor, 1e-8 of the case's
+     largest value, keeps rounding noise on a gradient that is zero in exact arithmetic from counting);
+  2. runs the student's forward and backward in a separate process (forked), with a time limit per
+     case (20 s, ``timeout``) and a memory cap (2 GiB above what the process holds, Linux), and
+     takes back plain float64 arrays: nothing the student's file does (patching npunet, this module,
+     the report; ``sys.exit``; ``os._exit``; an endless loop; a huge allocation) changes the verdict;
   3. checks that nothing was written into the inputs or into dout.
-A failure names the output or gradient, the element where the error peaks, both values, the
-relative error and a hint; when a backward is wrong it also tells whether it at least matches
+A failure names the output or gradient, the element where the error peaks, both values, what the
+numbers show (a constant factor, a transpose, a shift by one, only the border, one image of the
+batch, only the cases with padding, ...), the formula, and whether the backward at least matches
 finite differences of the student's own forward.
+What cannot be told apart: a forward that calls npunet's own op passes.
 """
 import os
 import runpy
+import signal
 import sys
+import sysconfig
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
 
+from .exercises import EXERCISES
+
 TOL = 1e-6
-_loading = False      # True while check() imports an exercise file: its own check(...) cell is skipped
+FLOOR = 1e-8          # of the case's largest expected value: the smallest denominator of a relative error
+TIMEOUT = 20.0        # seconds per case (forward + backward) and per finite-difference probe
+MEMORY = 2 << 30      # bytes the student's code may allocate above what its process holds at the start
+_loading = False      # True while an exercise file is loaded: its own check(...) cell is skipped
 
 
-# ================================================================== comparison and hints
-
-def _rel_error(a, e):
-    """max|a - e| / max(max|a|, max|e|) and the flat index where |a - e| peaks."""
-    diff = np.abs(a - e)
-    i = int(np.argmax(diff))
-    scale = max(float(np.abs(a).max()), float(np.abs(e).max()))
-    return (float(diff.flat[i]) / scale if scale > 0 else 0.0), i
+def num(v):
+    """A number for a message: 6 significant digits, never "-0"."""
+    v = float(v)
+    s = f"{v + 0.0:.6g}"
+    return "0" if s in ("-0", "0") else s
 
 
-def _pattern(a, e):
-    """A hint read off the numbers: a constant factor, a transpose, or errors only on the border."""
-    ee = float((e * e).sum())
-    if ee > 0:
-        c = float((a * e).sum()) / ee
-        if abs(c - 1) > 1e-3 and np.abs(a - c * e).max() <= 1e-6 * np.abs(e).max():
-            return f"your values are exactly {c:.4g} x the expected ones: a missing or extra factor (or sign)"
-    if a.ndim >= 2 and a.shape[-1] == a.shape[-2] and np.allclose(np.swapaxes(a, -1, -2), e, rtol=1e-9, atol=1e-12):
-        return "your values are the expected ones with the last two axes swapped (rows and columns)"
-    if a.ndim == 4 and min(a.shape[2:]) > 2:
-        wrong = np.abs(a - e) > 1e-6 * max(np.abs(e).max(), 1e-30)
-        if wrong.any() and not wrong[:, :, 1:-1, 1:-1].any():
-            return "only the border rows/columns are wrong: look at the padding, the crop offsets or the edge weights"
-    return ""
+def _err(v):
+    return f"{v:.1e}"
 
 
-def _where(name, shape, i):
-    return f"{name}[{', '.join(str(int(k)) for k in np.unravel_index(i, shape))}]" if shape else name
-
+# ================================================================== the report
 
 @dataclass
 class Finding:
-    case: str           # "case 1 (N=2, C=3, ...)" or "" for the whole file
+    case: str           # "case 1: N=2, C=3, ..." or "" for the whole file
     name: str           # "forward out", "backward dw"
     ok: bool
     message: str
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     exercise: str
     title: str
     source: str
     findings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)   # patterns across cases
     case: str = ""      # the case the next findings belong to
 
     @property
@@ -94,454 +91,226 @@ class Report:
                 case = f.case
                 lines.append(f"  {case}")
             lines.append(f"    {'ok   ' if f.ok else 'WRONG'}  {f.name}" + (f": {f.message}" if f.message else ""))
+        lines += [f"  note: {n}" for n in self.notes]
+        if not self.ok:
+            lines.append(f"  (the solution is exercises/solutions/{EXERCISES[self.exercise].file} of the course, "
+                         f"`npunet lessons --copy DIR --solutions` copies it: try on your own first)")
         return "\n".join(lines)
 
-
-def _compare(report, label, name, got, want, hint):
-    """One output or gradient: shape, dtype, values."""
-    if got is None:
-        return report.add(label, False, f"got None for {name}. Hint: {hint}")
-    got = np.asarray(got) if np.isscalar(got) or isinstance(got, (list, tuple)) else got
-    if not isinstance(got, np.ndarray):
-        return report.add(label, False, f"{name} should be a NumPy array, got {type(got).__name__}")
-    if got.shape != np.shape(want):
-        return report.add(label, False, f"{name} has shape {got.shape}, expected {np.shape(want)}. Hint: {hint}")
-    if np.ndim(want) and got.dtype != want.dtype:
-        return report.add(label, False, f"{name} is {got.dtype} for {want.dtype} inputs: keep the input's dtype "
-                                        f"(float64 here, for the check)")
-    if not np.all(np.isfinite(got)):
-        return report.add(label, False, f"{name} holds NaN or Inf at {_where(name, got.shape, int(np.argmin(np.isfinite(got))))}")
-    want = np.asarray(want, dtype=np.float64)
-    err, i = _rel_error(got.astype(np.float64), want)
-    if err <= TOL:
-        return report.add(label, True, f"relative error {err:.1e}")
-    seen = _pattern(got.astype(np.float64), want)
-    return report.add(label, False, f"relative error {err:.1e} at {_where(name, got.shape, i)}: yours "
-                                    f"{got.flat[i]:.6g}, expected {want.flat[i]:.6g}. Hint: {hint}"
-                                    + (f" ({seen})" if seen else ""))
-
-
-# ================================================================== the exercises
-
-@dataclass
-class Exercise:
-    """name: what ``npunet check`` takes; file: in lessons/exercises/; functions: what the student writes.
-    reference(): a namespace with the same functions built from npunet's reference ops.
-    cases: keyword dicts for make(case, rng) -> inputs (arrays, and modules for the model parts).
-    forward(impl, inputs, case) -> ({output name: array}, state); backward(impl, state, douts) ->
-    {gradient name: array}.  hints: output/gradient name -> what to look at."""
-    name: str
-    file: str
-    title: str
-    functions: tuple
-    reference: object
-    cases: list
-    make: object
-    forward: object
-    backward: object
-    hints: dict
-
-
-def _arr(rng, *shape):
-    return rng.standard_normal(shape)
-
-
-def _unpack(result, n, what):
-    if not isinstance(result, tuple) or len(result) != n:
-        got = f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__
-        raise _Shape(f"{what} must return a tuple of {n}, got {got}")
-    return result
-
-
-class _Shape(Exception):
-    pass
-
-
-def _params(prefix, module):
-    """Parameter gradients of a module, named like its state_dict under prefix."""
-    return {f"{prefix}.{k}": p.grad for k, p in module.named_parameters()}
-
-
-# -- 1 convolution
-def _conv_ref():
-    from .backends import reference as R
-    return SimpleNamespace(conv2d_forward=lambda x, w, b, stride=1, padding=0: R.conv2d_forward(x, w, b, stride, padding),
-                           conv2d_backward=R.conv2d_backward)
-
-
-def _conv_make(rng, N, C, H, W, O, k, stride, padding):
-    return dict(x=_arr(rng, N, C, H, W), w=_arr(rng, O, C, k, k), b=_arr(rng, O))
-
-
-def _conv_fwd(impl, inp, case):
-    out, cache = _unpack(impl.conv2d_forward(inp["x"], inp["w"], inp["b"], stride=case["stride"],
-                                             padding=case["padding"]), 2, "conv2d_forward")
-    return {"out": out}, cache
-
-
-def _conv_bwd(impl, cache, d):
-    dx, dw, db = _unpack(impl.conv2d_backward(d["out"], cache), 3, "conv2d_backward")
-    return {"dx": dx, "dw": dw, "db": db}
-
-
-# -- 2 max-pool
-def _pool_ref():
-    from .backends import reference as R
-    return SimpleNamespace(maxpool_forward=lambda x, kernel_size=2, stride=2: R.maxpool2d_forward(x, kernel_size, stride),
-                           maxpool_backward=R.maxpool2d_backward)
-
-
-def _pool_fwd(impl, inp, case):
-    out, cache = _unpack(impl.maxpool_forward(inp["x"], kernel_size=case["k"], stride=case["stride"]), 2,
-                         "maxpool_forward")
-    return {"out": out}, cache
-
-
-def _pool_bwd(impl, cache, d):
-    return {"dx": impl.maxpool_backward(d["out"], cache)}
-
-
-# -- 3 up-convolution
-def _upconv_ref():
-    from .backends import reference as R
-    return SimpleNamespace(upconv_forward=lambda x, w, b, stride=2: R.conv_transpose2d_forward(x, w, b, stride),
-                           upconv_backward=R.conv_transpose2d_backward)
-
-
-def _upconv_make(rng, N, C, H, W, O, k, stride):
-    return dict(x=_arr(rng, N, C, H, W), w=_arr(rng, C, O, k, k), b=_arr(rng, O))
-
-
-def _upconv_fwd(impl, inp, case):
-    out, cache = _unpack(impl.upconv_forward(inp["x"], inp["w"], inp["b"], stride=case["stride"]), 2, "upconv_forward")
-    return {"out": out}, cache
-
-
-def _upconv_bwd(impl, cache, d):
-    dx, dw, db = _unpack(impl.upconv_backward(d["out"], cache), 3, "upconv_backward")
-    return {"dx": dx, "dw": dw, "db": db}
-
-
-# -- 4 bilinear up-sampling
-def _bilinear_ref():
-    from .backends import reference as R
-
-    def forward(x, scale=2, align_corners=False):
-        H, W = x.shape[2:]
-        return R.interpolate_forward(x, (H * scale, W * scale), "bilinear", align_corners, (scale, scale))
-    return SimpleNamespace(bilinear_forward=forward, bilinear_backward=R.interpolate_backward)
-
-
-def _bilinear_fwd(impl, inp, case):
-    out, cache = _unpack(impl.bilinear_forward(inp["x"], scale=case["scale"], align_corners=case["align_corners"]),
-                         2, "bilinear_forward")
-    return {"out": out}, cache
-
-
-def _bilinear_bwd(impl, cache, d):
-    return {"dx": impl.bilinear_backward(d["out"], cache)}
-
-
-# -- 5 BatchNorm (training mode)
-def _bn_ref():
-    from .backends import reference as R
-
-    def forward(x, gamma, beta, eps=1e-5):
-        C = x.shape[1]
-        return R.batchnorm2d_forward(x, gamma, beta, np.zeros(C), np.ones(C), True, eps=eps)[:2]
-    return SimpleNamespace(batchnorm_forward=forward, batchnorm_backward=R.batchnorm2d_backward)
-
-
-def _bn_make(rng, N, C, H, W):
-    return dict(x=3 * _arr(rng, N, C, H, W) + 1, gamma=_arr(rng, C), beta=_arr(rng, C))
-
-
-def _bn_fwd(impl, inp, case):
-    out, cache = _unpack(impl.batchnorm_forward(inp["x"], inp["gamma"], inp["beta"]), 2, "batchnorm_forward")
-    return {"out": out}, cache
-
-
-def _bn_bwd(impl, cache, d):
-    dx, dg, db = _unpack(impl.batchnorm_backward(d["out"], cache), 3, "batchnorm_backward")
-    return {"dx": dx, "dgamma": dg, "dbeta": db}
-
-
-# -- 6 crop and concatenate
-def _crop_ref():
-    from .backends import reference as R
-    return SimpleNamespace(crop_concat_forward=R.crop_concat_forward, crop_concat_backward=R.crop_concat_backward)
-
-
-def _crop_make(rng, N, Cs, Hs, Ws, Cx, H, W):
-    return dict(skip=_arr(rng, N, Cs, Hs, Ws), x=_arr(rng, N, Cx, H, W))
-
-
-def _crop_fwd(impl, inp, case):
-    out, cache = _unpack(impl.crop_concat_forward(inp["skip"], inp["x"]), 2, "crop_concat_forward")
-    return {"out": out}, cache
-
-
-def _crop_bwd(impl, cache, d):
-    dskip, dx = _unpack(impl.crop_concat_backward(d["out"], cache), 2, "crop_concat_backward")
-    return {"dskip": dskip, "dx": dx}
-
-
-# -- 7 Dice loss
-def _dice_ref():
-    from .losses import DiceLoss
-
-    def forward(logits, target, smooth=1.0):
-        loss = DiceLoss(smooth=smooth)
-        return loss.forward(logits, target), loss
-    return SimpleNamespace(dice_loss_forward=forward, dice_loss_backward=lambda loss: loss.backward())
-
-
-def _dice_make(rng, N, H, W, smooth):
-    return dict(logits=2 * _arr(rng, N, 1, H, W), target=(rng.random((N, 1, H, W)) < 0.4).astype(np.float64))
-
-
-def _dice_fwd(impl, inp, case):
-    loss, cache = _unpack(impl.dice_loss_forward(inp["logits"], inp["target"], smooth=case["smooth"]), 2,
-                          "dice_loss_forward")
-    return {"loss": np.float64(loss)}, cache
-
-
-def _dice_bwd(impl, cache, d):
-    return {"dlogits": d["loss"] * np.asarray(impl.dice_loss_backward(cache))}
-
-
-# -- 8 a U-Net++ node and the summed gradients of a dense row
-def _conv_block(nn, cin, cout):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()).to(np.float64)
-
-
-def _unetpp_ref():
-    from . import nn
-
-    def node_forward(same_row, below, up, conv):
-        cat = nn.Concat()
-        return conv(cat(*same_row, up(below))), (cat, up, conv)
-
-    def node_backward(dout, cache):
-        cat, up, conv = cache
-        parts = cat.backward(conv.backward(dout))
-        return list(parts[:-1]), up.backward(parts[-1])
-
-    def row_forward(x00, x10, x11, ups, convs):
-        X = {(0, 0): x00, (1, 0): x10, (1, 1): x11}
-        caches = {}
-        for j in (1, 2):
-            X[0, j], caches[j] = node_forward([X[0, k] for k in range(j)], X[1, j - 1], ups[j - 1], convs[j - 1])
-        return X[0, 2], caches
-
-    def row_backward(dx02, caches):
-        dX = {(0, 2): dx02}
-        for j in (2, 1):                                 # the mirror image; a map's gradients accumulate
-            same, below = node_backward(dX.pop((0, j)), caches[j])
-            for k, g in enumerate(same):
-                dX[0, k] = dX.get((0, k), 0) + g
-            dX[1, j - 1] = below
-        return dX[0, 0], dX[1, 0], dX[1, 1]
-    return SimpleNamespace(node_forward=node_forward, node_backward=node_backward, row_forward=row_forward,
-                           row_backward=row_backward)
-
-
-def _unetpp_make(rng, N, f0, f1, H, seed, part):
-    from . import nn
-    with _seeded(seed):
-        ups = [nn.ConvTranspose2d(f1, f0, 2, stride=2).to(np.float64) for _ in range(2)]
-        convs = [_conv_block(nn, 2 * f0, f0), _conv_block(nn, 3 * f0, f0)]
-    return dict(x00=_arr(rng, N, f0, H, H), x10=_arr(rng, N, f1, H // 2, H // 2), x11=_arr(rng, N, f1, H // 2, H // 2),
-                ups=ups, convs=convs)
-
-
-def _unetpp_fwd(impl, inp, case):
-    if case["part"] == "node":
-        out, cache = _unpack(impl.node_forward([inp["x00"]], inp["x10"], inp["ups"][0], inp["convs"][0]), 2,
-                             "node_forward")
-        return {"x01": out}, (cache, inp)
-    out, cache = _unpack(impl.row_forward(inp["x00"], inp["x10"], inp["x11"], inp["ups"], inp["convs"]), 2,
-                         "row_forward")
-    return {"x02": out}, (cache, inp)
-
-
-def _unetpp_bwd(impl, state, d):
-    cache, inp = state
-    if "x01" in d:
-        same, dx10 = _unpack(impl.node_backward(d["x01"], cache), 2, "node_backward")
-        if not isinstance(same, (list, tuple)) or len(same) != 1:
-            raise _Shape("node_backward must return (list of the same-row gradients, d_below): one per same-row input")
-        grads = {"dx00": same[0], "dx10": dx10}
-        grads.update(_params("ups[0]", inp["ups"][0]))
-        grads.update(_params("convs[0]", inp["convs"][0]))
-        return grads
-    dx00, dx10, dx11 = _unpack(impl.row_backward(d["x02"], cache), 3, "row_backward")
-    grads = {"dx00": dx00, "dx10": dx10, "dx11": dx11}
-    for k in range(2):
-        grads.update(_params(f"ups[{k}]", inp["ups"][k]))
-        grads.update(_params(f"convs[{k}]", inp["convs"][k]))
-    return grads
-
-
-class _seeded:
-    """Identical modules on every call: npunet.init's generator reseeded, then restored."""
-
-    def __init__(self, seed):
-        self.seed = seed
-
-    def __enter__(self):
-        from . import init
-        self.saved = init._rng
-        init._rng = np.random.default_rng(self.seed)
-
-    def __exit__(self, *exc):
-        from . import init
-        init._rng = self.saved
-
-
-# -- 9 a UNet 3+ decoder stage
-def _unet3p_ref():
-    from .models.unet3plus import Branch, Fuse
-
-    def stage_forward(enc, dec, convs, fuse):
-        i = len(enc)
-        branches = []
-        for k, (x, conv) in enumerate(zip(list(enc) + list(dec), convs), start=1):
-            resample = ("pool", 2 ** (i - k)) if k < i else ("up", 2 ** (k - i)) if k > i else None
-            b = Branch(1, 1, resample).to(np.float64)
-            b.conv, b.bn = conv[0], conv[1]                  # the given modules inside the library's Branch
-            branches.append(b)
-        f = Fuse(len(convs), 1).to(np.float64)
-        f.conv, f.bn = fuse[0], fuse[1]
-        parts = [b(x) for b, x in zip(branches, list(enc) + list(dec))]
-        return f(*parts), (branches, f, i)
-
-    def stage_backward(dout, cache):
-        branches, f, i = cache
-        d = [b.backward(g) for b, g in zip(branches, f.backward(dout))]
-        return d[:i], d[i:]
-    return SimpleNamespace(stage_forward=stage_forward, stage_backward=stage_backward)
-
-
-def _unet3p_make(rng, N, filters, cat, H1, stage, seed):
-    from . import nn
-    with _seeded(seed):
-        convs = [_conv_block(nn, f, cat) for f in filters]
-        fuse = _conv_block(nn, len(filters) * cat, len(filters) * cat)
-    maps = [_arr(rng, N, f, H1 >> k, H1 >> k) for k, f in enumerate(filters)]
-    return dict(enc=maps[:stage], dec=maps[stage:], convs=convs, fuse=fuse)
-
-
-def _unet3p_fwd(impl, inp, case):
-    out, cache = _unpack(impl.stage_forward(inp["enc"], inp["dec"], inp["convs"], inp["fuse"]), 2, "stage_forward")
-    return {"hd": out}, (cache, inp)
-
-
-def _unet3p_bwd(impl, state, d):
-    cache, inp = state
-    d_enc, d_dec = _unpack(impl.stage_backward(d["hd"], cache), 2, "stage_backward")
-    if len(d_enc) != len(inp["enc"]) or len(d_dec) != len(inp["dec"]):
-        raise _Shape(f"stage_backward must return ({len(inp['enc'])} encoder gradients, {len(inp['dec'])} decoder "
-                     f"gradients), got ({len(d_enc)}, {len(d_dec)})")
-    grads = {f"d_enc[{k}]": g for k, g in enumerate(d_enc)}
-    grads.update({f"d_dec[{k}]": g for k, g in enumerate(d_dec)})
-    for k, conv in enumerate(inp["convs"]):
-        grads.update(_params(f"convs[{k}]", conv))
-    grads.update(_params("fuse", inp["fuse"]))
-    return grads
-
-
-EXERCISES = {e.name: e for e in [
-    Exercise("conv2d", "01_conv2d.py", "convolution", ("conv2d_forward", "conv2d_backward"), _conv_ref,
-             [dict(N=2, C=3, H=7, W=6, O=4, k=3, stride=1, padding=1), dict(N=1, C=2, H=8, W=9, O=3, k=3, stride=2, padding=0),
-              dict(N=2, C=2, H=6, W=5, O=3, k=2, stride=2, padding=1)],
-             _conv_make, _conv_fwd, _conv_bwd,
-             {"out": "out[n, o, i, j] = sum over c, u, v of x_pad[n, c, i*s + u, j*s + v] * w[o, c, u, v] + b[o], "
-                     "H_out = (H + 2p - k) // s + 1; a cross-correlation (the kernel is not flipped)",
-              "dx": "dcols = W^T @ dout, then col2im: overlapping patches ADD their gradients, and the padding "
-                    "border is cut off at the end",
-              "dw": "dW = dout @ cols^T: every image of the batch used the same W, so their contributions add",
-              "db": "db[o] = dout[:, o] summed over the batch and all output pixels"}),
-    Exercise("maxpool", "02_maxpool.py", "max-pool", ("maxpool_forward", "maxpool_backward"), _pool_ref,
-             [dict(N=2, C=3, H=8, W=6, k=2, stride=2), dict(N=1, C=2, H=7, W=9, k=2, stride=2),
-              dict(N=2, C=2, H=7, W=7, k=3, stride=2)],
-             lambda rng, N, C, H, W, k, stride: dict(x=_arr(rng, N, C, H, W)), _pool_fwd, _pool_bwd,
-             {"out": "H_out = (H - k) // s + 1 (floor: an odd last row is dropped); the max over each k x k window",
-              "dx": "each window's gradient goes to the pixel that was its maximum, 0 everywhere else; with "
-                    "overlapping windows (k > s) a pixel can win twice and its gradients add"}),
-    Exercise("upconv", "03_upconv.py", "up-convolution", ("upconv_forward", "upconv_backward"), _upconv_ref,
-             [dict(N=2, C=3, H=4, W=5, O=2, k=2, stride=2), dict(N=1, C=2, H=3, W=3, O=3, k=3, stride=2),
-              dict(N=2, C=2, H=3, W=4, O=2, k=2, stride=1)],
-             _upconv_make, _upconv_fwd, _upconv_bwd,
-             {"out": "every input pixel stamps w[c] (C_out, k, k) scaled by x[n, c, i, j] at (i*s, j*s), and the "
-                     "stamps add; H_out = (H - 1) * s + k; w has PyTorch's layout (C_in, C_out, k, k)",
-              "dx": "dx[n, c, i, j] = sum over o, u, v of dout[n, o, i*s + u, j*s + v] * w[c, o, u, v]: a "
-                    "convolution of dout",
-              "dw": "dw[c, o, u, v] = sum over n, i, j of x[n, c, i, j] * dout[n, o, i*s + u, j*s + v]",
-              "db": "db[o] = dout[:, o] summed over the batch and all output pixels"}),
-    Exercise("bilinear", "04_bilinear.py", "bilinear up-sampling", ("bilinear_forward", "bilinear_backward"),
-             _bilinear_ref,
-             [dict(N=2, C=2, H=4, W=5, scale=2, align_corners=False), dict(N=1, C=2, H=3, W=4, scale=3, align_corners=False),
-              dict(N=2, C=1, H=4, W=3, scale=2, align_corners=True)],
-             lambda rng, N, C, H, W, scale, align_corners: dict(x=_arr(rng, N, C, H, W)), _bilinear_fwd, _bilinear_bwd,
-             {"out": "out = My @ x @ Mx^T; align_corners=False samples output pixel i at its half-pixel centre, src = (i + 0.5) / scale - 0.5 "
-                     "clamped at 0; align_corners=True at src = i * (H - 1) / (H_out - 1)",
-              "dx": "a linear map's backward is its transpose: dx = My^T @ dout @ Mx"}),
-    Exercise("batchnorm", "05_batchnorm.py", "BatchNorm (training mode)", ("batchnorm_forward", "batchnorm_backward"),
-             _bn_ref, [dict(N=2, C=3, H=4, W=5), dict(N=4, C=2, H=3, W=3)], _bn_make, _bn_fwd, _bn_bwd,
-             {"out": "per channel over (N, H, W): xhat = (x - mean) / sqrt(var + eps) with the biased variance "
-                     "(divide by M = N*H*W), out = gamma * xhat + beta",
-              "dx": "the mean and the variance depend on x too: dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * "
-                    "sum(dxhat * xhat)), dxhat = dout * gamma, sums per channel",
-              "dgamma": "dgamma = sum of dout * xhat over (N, H, W)",
-              "dbeta": "dbeta = sum of dout over (N, H, W)"}),
-    Exercise("crop_concat", "06_crop_concat.py", "copy, crop and concatenate", ("crop_concat_forward",
-                                                                             "crop_concat_backward"), _crop_ref,
-             [dict(N=2, Cs=2, Hs=9, Ws=9, Cx=3, H=5, W=5), dict(N=1, Cs=3, Hs=8, Ws=7, Cx=2, H=5, W=4)],
-             _crop_make, _crop_fwd, _crop_bwd,
-             {"out": "centre crop: start at ((Hs - H) // 2, (Ws - W) // 2), then [skip, x] on the channel axis "
-                     "(skip first, as the paper's figure)",
-              "dskip": "the first Cs channels of dout go back into the cropped window; the border the crop cut off "
-                       "gets 0",
-              "dx": "the last Cx channels of dout"}),
-    Exercise("dice", "07_dice.py", "Dice loss", ("dice_loss_forward", "dice_loss_backward"), _dice_ref,
-             [dict(N=2, H=5, W=6, smooth=1.0), dict(N=3, H=4, W=4, smooth=0.5)], _dice_make, _dice_fwd, _dice_bwd,
-             {"loss": "p = sigmoid(logits); per image d = (2 sum(p*y) + s) / (sum(p) + sum(y) + s); loss = 1 - mean(d)",
-              "dlogits": "dd/dp = (2 y (Sp + Sy + s) - (2 I + s)) / (Sp + Sy + s)^2 per image, then the mean's "
-                         "1/N, the minus sign, and dp/dz = p (1 - p)"}),
-    Exercise("unetpp_node", "08_unetpp_node.py", "a U-Net++ node and its summed gradients",
-             ("node_forward", "node_backward", "row_forward", "row_backward"), _unetpp_ref,
-             [dict(N=2, f0=2, f1=3, H=6, seed=1, part="node"), dict(N=2, f0=2, f1=3, H=6, seed=2, part="row")],
-             _unetpp_make, _unetpp_fwd, _unetpp_bwd,
-             {"x01": "X^{0,1} = conv(concat([X^{0,0}, up(X^{1,0})])): the same-row maps first, the up-sampled one last",
-              "x02": "X^{0,2} = conv(concat([X^{0,0}, X^{0,1}, up(X^{1,1})]))",
-              "dx00": "X^{0,0} feeds X^{0,1} and X^{0,2}: its gradient is the SUM of what both consumers send back",
-              "dx10": "split dcat by channels (the last block belongs to up(X^{1,0})), then up.backward",
-              "dx11": "the last channel block of X^{0,2}'s concat, through ups[1].backward",
-              "param": "call each module's backward exactly once per forward: it adds into its parameters' .grad"}),
-    Exercise("unet3p_stage", "09_unet3p_stage.py", "a UNet 3+ decoder stage", ("stage_forward", "stage_backward"),
-             _unet3p_ref,
-             [dict(N=2, filters=(2, 3, 2, 3, 2), cat=2, H1=16, stage=2, seed=3),
-              dict(N=2, filters=(2, 2, 3, 2, 3), cat=2, H1=16, stage=4, seed=4)],
-             _unet3p_make, _unet3p_fwd, _unet3p_bwd,
-             {"hd": "stage i: encoder map k < i max-pooled by 2^(i-k), k = i as is, decoder map k > i bilinear "
-                    "up-sampled by 2^(k-i) (align_corners=False); each through its conv block, concatenated in "
-                    "order k = 1..5, then the fuse block",
-              "d_enc": "split dcat into the five blocks, each back through its conv block, then the max-pool's backward",
-              "d_dec": "each decoder block back through its conv block, then the bilinear backward",
-              "param": "call each module's backward exactly once per forward: it adds into its parameters' .grad"}),
-]}
+    def __repr__(self):
+        bad = sum(not f.ok for f in self.findings)
+        return f"<check {self.exercise}: " + ("all checks passed>" if self.ok else f"{bad} checks failed>")
+
+    def _repr_markdown_(self):
+        return "```text\n" + str(self) + "\n```"
+
+    def _repr_html_(self):
+        import html
+        return "<pre>" + html.escape(str(self)) + "</pre>"
+
+
+# ================================================================== what the numbers show
+
+def _close(a, b, scale):
+    return a.shape == b.shape and float(np.abs(a - b).max(initial=0.0)) <= 1e-6 * scale
+
+
+def _factor_words(c, case):
+    N = case.get("N")
+    if abs(c + 1) < 1e-6:
+        return "your values are exactly -1 x the expected ones: the sign is flipped"
+    if N and N > 1 and abs(c * N - 1) < 1e-6:
+        return f"your values are exactly 1/{N} x the expected ones: divided by the batch size N={N} (a mean where a sum belongs)"
+    if N and N > 1 and abs(c - N) < 1e-6:
+        return f"your values are exactly {N} x the expected ones: multiplied by the batch size N={N}"
+    return f"your values are exactly {c:.4g} x the expected ones: a missing or extra factor (or sign)"
+
+
+def diagnose(got, want, case, parts=()):
+    """What is wrong, read off the numbers: got and want float64 arrays of one shape; parts: the
+    expected value's per-image contributions (a gradient summed over the batch). Returns text or ''."""
+    scale = max(float(np.abs(want).max(initial=0.0)), 1e-300)
+    if not np.any(got) and np.any(want):
+        return "yours is all zeros: nothing was written into it (a missing assignment or return)"
+    ee = float((want * want).sum())
+    if ee > 0:
+        c = float((got * want).sum()) / ee
+        if abs(c - 1) > 1e-3 and _close(got, c * want, scale):
+            return _factor_words(c, case)
+    for n, p in enumerate(parts):
+        if _close(got, p, scale):
+            last = n == len(parts) - 1
+            return (f"yours equals image {n}'s contribution alone: sum over the whole batch (every image used the "
+                    f"same parameters)" + ("; an `=` where `+=` belongs inside a loop over the batch?" if last else ""))
+    if got.ndim >= 2 and got.shape[-1] == got.shape[-2] and _close(np.swapaxes(got, -1, -2), want, scale):
+        return "your values are the expected ones with the last two axes swapped (rows and columns, or w transposed)"
+    if got.ndim >= 2:
+        for ax, axname in ((-1, "columns (W)"), (-2, "rows (H)")):
+            if got.shape[ax] < 3:
+                continue
+            a, b = np.moveaxis(got, ax, -1), np.moveaxis(want, ax, -1)
+            for d in (1, -1):
+                x, y = (a[..., d:], b[..., :-d]) if d > 0 else (a[..., :d], b[..., -d:])
+                if _close(x, y, scale) and not _close(a, b, scale):
+                    return (f"your values are the expected ones shifted by one along the {axname}: an off-by-one in "
+                            f"an index, an offset or the padding")
+    wrong = np.abs(got - want) > 1e-6 * scale
+    if got.ndim == 4 and min(got.shape[2:]) > 2 and wrong.any():
+        inner = wrong[:, :, 1:-1, 1:-1].any()
+        border = wrong.any() and (wrong.sum() > wrong[:, :, 1:-1, 1:-1].sum())
+        if not inner:
+            return "only the border rows/columns are wrong: look at the padding, the crop offsets or the edge weights"
+        if not border:
+            return "the border is right but the interior is wrong: look at where neighbouring windows overlap or add"
+    if wrong.any() and wrong.mean() <= 0.25:
+        i = np.unravel_index(int(np.argmax(wrong)), got.shape)
+        return (f"only {int(wrong.sum())} of {wrong.size} values are wrong (the first at [{', '.join(map(str, i))}]): "
+                f"look at what is special there (ties, overlaps, edges)")
+    return ""
+
+
+def _where(name, shape, i):
+    return f"{name}[{', '.join(str(int(k)) for k in np.unravel_index(i, shape))}]" if shape else name
 
 
 def _hint(ex, name):
-    """The hint for an output or gradient: by its name ("d_enc[1]" -> "d_enc"), or the parameters' one."""
+    """The formula for an output or gradient: by its name ("d_enc[1]" -> "d_enc"), or the parameters' one."""
     base = name.split("[")[0]
     if base in ex.hints:
         return ex.hints[base]
     return ex.hints.get("param", "the gradient of a parameter: the module's backward adds it into .grad")
 
 
-# ================================================================== running a check
+def _compare(report, label, name, got, want, hint, case, floor, parts=()):
+    """One output or gradient: got is the child's description {kind, shape, dtype, data}."""
+    if got is None or got["kind"] == "none":
+        return report.add(label, False, f"got None for {name}. Hint: {hint}")
+    if got["kind"] != "array":
+        return report.add(label, False, f"{name} should be a NumPy array, got {got['type']}")
+    shape, dtype = tuple(got["shape"]), got["dtype"]
+    want = np.asarray(want, dtype=np.float64)
+    if shape != want.shape:
+        return report.add(label, False, f"{name} has shape {shape}, expected {want.shape}. Hint: {hint}")
+    if want.ndim and dtype != "float64":
+        return report.add(label, False, f"{name} is {dtype} for float64 inputs: keep the input's dtype "
+                                        f"(float64 here, for the check)")
+    a = np.asarray(got["data"], dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        return report.add(label, False, f"{name} holds NaN or Inf at {_where(name, shape, int(np.argmin(np.isfinite(a))))}")
+    diff = np.abs(a - want)
+    i = int(np.argmax(diff)) if diff.size else 0
+    denom = max(float(np.abs(a).max(initial=0.0)), float(np.abs(want).max(initial=0.0)), floor)
+    err = float(diff.flat[i]) / denom if diff.size and denom > 0 else 0.0
+    if err <= TOL:
+        return report.add(label, True, f"relative error {_err(err)}")
+    seen = diagnose(a, want, case, parts)
+    return report.add(label, False, f"relative error {_err(err)} at {_where(name, shape, i)}: yours {num(a.flat[i])}, "
+                                    f"expected {num(want.flat[i])}." + (f" What the numbers show: {seen}." if seen else "")
+                                    + f" Hint: {hint}")
+
+
+def _case_notes(report, ex):
+    """Which parameter values the failing cases share and the passing ones do not."""
+    names = {}
+    for f in report.findings:
+        if f.case.startswith("case "):
+            names.setdefault(f.name, {})[int(f.case.split(":")[0][5:]) - 1] = f.ok
+    for name, res in names.items():
+        bad = [c for c, ok in res.items() if not ok]
+        good = [c for c, ok in res.items() if ok]
+        if not bad or not good:
+            continue
+        for k in ex.cases[0]:
+            if k in ("seed", "part"):
+                continue
+            vb = {str(ex.cases[c].get(k)) for c in bad}
+            vg = {str(ex.cases[c].get(k)) for c in good}
+            if not vb & vg:
+                report.notes.append(f"{name} fails only in the cases with {k}={' or '.join(sorted(vb))} "
+                                    f"(it passes with {k}={' or '.join(sorted(vg))})")
+                break
+
+
+# ================================================================== the student's side (a child process)
+
+class _TimeLimit(BaseException):
+    pass
+
+
+class _Exited(BaseException):
+    pass
+
+
+def _library_dirs():
+    import numpy
+    dirs = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(numpy.__file__))}
+    for k in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(k)
+        if p:
+            dirs.add(os.path.abspath(p))
+    return tuple(d + os.sep for d in dirs)
+
+
+def _student_frames(tb, files=None):
+    libs = _library_dirs()
+    out = []
+    for t in traceback.extract_tb(tb):
+        f = os.path.abspath(t.filename) if not t.filename.startswith("<") else t.filename
+        if files is not None and f not in files:
+            continue
+        if f.startswith("<frozen") or f.startswith(libs):
+            continue
+        out.append(t)
+    return out
+
+
+def _line(frames):
+    t = frames[-1]
+    code = (t.line or "").strip()
+    where = os.path.basename(t.filename) if not t.filename.startswith("<") else t.filename
+    return f"line {t.lineno} of {where}: {code}" if code else f"line {t.lineno} of {where}"
+
+
+def _explain(e, timeout=TIMEOUT, files=None):
+    """One line for whatever the student's code raised, at the student's line (not NumPy's)."""
+    from .spec import ShapeError
+    if isinstance(e, NotImplementedError):
+        return f"not written yet: {e}" if str(e) else "not written yet (NotImplementedError)"
+    if isinstance(e, ShapeError):
+        return str(e)
+    mine = _student_frames(e.__traceback__, files) or _student_frames(e.__traceback__)
+    at = f" ({_line(mine)})" if mine else ""
+    fn = mine[0].name if mine else "code"
+    if isinstance(e, _TimeLimit):
+        return f"your {fn} did not return within {timeout:g} s{at}"
+    if isinstance(e, MemoryError):
+        return f"your {fn} asked for more memory than the check allows ({MEMORY >> 30} GiB){at}"
+    if isinstance(e, _Exited):
+        return f"your {fn} tried to end the process ({e}){at}: the check counts that as a failure"
+    if isinstance(e, SystemExit):
+        return f"your {fn} called sys.exit({e.code!r}){at}: the check counts that as a failure"
+    if isinstance(e, KeyboardInterrupt):
+        return f"your {fn} was interrupted (KeyboardInterrupt){at}"
+    return f"raised {type(e).__name__}: {e}{at}"
+
+
+def describe(v):
+    """What the parent gets back for one result: plain float64 data, whatever type the student returned."""
+    if v is None:
+        return {"kind": "none"}
+    if np.isscalar(v) or isinstance(v, (list, tuple)):
+        try:
+            v = np.asarray(v)
+        except Exception:  # noqa: BLE001 - a ragged list: report its type
+            return {"kind": "type", "type": type(v).__name__}
+    if not isinstance(v, np.ndarray):
+        return {"kind": "type", "type": type(v).__name__}
+    try:
+        data = np.array(np.asarray(v, dtype=np.float64), dtype=np.float64, copy=True)
+    except Exception:  # noqa: BLE001
+        return {"kind": "type", "type": f"{type(v).__name__} of {v.dtype}"}
+    return {"kind": "array", "shape": tuple(int(s) for s in np.shape(v)), "dtype": str(v.dtype), "data": data}
+
 
 def _copy(v):
     if isinstance(v, np.ndarray):
@@ -590,92 +359,355 @@ def _fd_agreement(ex, impl, case, seed, douts, key, index, h=1e-6):
     return (value(1) - value(-1)) / (2 * h)
 
 
-def _run_case(ex, impl, case, seed, douts, report, ref_outs, ref_grads):
-    inp = ex.make(np.random.default_rng(seed), **case)
-    before = {k: _copy(v) for k, v in inp.items()}
+class _Student:
+    """Runs the student's functions on request; the same code in the child process and, where there is
+    no fork, in the checker's own process."""
+
+    def __init__(self, ex, impl, files, timeout):
+        self.ex, self.impl, self.files, self.timeout = ex, impl, files, timeout
+
+    def _timed(self, fn):
+        use_alarm = hasattr(signal, "setitimer") and _main_thread()
+        if use_alarm:
+            def ring(*_):
+                raise _TimeLimit()
+            old = signal.signal(signal.SIGALRM, ring)
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            return fn()
+        finally:
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+
+    def case(self, c, seed, douts):
+        ex, case = self.ex, self.ex.cases[c]
+        inp = ex.make(np.random.default_rng(seed), **case)
+        before = {k: _copy(v) for k, v in inp.items()}
+        res = {}
+        try:
+            with np.errstate(all="ignore"):
+                outs, state = self._timed(lambda: ex.forward(self.impl, inp, case))
+        except BaseException as e:  # noqa: BLE001 - the student's code: report whatever it raised
+            res["forward_error"] = _explain(e, self.timeout, self.files)
+            return res
+        res["outs"] = {k: describe(v) for k, v in outs.items()}
+        res["wrote_inputs"] = not all(_same(before[k], inp[k]) for k in inp)
+        mine = {k: v.copy() for k, v in douts.items()}
+        try:
+            with np.errstate(all="ignore"):
+                grads = self._timed(lambda: ex.backward(self.impl, state, mine))
+        except BaseException as e:  # noqa: BLE001
+            res["backward_error"] = _explain(e, self.timeout, self.files)
+            return res
+        res["wrote_dout"] = not all(np.array_equal(douts[k], mine[k]) for k in douts)
+        res["grads"] = {k: describe(v) for k, v in grads.items()}
+        return res
+
+    def fd(self, c, seed, douts, key, index):
+        try:
+            with np.errstate(all="ignore"):
+                return float(self._timed(lambda: _fd_agreement(self.ex, self.impl, self.ex.cases[c], seed, douts,
+                                                               key, index)))
+        except BaseException:  # noqa: BLE001 - no finite-difference remark then
+            return None
+
+
+def _main_thread():
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _load(ex, path, namespace):
+    """The student's functions: from the namespace, or by running the file. (impl, error message)."""
+    global _loading
+    if namespace is None:
+        _loading = True
+        try:
+            namespace = runpy.run_path(path, run_name="__npunet_exercise__")
+        except BaseException as e:  # noqa: BLE001 - a syntax error, a failing top-level cell, sys.exit
+            if isinstance(e, SyntaxError):
+                return None, f"the file did not run: SyntaxError: {e.msg} (line {e.lineno} of {os.path.basename(path)})"
+            return None, "the file did not run: " + _explain(e, files={os.path.abspath(path)})
+        finally:
+            _loading = False
+    ns = namespace if isinstance(namespace, dict) else vars(namespace)
+    missing = [f for f in ex.functions if not callable(ns.get(f))]
+    if missing:
+        return None, f"define {', '.join(missing)} (the exercise's functions, with these names)"
+    return SimpleNamespace(**{f: ns[f] for f in ex.functions}), None
+
+
+def _child_main(conn, ex, path, namespace, timeout):
+    """The forked child: cap memory, turn exits into exceptions, load the student's code, serve requests."""
     try:
-        outs, state = ex.forward(impl, inp, case)
-    except Exception as e:  # noqa: BLE001 - the student's code: report whatever it raised
-        return report.add("forward", False, _explain(e))
-    fwd_ok = True
-    for name, want in ref_outs.items():
-        fwd_ok &= _compare(report, f"forward {name}", name, outs.get(name), want, _hint(ex, name))
-    if not all(_same(before[k], inp[k]) for k in inp):
-        fwd_ok = report.add("forward", False, "your forward wrote into its inputs: build new arrays instead")
-    d_before = {k: v.copy() for k, v in douts.items()}
+        import resource
+        with open("/proc/self/statm") as f:
+            held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = held + MEMORY
+        if hard == resource.RLIM_INFINITY or cap < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, ValueError):
+        pass
+
+    def no_exit(code=0):
+        raise _Exited(f"os._exit({code})")
+    os._exit = no_exit
+    from .. import backends
+    backends.set_backend("reference")          # NumPy only in the child: no Numba threads after a fork
+    files = {os.path.abspath(path)} if path else None
+    impl, error = _load(ex, path, namespace)
+    conn.send(("loaded", error))
+    if error:
+        return
+    student = _Student(ex, impl, files, timeout)
+    while True:
+        msg = conn.recv()
+        if msg[0] == "case":
+            conn.send(("case", student.case(*msg[1:])))
+        elif msg[0] == "fd":
+            conn.send(("fd", student.fd(*msg[1:])))
+        else:
+            return
+
+
+class _Child:
+    """The checker's end: a forked process running the student's code, or None where fork is missing."""
+
+    def __init__(self, ex, path, namespace, timeout):
+        import multiprocessing as mp
+        self.timeout = timeout
+        ctx = mp.get_context("fork")
+        self.conn, child_end = ctx.Pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)     # fork with threads: the child runs NumPy only
+            self.proc = ctx.Process(target=_child_entry, args=(child_end, ex, path, namespace, timeout), daemon=True)
+            self.proc.start()
+        child_end.close()
+
+    def ask(self, msg, wait):
+        """The child's answer, or ("dead", why)."""
+        if msg is not None:
+            try:
+                self.conn.send(msg)
+            except (BrokenPipeError, OSError):
+                return ("dead", self._why())
+        if not self.conn.poll(wait):
+            self.proc.kill()
+            self.proc.join()
+            return ("hung", None)
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return ("dead", self._why())
+
+    def _why(self):
+        self.proc.join(5)
+        code = self.proc.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            return f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+        return f"exit status {code}"
+
+    def close(self):
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def _child_entry(conn, ex, path, namespace, timeout):
+    real_exit = os._exit
+    for s in ("stdout", "stderr"):                 # not a notebook's stream objects, which live in the parent
+        setattr(sys, s, getattr(sys, "__" + s + "__") or open(os.devnull, "w"))
     try:
-        grads = ex.backward(impl, state, {k: v for k, v in douts.items()})
-    except Exception as e:  # noqa: BLE001
-        return report.add("backward", False, _explain(e))
-    if not all(np.array_equal(d_before[k], douts[k]) for k in douts):
-        report.add("backward", False, "your backward wrote into dout: in a U-Net one tensor's gradient "
-                                               "arrives from two consumers and must be added, so never modify dout")
-    for name, want in ref_grads.items():
-        got = grads.get(name)
-        if got is None and "." in name:
-            report.add(f"backward {name}", False, f"no gradient in {name}: its module's backward was never "
-                                                          f"called")
-            continue
-        if _compare(report, f"backward {name}", name, got, want, _hint(ex, name)) or got is None:
-            continue
-        key = _grad_input(name, inp)
-        if key is None or np.shape(got) != np.shape(want):
-            continue
-        i = int(np.argmax(np.abs(np.asarray(got, dtype=np.float64) - want)))
-        fd = _fd_agreement(ex, impl, case, seed, douts, key, i)
-        g = float(np.asarray(got).flat[i])
-        agree = abs(fd - g) <= 1e-5 * max(abs(fd), abs(g), 1e-8)
-        f = report.findings[-1]
-        if fwd_ok and not agree:
-            f.message += (f"; finite differences of your forward give {fd:.6g} there: the forward is right, "
-                          f"the backward is what needs fixing")
-        elif agree and not fwd_ok:
-            f.message += (f"; your backward is the exact gradient of your forward (finite differences give "
-                          f"{fd:.6g} there): fix the forward first")
-        elif not agree:
-            f.message += f"; it does not match finite differences of your own forward either ({fd:.6g})"
-    return True
+        _child_main(conn, ex, path, namespace, timeout)
+    except BaseException:  # noqa: BLE001 - the parent sees the pipe close and reports it
+        pass
+    finally:
+        os._exit = real_exit
+        conn.close()
 
 
-def _explain(e):
-    if isinstance(e, NotImplementedError):
-        return f"not written yet: {e}" if str(e) else "not written yet (NotImplementedError)"
-    if isinstance(e, _Shape):
-        return str(e)
-    package = os.path.dirname(os.path.abspath(__file__))
-    mine = [t for t in traceback.extract_tb(e.__traceback__) if not os.path.abspath(t.filename).startswith(package)]
-    at = f" (line {mine[-1].lineno} of {os.path.basename(mine[-1].filename)}: {mine[-1].line})" if mine else ""
-    return f"raised {type(e).__name__}: {e}{at}"
+class _InProcess:
+    """Where fork is missing (Windows): the same requests, answered in this process (no isolation)."""
 
+    def __init__(self, ex, path, namespace, timeout):
+        self.impl, self.error = _load(ex, path, namespace)
+        self.student = _Student(ex, self.impl, {os.path.abspath(path)} if path else None, timeout) if self.impl else None
+
+    def ask(self, msg, wait):
+        if msg is None:
+            return ("loaded", self.error)
+        return (msg[0], getattr(self.student, msg[0])(*msg[1:]))
+
+    def close(self):
+        pass
+
+
+# ================================================================== the checker's side
 
 def _random_douts(outs, rng):
     return {k: (rng.standard_normal(np.shape(v)) if np.ndim(v) else np.float64(rng.standard_normal()))
             for k, v in outs.items()}
 
 
-def check_namespace(name, namespace, source="your code", verbose=True):
-    """Check the functions of exercise `name` found in `namespace` (a dict or module). Returns a Report."""
-    ex = _exercise(name)
-    ns = namespace if isinstance(namespace, dict) else vars(namespace)
-    report = Report(ex.name, ex.title, source)
-    missing = [f for f in ex.functions if not callable(ns.get(f))]
-    if missing:
-        report.add("definitions", False, f"define {', '.join(missing)} (the exercise's functions, with these names)")
-    else:
-        impl = SimpleNamespace(**{f: ns[f] for f in ex.functions})
+def _expected(ex, case, seed):
+    """Reference outputs, douts and gradients of one case, and a function for per-image parts."""
+    from .. import backends
+    with backends.backend("reference"), np.errstate(all="ignore"):
         ref = ex.reference()
-        with np.errstate(all="ignore"):
-            for c, case in enumerate(ex.cases):
-                seed = 1000 + c
-                ref_outs, state = ex.forward(ref, ex.make(np.random.default_rng(seed), **case), case)
-                douts = _random_douts(ref_outs, np.random.default_rng(seed + 1))
-                ref_grads = ex.backward(ref, state, douts)
-                report.case = f"case {c + 1}: " + ", ".join(f"{k}={v}" for k, v in case.items() if k != "seed")
-                _run_case(ex, impl, case, seed, douts, report, ref_outs, ref_grads)
-    if verbose:
+        outs, state = ex.forward(ref, ex.make(np.random.default_rng(seed), **case), case)
+        douts = _random_douts(outs, np.random.default_rng(seed + 1))
+        grads = ex.backward(ref, state, douts)
+    outs = {k: np.asarray(v, dtype=np.float64) for k, v in outs.items()}
+    grads = {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+
+    def parts(name):
+        """The expected gradient `name` from each image alone (dout zero elsewhere): the backward is
+        linear in dout, so these add up to the expected value."""
+        N = case.get("N", 1)
+        if N < 2 or not all(np.ndim(d) == 4 and np.shape(d)[0] == N for d in douts.values()):
+            return ()
+        out = []
+        for n in range(N):
+            d = {k: np.zeros_like(v) for k, v in douts.items()}
+            for k in d:
+                d[k][n] = douts[k][n]
+            with backends.backend("reference"), np.errstate(all="ignore"):
+                o, s = ex.forward(ref, ex.make(np.random.default_rng(seed), **case), case)
+                out.append(np.asarray(ex.backward(ref, s, d)[name], dtype=np.float64))
+        return out
+    return outs, douts, grads, parts
+
+
+def _in_notebook():
+    ip = sys.modules.get("IPython")
+    try:
+        return ip is not None and ip.get_ipython() is not None and "IPKernelApp" in ip.get_ipython().config
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _run(ex, path, namespace, source, timeout, isolate=True):
+    report = Report(ex.name, ex.title, source)
+    expected = [(1000 + c, *_expected(ex, case, 1000 + c)) for c, case in enumerate(ex.cases)]
+    fork = isolate and "fork" in _start_methods()
+    runner = (_Child if fork else _InProcess)(ex, path, namespace, timeout)
+    try:
+        kind, error = runner.ask(None, timeout + 60)            # loading the file (its imports) may take a while
+        if kind != "loaded":
+            report.add("loading", False, "the file did not run: " + _death(kind, error, "while loading", timeout))
+            return report
+        if error:
+            report.add("definitions" if error.startswith("define ") else "loading", False, error)
+            return report
+        for c, (case, (seed, ref_outs, douts, ref_grads, parts)) in enumerate(zip(ex.cases, expected)):
+            report.case = f"case {c + 1}: " + ", ".join(f"{k}={v}" for k, v in case.items() if k != "seed")
+            if not _check_case(ex, runner, report, c, case, seed, ref_outs, douts, ref_grads, parts, timeout):
+                break
+    finally:
+        runner.close()
+    _case_notes(report, ex)
+    return report
+
+
+def _start_methods():
+    import multiprocessing as mp
+    return mp.get_all_start_methods() if sys.platform.startswith("linux") else ()
+
+
+def _death(kind, why, when, timeout):
+    if kind == "hung":
+        return f"your code did not return within {timeout:g} s {when} (stuck inside a NumPy call; the process was stopped)"
+    return f"the process running your code ended {when} ({why}): os._exit, a crash or the memory cap"
+
+
+def _check_case(ex, runner, report, c, case, seed, ref_outs, douts, ref_grads, parts, timeout):
+    """One case; False when the child is gone (the remaining cases are skipped)."""
+    kind, res = runner.ask(("case", c, seed, douts), 2 * timeout + 10)
+    if kind != "case":
+        report.add("forward and backward", False, _death(kind, res, "during this case", timeout))
+        return False
+    if "forward_error" in res:
+        report.add("forward", False, res["forward_error"])
+        return True
+    scale = max([float(np.abs(v).max(initial=0.0)) for v in list(ref_outs.values()) + list(ref_grads.values())] + [0.0])
+    floor = FLOOR * scale
+    fwd_ok = True
+    for name, want in ref_outs.items():
+        fwd_ok &= _compare(report, f"forward {name}", name, res["outs"].get(name), want, _hint(ex, name), case, floor)
+    if res["wrote_inputs"]:
+        fwd_ok = report.add("forward", False, "your forward wrote into its inputs: build new arrays instead")
+    if "backward_error" in res:
+        report.add("backward", False, res["backward_error"])
+        return True
+    if res["wrote_dout"]:
+        report.add("backward", False, "your backward wrote into dout: in a U-Net one tensor's gradient "
+                                      "arrives from two consumers and must be added, so never modify dout")
+    inp = ex.make(np.random.default_rng(seed), **case)
+    for name, want in ref_grads.items():
+        got = res["grads"].get(name)
+        if (got is None or got["kind"] == "none") and "." in name:
+            report.add(f"backward {name}", False, f"no gradient in {name}: its module's backward was never called")
+            continue
+        lazy = _LazyParts(parts, name)
+        if _compare(report, f"backward {name}", name, got, want, _hint(ex, name), case, floor, lazy):
+            continue
+        key = _grad_input(name, inp)
+        if key is None or got is None or got["kind"] != "array" or tuple(got["shape"]) != want.shape:
+            continue
+        a = np.asarray(got["data"], dtype=np.float64)
+        i = int(np.argmax(np.abs(a - want)))
+        kind, fd = runner.ask(("fd", c, seed, douts, key, i), 3 * timeout + 10)
+        if kind != "fd":
+            report.add("finite differences", False, _death(kind, fd, "while probing your forward", timeout))
+            return False
+        if fd is None:
+            continue
+        g = float(a.flat[i])
+        agree = abs(fd - g) <= 1e-5 * max(abs(fd), abs(g), 1e-8)
+        f = report.findings[-1]
+        if fwd_ok and not agree:
+            f.message += (f" Finite differences of your forward give {num(fd)} there: the forward is right, "
+                          f"the backward is what needs fixing.")
+        elif agree and not fwd_ok:
+            f.message += (f" Your backward is the exact gradient of your forward (finite differences give "
+                          f"{num(fd)} there): fix the forward first.")
+        elif not agree:
+            f.message += f" It does not match finite differences of your own forward either ({num(fd)})."
+    return True
+
+
+class _LazyParts:
+    """The per-image parts, computed only when a diagnosis looks at them."""
+
+    def __init__(self, parts, name):
+        self.parts, self.name, self.value = parts, name, None
+
+    def __iter__(self):
+        if self.value is None:
+            self.value = self.parts(self.name)
+        return iter(self.value)
+
+    def __len__(self):
+        if self.value is None:
+            self.value = self.parts(self.name)
+        return len(self.value)
+
+
+# ================================================================== the entry points
+
+def check_namespace(name, namespace, source="your code", verbose=True, timeout=TIMEOUT):
+    """Check the functions of exercise `name` found in `namespace` (a dict or module). Returns a Report."""
+    report = _run(_exercise(name), None, namespace, source, timeout)
+    if verbose and not _in_notebook():
         print(report)
-        if not report.ok:
-            print(f"  (the solution is in lessons/exercises/solutions/{ex.file}: try on your own first)")
     return report
 
 
@@ -689,51 +721,57 @@ def _exercise(name):
 
 
 def find_file(name, solution=False):
-    """lessons/exercises/NN_name.py (or solutions/NN_name.py) under the working directory or the
-    repository npunet was installed from."""
-    if os.path.isfile(str(name)):
+    """The exercise's file: lessons/exercises/NN_name.py (or exercises/, or here) under the working
+    directory, else the copy installed with npunet; with solution=True the installed solution."""
+    from . import course
+    if os.path.isfile(str(name)) and not solution:
         return os.path.abspath(name)
     ex = _exercise(name)
-    sub = os.path.join("solutions", ex.file) if solution else ex.file
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    installed = os.path.join(course.root(), "exercises")
+    if solution:
+        path = os.path.join(installed, "solutions", ex.file)
+        if os.path.isfile(path):
+            return path
+        raise FileNotFoundError(f"solution {ex.file} not found in {os.path.dirname(path)}")
     places = [os.path.join(os.getcwd(), "lessons", "exercises"), os.path.join(os.getcwd(), "exercises"), os.getcwd(),
-              os.path.join(repo, "lessons", "exercises")]
+              installed]
     for p in places:
-        if os.path.isfile(os.path.join(p, sub)):
-            return os.path.join(p, sub)
-    raise FileNotFoundError(f"exercise file {sub} not found in: {', '.join(places)} (the exercises come with the "
-                            f"repository: run from its folder, or pass the file's path)")
+        if os.path.isfile(os.path.join(p, ex.file)):
+            return os.path.join(p, ex.file)
+    raise FileNotFoundError(f"exercise file {ex.file} not found in: {', '.join(places)}")
 
 
-def check(name, namespace=None, path=None, solution=False, verbose=True):
+def check(name, namespace=None, path=None, solution=False, verbose=True, timeout=TIMEOUT):
     """Check an exercise. check("conv2d", globals()) in the exercise's own notebook checks the functions
-    defined there; check("conv2d") or check(path=...) loads the file and checks its functions.
-    Returns the Report (report.ok), or None while the file is being loaded by another check."""
-    global _loading
+    defined there; check("conv2d") or check("conv2d", path=...) loads a file and checks its functions.
+    Returns the Report (report.ok; a notebook shows it), or None while the file is being loaded by
+    another check."""
     if _loading:
         return None
+    ex = _exercise(name)
     if namespace is not None:
-        return check_namespace(name, namespace, "the functions defined here", verbose)
-    path = path or find_file(name, solution)
-    _loading = True
-    try:
-        ns = runpy.run_path(path, run_name="__npunet_exercise__")
-    except Exception as e:  # noqa: BLE001 - a syntax error or a failing top-level cell in the student's file
-        ex = _exercise(name)
-        report = Report(ex.name, ex.title, path)
-        report.add("loading", False, f"the file did not run: {type(e).__name__}: {e}")
-        if verbose:
-            print(report)
-        return report
-    finally:
-        _loading = False
-    return check_namespace(name, ns, os.path.relpath(path), verbose)
+        return check_namespace(ex.name, namespace, "the functions defined here", verbose, timeout)
+    path = os.path.abspath(path or find_file(name, solution))
+    source = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    report = _run(ex, path, None, source, timeout)
+    if verbose and not _in_notebook():
+        print(report)
+    return report
 
 
-def main(name, solution=False):
-    """`npunet check NAME [--solution]`: exit status 0 when every check passes."""
+def main(exercise, file=None, solution=False, timeout=TIMEOUT):
+    """`npunet check EXERCISE [FILE] [--solution] [--timeout S]`: exit status 0 when every check passes,
+    1 when one fails, 2 when the exercise or the file is not found."""
     try:
-        report = check(name, solution=solution)
+        if file is None and os.path.isfile(exercise) and not solution:
+            try:
+                _exercise(exercise)
+            except KeyError:
+                raise KeyError(f"cannot tell the exercise from the file name {os.path.basename(exercise)!r}: name it, "
+                               f"as in `npunet check conv2d {exercise}` (the exercises are: {', '.join(EXERCISES)})")
+        if file is not None and not os.path.isfile(file):
+            raise FileNotFoundError(f"no file {file}")
+        report = check(exercise, path=file, solution=solution, timeout=timeout)
     except (KeyError, FileNotFoundError) as e:
         print(f"npunet check: {e.args[0]}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """The layer gradient checks that ``npunet gradcheck`` runs (float64, tolerance 1e-6), on both backends."""
 import numpy as np
 
-from . import backends, nn
-from .gradcheck import gradcheck
+from .. import backends, nn
+from ..gradcheck import gradcheck
 
 
 def cases():

@@ -5,8 +5,9 @@ Flags (ignored when the lesson runs inside Jupyter):
   --class  the size for a 90-minute class: the full sizes where they are cheap, short training runs
   --step   for a live class: before each step print its text (the notebook's markdown) and, after it,
            show its figures and wait for Enter
-Without a flag a lesson runs at full size (the numbers quoted in its text). Figures go to figures/
-next to lessons/ (or to $NPUNET_FIG_DIR).
+Without a flag a lesson runs at full size (the numbers quoted in its text). Figures go to
+./npunet_figures/ under the working directory (or to $NPUNET_FIG_DIR), never into the repository's
+figures/: `npunet figures --out figures/` regenerates those on purpose.
 """
 import argparse
 import os
@@ -14,14 +15,13 @@ import sys
 import time
 
 
-def figure_dir(argv0, cwd):
-    """Where a lesson writes its figures: figures/ beside lessons/.  The lessons folder is the
-    script's when run as ``python lessons/NN.py``; under Jupyter or VS Code (argv[0] is the
-    kernel's launcher) it is the working directory, which they set to the notebook's folder."""
-    script = argv0.endswith(".py") and "ipykernel" not in os.path.basename(argv0)
-    here = os.path.dirname(os.path.abspath(argv0)) if script else os.path.abspath(cwd)
-    base = os.path.dirname(here) if os.path.basename(here) == "lessons" else here
-    return os.path.join(base, "figures")
+FIGURES = "npunet_figures"
+
+
+def figure_dir(cwd):
+    """Where a lesson writes its figures: npunet_figures/ under the working directory (under Jupyter or
+    VS Code the notebook's folder), so that running a lesson never rewrites a committed file."""
+    return os.path.join(os.path.abspath(cwd), FIGURES)
 
 
 def markdown_cells(path):
@@ -60,7 +60,7 @@ class Lesson:
         self.size = "fast" if self.fast else "class" if args.klass or os.environ.get("NPUNET_CLASS") == "1" else "full"
         self.pause = args.step and sys.stdin.isatty()
         self.narrate = args.step
-        self.figdir = os.environ.get("NPUNET_FIG_DIR") or figure_dir(sys.argv[0] if sys.argv else "", os.getcwd())
+        self.figdir = os.environ.get("NPUNET_FIG_DIR") or figure_dir(os.getcwd())
         os.makedirs(self.figdir, exist_ok=True)
         self.n = 0
         script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else ""
@@ -68,7 +68,7 @@ class Lesson:
         self.screen = False
         if self.narrate:
             import matplotlib
-            from .viz import plots
+            from ..viz import plots
             self.screen = "agg" not in matplotlib.get_backend().lower()
             plots.KEEP_OPEN = self.screen
         self.t0 = time.perf_counter()
@@ -116,7 +116,7 @@ class Lesson:
 
     def done(self, fig):
         """After saving a figure: closed in a script, left open (and so shown) in a notebook."""
-        from .viz import finish
+        from ..viz import finish
         finish(fig)
 
     def pick(self, full, fast, klass=None):
@@ -138,7 +138,7 @@ class Lesson:
         """The last line of a lesson: how long it took at this size."""
         if self.narrate and self.n:
             self._end_of_step()
-        print(f"\n[{self.size} run: {time.perf_counter() - self.t0:.0f} s]")
+        print(f"\n[{self.size} run: {time.perf_counter() - self.t0:.0f} s; figures in {self.figdir}]")
 
 
 def table(rows, header):
