@@ -104,6 +104,9 @@ def test_no_label_is_struck_through_by_a_line():
         fig = draw_architecture(model, (1, 3, 256, 256), depth=depth)
         assert _struck(fig) == [], (type(model).__name__, _struck(fig))
         plt.close("all")
+    fig = draw_unet_figure(UNet(), (1, 1, 572, 572))                   # the paper's Fig. 1: sizes inside the bars
+    assert _struck(fig) == [], _struck(fig)
+    plt.close("all")
 
 
 def test_the_encoder_unet_figure_fits_the_readme_and_tells_encoder_from_decoder():
