@@ -1,5 +1,6 @@
 """`npunet figures --out figures/`: regenerate the README's figures on purpose, by running the lessons
-that draw them (full size by default) with their figure folder pointed at --out.  A lesson run by
+that draw them (full size by default) with their figure folder pointed at --out, and the demo
+(predictions.png, training_curves.png) when all lessons run.  A lesson run by
 hand writes into ./npunet_figures/ instead, so a rehearsal never rewrites a committed figure."""
 import os
 import subprocess
@@ -37,5 +38,18 @@ def regenerate(out, numbers=None, size="full"):
             print(f"  FAILED (exit {r.returncode}): {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ''}")
         else:
             print(f"  {time.perf_counter() - t0:.0f} s: " + (", ".join(new) if new else "no figures"))
+    if not numbers and size == "full":         # predictions.png and training_curves.png: the demo's
+        import shutil
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="npunet_demo_") as tmp:
+            print("npunet demo ...", flush=True)
+            r = subprocess.run([sys.executable, "-m", "npunet", "demo", "--out", tmp, "--quiet"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if r.returncode:
+                failed.append("demo")
+            else:
+                for name in ("predictions.png", "training_curves.png"):
+                    shutil.copy(os.path.join(tmp, name), os.path.join(out, name))
+                print("  predictions.png, training_curves.png")
     print(f"figures in {out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
