@@ -785,6 +785,13 @@ def main(exercise, file=None, solution=False, timeout=TIMEOUT):
         if file is not None and not os.path.isfile(file):
             raise FileNotFoundError(f"no file {file}")
         report = check(exercise, path=file, solution=solution, timeout=timeout)
+        from . import course
+        if (file is None and not solution and not os.path.isfile(exercise)
+                and os.path.basename(course.root()) == "course"          # an install, not a clone's lessons/
+                and os.path.abspath(find_file(exercise)).startswith(os.path.abspath(course.root()) + os.sep)
+                and not os.path.abspath(os.getcwd()).startswith(os.path.abspath(course.root()))):
+            print("(that was npunet's own untouched copy: `npunet lessons --copy DIR` gives you one to edit, "
+                  "then `npunet check NAME DIR/exercises/NN_name.py`)", file=sys.stderr)
     except (KeyError, FileNotFoundError) as e:
         print(f"npunet check: {e.args[0]}", file=sys.stderr)
         return 2
