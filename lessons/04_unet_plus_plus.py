@@ -170,7 +170,8 @@ table(rows, ["pruned", "parameters", "held-out Dice", f"min ms ({len(xte)} image
 fig, ax = plt.subplots(figsize=(5, 3.4))
 ax.plot([p[0] for p in points], [p[1] for p in points], "o-")
 for level, (ms, dice) in enumerate(points, start=1):
-    ax.annotate(f"L{level}", (ms, dice), textcoords="offset points", xytext=(5, -12))
+    ax.annotate(f"L{level}", (ms, dice), textcoords="offset points", xytext=(6, 4))
+ax.margins(x=0.12, y=0.18)                                  # room for the labels inside the axes
 ax.set_xlabel(f"forward time, ms ({len(xte)} images {cfg['size']}², this machine)")
 ax.set_ylabel("held-out Dice")
 ax.set_title("U-Net++ L1 … L4, pruned after training", fontsize=10)
