@@ -74,7 +74,9 @@ cands = [("BCE", losses.BCEWithLogitsLoss()), ("weighted CE (U-Net)", WeightedCE
          ("focal", losses.FocalLoss()), (f"MS-SSIM ({scales} scales)", losses.MSSSIMLoss(scales=scales))]
 fig, ax = plt.subplots(2, 4, figsize=(16, 7.6))
 ax = ax.ravel()
-ax[0].imshow(mask, cmap="gray"); ax[0].set_title("target"); ax[0].axis("off")
+im = ax[0].imshow(mask, cmap="gray", vmin=0, vmax=1)    # a colour bar too: every panel the same size
+ax[0].set_title("target", fontsize=9); ax[0].axis("off")
+fig.colorbar(im, ax=ax[0], fraction=0.046)
 im = ax[1].imshow(1 / (1 + np.exp(-z[0, 0])), cmap="gray", vmin=0, vmax=1)
 ax[1].set_title("prediction sigmoid(z): shifted, a cell missed, blurred", fontsize=9); ax[1].axis("off")
 fig.colorbar(im, ax=ax[1], fraction=0.046)

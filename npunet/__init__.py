@@ -15,7 +15,28 @@ from .backends.fast.options import fast_options  # noqa: E402
 from .init import manual_seed  # noqa: E402
 from .gradcheck import gradcheck, gradcheck_fn  # noqa: E402
 
-__version__ = "0.1.0"
+
+
+def _version():
+    """The version in the package metadata (pyproject.toml's, single source); from a clone that was not
+    installed, pyproject.toml itself."""
+    here = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    project = _os.path.join(here, "pyproject.toml")
+    if _os.path.isfile(project):
+        import re
+        with open(project, encoding="utf-8") as f:
+            m = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M)
+        if m:
+            return m.group(1)
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("npunet")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
+_LAZY = ("models", "losses", "metrics", "data", "optim", "train", "viz", "bench", "teach")
 
 
 def __getattr__(name):  # lazy: models pull in more code
@@ -26,6 +47,10 @@ def __getattr__(name):  # lazy: models pull in more code
         from .data.inference import predict
         return predict
     import importlib
-    if name in ("models", "losses", "metrics", "data", "optim", "train", "viz", "bench"):
+    if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(name)
+
+
+def __dir__():  # tab completion finds the lazily imported submodules too
+    return sorted(set(globals()) | set(_LAZY) | {"summary"})

@@ -1,4 +1,4 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, check, warmup, explain."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, lessons, check, figures, warmup, explain."""
 import argparse
 import sys
 
@@ -13,14 +13,35 @@ def _cmd_bench(args):
 
 
 def _cmd_gradcheck(args):
-    from .gradcheck_suite import run_suite
+    from .teach.gradcheck_suite import run_suite
     ok = run_suite(verbose=True)
     sys.exit(0 if ok else 1)
 
 
 def _cmd_check(args):
-    from .exercises import main as check_main
-    sys.exit(check_main(args.exercise, solution=args.solution))
+    from .teach.checker import main as check_main
+    if args.timeout <= 0:
+        sys.exit("npunet check: --timeout must be a positive number of seconds")
+    sys.exit(check_main(args.exercise, args.file, solution=args.solution, timeout=args.timeout))
+
+
+def _cmd_lessons(args):
+    from .teach import course
+    if args.copy is None:
+        print(course.listing())
+        return
+    written, kept = course.copy(args.copy, solutions=args.solutions, notebooks=not args.no_notebooks)
+    print(f"copied {len(written)} files into {args.copy}" + (f" ({len(kept)} already there, kept as they are)"
+                                                             if kept else ""))
+    if not any(p.endswith(".ipynb") for p in written + kept) and not args.no_notebooks:
+        print("  (no .ipynb: jupytext is not installed; `pip install npunet[notebooks]` adds it, or open the .py "
+              "files in Jupyter/VS Code as percent-format notebooks)")
+    print(f"next: cd {args.copy} && python 02_unet_2015.py --fast      then: npunet check conv2d exercises/01_conv2d.py")
+
+
+def _cmd_figures(args):
+    from .teach.figures import regenerate
+    sys.exit(regenerate(args.out, args.lesson, size=args.size))
 
 
 def _cmd_warmup(args):
@@ -29,7 +50,9 @@ def _cmd_warmup(args):
 
 
 def build_parser():
+    from . import __version__
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
+    p.add_argument("--version", action="version", version=f"npunet {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="time the U-Net layers (or a whole model step) against this machine's GEMM rate")
     from .bench import MODEL_CASES
@@ -42,12 +65,17 @@ def build_parser():
     b.set_defaults(func=_cmd_bench)
     g = sub.add_parser("gradcheck", help="finite-difference check of every layer's backward in float64")
     g.set_defaults(func=_cmd_gradcheck)
-    from .exercises import EXERCISES
+    from .teach.checker import EXERCISES
     c = sub.add_parser("check", help="check an exercise of lessons/exercises/ against the reference ops",
                        description="Runs the exercise's forward and backward on small float64 cases and compares "
                        "them with npunet's reference ops; says which output or gradient is wrong, where, and why.")
-    c.add_argument("exercise", help="an exercise name (" + ", ".join(EXERCISES) + "), its number, or a file path")
-    c.add_argument("--solution", action="store_true", help="check the teacher's solution instead")
+    c.add_argument("exercise", help="an exercise name (" + ", ".join(EXERCISES) + "), its number, or the path "
+                   "of a file named like the exercise (01_conv2d.py)")
+    c.add_argument("file", nargs="?", help="the file to check against the exercise (any name); default: "
+                   "lessons/exercises/NN_name.py, exercises/NN_name.py or NN_name.py here, else the installed copy")
+    c.add_argument("--solution", action="store_true", help="check the teacher's solution (installed with npunet)")
+    c.add_argument("--timeout", type=float, default=20.0, metavar="S",
+                   help="seconds each case may take before the check stops it (default 20)")
     c.set_defaults(func=_cmd_check)
     w = sub.add_parser("warmup", help="compile every kernel the demo and the lessons use, once per machine "
                                       "(run it before class: the first run is then as fast as the next)")

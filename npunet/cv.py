@@ -292,7 +292,10 @@ def _figures(out, results, test, pred):
     stds = [s["summary"]["dice"][1] for s in results["settings"]]
     colors = ["tab:green" if i + 1 == results["best"]["index"] else "tab:gray" for i in range(S)]
     ax.bar(range(1, S + 1), means, yerr=stds, capsize=4, color=colors)
-    ax.set_xticks(range(1, S + 1)); ax.set_xlabel("setting"); ax.set_ylabel("validation Dice (mean ± std)")
+    names = ["\n".join(f"{k.split('.')[-1]}={v}" for k, v in s["setting"].items()) or "config"
+             for s in results["settings"]]                 # the settings' values, not their numbers
+    ax.set_xticks(range(1, S + 1), names, fontsize=8)
+    ax.set_xlabel("setting (green: the best, retrained on all folds)"); ax.set_ylabel("validation Dice (mean ± std)")
     ax.set_ylim(0, 1)
     dice = save_figure(fig, os.path.join(out, "cv_dice.png"))
     k = min(4, len(test[0]))
