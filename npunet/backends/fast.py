@@ -196,13 +196,15 @@ def _depthwise_forward(x, weight, bias, stride, padding):
     return out, (_DEPTHWISE, xp, w3, bias is not None, stride, padding, x.shape, weight.shape)
 
 
-def _depthwise_backward(dout, cache):
+def _depthwise_backward(dout, cache, weight_grad=True):
     _, xp, w3, has_bias, (sh, sw), (ph, pw), x_shape, w_shape = cache
     dxp = np.zeros_like(xp)
     dw = np.zeros(w3.shape, dtype=np.float64)  # summed over N*H*W: accumulate in float64
     K.depthwise_bwd(np.ascontiguousarray(dout), xp, w3, sh, sw, dxp, dw)
     H, W = x_shape[2:]
     dx = np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W]) if ph or pw else dxp
+    if not weight_grad:  # one kernel computes dx and dw together: nothing to skip, dw dropped
+        return dx, None, None
     db = _bias_grad(dout) if has_bias else None
     return dx, dw.astype(dout.dtype).reshape(w_shape), db
 
@@ -331,7 +333,7 @@ def _winograd_forward(x, weight, bias, padding, m=None):
     return out, (_WINOGRAD, x, weight, U, bias is not None, padding, m)
 
 
-def _winograd_backward(dout, cache):
+def _winograd_backward(dout, cache, weight_grad=True):
     """The adjoint of _winograd_forward: dM = A dY A^T, dU += dM V^T, dV = U^T dM, dx += B dV B^T
     (scatter), dW = G^T dU G.  Exactly the gradient of the Winograd forward."""
     _, x, weight, U, has_bias, (ph, pw), m = cache
@@ -356,7 +358,8 @@ def _winograd_backward(dout, cache):
                 V, dM = _xi_stack("V", C, Tb, x.dtype, P), _xi_stack("M", O, Tb, x.dtype, P)
                 ota(0, O, dout, n0, n1, t0, t1, dM)                             # dM = A dY A^T
                 it(0, C, x, ph, pw, n0, n1, t0, t1, TW, V)
-                dU += np.matmul(dM, V.transpose(0, 2, 1))                       # (P, O, C)
+                if weight_grad:
+                    dU += np.matmul(dM, V.transpose(0, 2, 1))                   # (P, O, C)
                 np.matmul(Ut, dM, out=V)                                        # V now holds dV
                 ita(0, C, V, ph, pw, n0, n1, t0, t1, TW, dx)                    # dx += B dV B^T
             dUs[i0] = dU
@@ -367,7 +370,8 @@ def _winograd_backward(dout, cache):
         dU = np.zeros((P, O, C), x.dtype)
 
         def gemms(p0, p1):
-            dU[p0:p1] += np.matmul(dM[p0:p1], V[p0:p1].transpose(0, 2, 1))
+            if weight_grad:
+                dU[p0:p1] += np.matmul(dM[p0:p1], V[p0:p1].transpose(0, 2, 1))
             np.matmul(Ut[p0:p1], dM[p0:p1], out=V[p0:p1])                      # V now holds dV
 
         with blas.single_thread():
@@ -378,6 +382,8 @@ def _winograd_backward(dout, cache):
                 split(it, C, x, ph, pw, n0, n1, t0, t1, TW, V)
                 split(gemms, P)                                         # by tile position
                 split(ita, C, V, ph, pw, n0, n1, t0, t1, TW, dx)
+    if not weight_grad:
+        return dx, None, None
     dW = np.empty(weight.shape, x.dtype)
     split(wta, O, np.ascontiguousarray(dU), dW)                           # dW = G^T dU G
     db = _bias_grad(dout) if has_bias else None
@@ -412,7 +418,7 @@ def _small_forward(x, g, Wg, bias, out):
     g.cols_to_tile(y, out, 0, x.shape[0], 0, g.Ho, bias)
 
 
-def _small_backward(dout, x, g, Wg):
+def _small_backward(dout, x, g, Wg, weight_grad=True):
     """dW = d @ cols^T (split over output channels), dcols = W^T @ d (split over column rows), col2im."""
     cols = _whole_cols(x, g, Wg.shape[1])
     d = g.tile_to_cols(dout, 0, x.shape[0], 0, g.Ho, np.empty(Wg.shape[0] * cols.shape[1], x.dtype))
@@ -425,11 +431,12 @@ def _small_backward(dout, x, g, Wg):
     def part_c(k0, k1):
         np.matmul(Wg[:, k0:k1].T, d, out=dcols[k0:k1])
     with blas.single_thread():
-        split(part_w, Wg.shape[0])
+        if weight_grad:
+            split(part_w, Wg.shape[0])
         split(part_c, Wg.shape[1])
     dsrc = g.dsource(x.dtype)
     g.col2im(dcols, 0, x.shape[0], 0, g.Ho, dsrc)
-    return g.crop_dsource(dsrc), dW
+    return g.crop_dsource(dsrc), (dW if weight_grad else None)
 
 
 _POINTWISE = "pointwise"
@@ -453,7 +460,7 @@ def _pointwise_forward(x, weight, bias):
     return out.reshape(N, O, H, W), (_POINTWISE, x3, weight, bias is not None, x.shape)
 
 
-def _pointwise_backward(dout, cache):
+def _pointwise_backward(dout, cache, weight_grad=True):
     """dx[n] = W^T @ d[n] (split over input channels), dW = sum_n d[n] @ x[n]^T (split over output channels)."""
     _, x3, weight, has_bias, shape = cache
     N, C, HW = x3.shape
@@ -471,7 +478,10 @@ def _pointwise_backward(dout, cache):
             dW[o0:o1] += d3[n, o0:o1] @ x3[n].T
     with blas.single_thread():
         split(part_x, C)
-        split(part_w, O)
+        if weight_grad:
+            split(part_w, O)
+    if not weight_grad:
+        return dx.reshape(shape), None, None
     db = _bias_grad(dout) if has_bias else None
     return dx.reshape(shape), dW.astype(x3.dtype).reshape(weight.shape), db
 
@@ -516,23 +526,26 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, weight_grad=True):
     """dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None).
 
     Per tile: cols = im2col(x); dW += dout_t @ cols^T; dcols = W^T @ dout_t; dx += col2im(dcols).
+    weight_grad=False (a frozen layer): the dW GEMMs are skipped, dweight and dbias are None.
     """
     if cache[0] is _DEPTHWISE:
-        return _depthwise_backward(dout, cache)
+        return _depthwise_backward(dout, cache, weight_grad)
     if cache[0] is _WINOGRAD:
-        return _winograd_backward(dout, cache)
+        return _winograd_backward(dout, cache, weight_grad)
     if cache[0] is _POINTWISE:
-        return _pointwise_backward(dout, cache)
+        return _pointwise_backward(dout, cache, weight_grad)
     x, weight, has_bias, (sh, sw), (ph, pw), G = cache
     O, Cg, kh, kw = weight.shape
     g = _ConvGeometry(x.shape, kh, kw, sh, sw, ph, pw)
     Wg = weight.reshape(O, -1) if G == 1 else weight.reshape(G, O // G, -1)
     if _small_map(x, g, G):
-        dx, dW = _small_backward(dout, x, g, Wg)
+        dx, dW = _small_backward(dout, x, g, Wg, weight_grad)
+        if not weight_grad:
+            return dx, None, None
         db = _bias_grad(dout) if has_bias else None
         return dx, dW.reshape(weight.shape), db
     src = g.source(x)
@@ -555,7 +568,8 @@ def conv2d_backward(dout, cache):
             cols = buf[: Kr * (n1 - n0) * (r1 - r0) * g.row_len].reshape(Kr, -1)
             g.im2col(src, n0, n1, r0, r1, cols)
             d = g.tile_to_cols(dout, n0, n1, r0, r1, dbuf)
-            dWs[first] += _gemm_nt(d, cols, G)
+            if weight_grad:
+                dWs[first] += _gemm_nt(d, cols, G)
             g.col2im(_gemm_tn(Wg, d, G), n0, n1, r0, r1, dsrcs[first])
 
     _run(work, P)
@@ -563,6 +577,8 @@ def conv2d_backward(dout, cache):
         dsrc += dsrcs[i]
         dW += dWs[i]
     dx = g.crop_dsource(dsrc)
+    if not weight_grad:
+        return dx, None, None
     db = _bias_grad(dout) if has_bias else None
     return dx, dW.astype(x.dtype).reshape(weight.shape), db
 
@@ -597,7 +613,7 @@ def _upconv_disjoint_forward(x, weight, bias):
     return out, (_DISJOINT, x, weight, bias is not None)
 
 
-def _upconv_disjoint_backward(dout, cache):
+def _upconv_disjoint_backward(dout, cache, weight_grad=True):
     """dcols = the gather of dout per image (upconv_unshuffle); dx = W dcols; dW += x dcols^T;
     images split over the cores (per-core dW summed), or for one image the C_in rows of dx and dW."""
     _, x, weight, has_bias = cache
@@ -616,7 +632,8 @@ def _upconv_disjoint_backward(dout, cache):
                 for n in range(i0, i1):
                     K.upconv_unshuffle(dout[n], kh, kw, dcols)
                     np.matmul(Wg, dcols, out=dx[n])                                     # (C_in, H*W)
-                    dW += X[n] @ dcols.T                                                # (C_in, C_out*k*k)
+                    if weight_grad:
+                        dW += X[n] @ dcols.T                                               # (C_in, C_out*k*k)
                 dWs[i0] = dW
             split(part, N)
             dW = sum(dWs.values())
@@ -628,8 +645,11 @@ def _upconv_disjoint_backward(dout, cache):
 
                 def rows(c0, c1):
                     np.matmul(Wg[c0:c1], dcols, out=dx[n, c0:c1])
-                    dW[c0:c1] += X[n, c0:c1] @ dcols.T
+                    if weight_grad:
+                        dW[c0:c1] += X[n, c0:c1] @ dcols.T
                 split(rows, Cin)
+    if not weight_grad:
+        return dx.reshape(x.shape), None, None
     db = _bias_grad(dout) if has_bias else None
     return dx.reshape(x.shape), dW.reshape(weight.shape), db
 
@@ -664,13 +684,13 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     return out, (x, weight, bias is not None, (sh, sw), (ph, pw), G, out.shape)
 
 
-def conv_transpose2d_backward(dout, cache):
+def conv_transpose2d_backward(dout, cache, weight_grad=True):
     """dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight, dbias).
 
     Per tile of input rows: dcols = im2col(dout); dx = W @ dcols; dW += x_t @ dcols^T.
     """
     if cache[0] is _DISJOINT:
-        return _upconv_disjoint_backward(dout, cache)
+        return _upconv_disjoint_backward(dout, cache, weight_grad)
     x, weight, has_bias, (sh, sw), (ph, pw), G, _ = cache
     Cin, Og, kh, kw = weight.shape
     N, _, H, W = x.shape
@@ -689,10 +709,14 @@ def conv_transpose2d_backward(dout, cache):
             xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)
             dxt = _split_gemm(lambda a, b: _gemm(Wg, dcols[:, a:b], G), Cin, dcols.shape[1], x.dtype)
             dx[n0:n1, :, r0:r1, :] = dxt.reshape(Cin, n1 - n0, r1 - r0, W).transpose(1, 0, 2, 3)
-            if G == 1:   # dW rows split over threads (each on one BLAS thread)
+            if not weight_grad:
+                pass
+            elif G == 1:   # dW rows split over threads (each on one BLAS thread)
                 split(lambda c0, c1: np.add(dW[c0:c1], xt[c0:c1] @ dcols.T, out=dW[c0:c1]), Cin)
             else:
                 dW += _gemm_nt(xt, dcols, G)
+    if not weight_grad:
+        return dx, None, None
     db = _bias_grad(dout) if has_bias else None
     return dx, dW.reshape(weight.shape), db
 

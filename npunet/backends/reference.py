@@ -99,13 +99,16 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     return out, (x, weight, bias is not None, stride, padding, groups)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, weight_grad=True):
     """dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None).
 
     dW = dout @ cols^T;  dcols = W^T @ dout, dx = col2im(dcols);  dbias = dout summed over N, H, W.
+    weight_grad=False (a frozen layer): dW and dbias are None, their GEMM is skipped.
     """
     x, weight, has_bias, stride, padding, groups = cache
     dx = _conv_input_grad(dout, weight, x.shape, stride, padding, groups)
+    if not weight_grad:
+        return dx, None, None
     dW = _conv_weight_grad(dout, x, weight.shape, stride, padding, groups)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dW, db
@@ -130,7 +133,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     return out, (x, weight, bias is not None, stride, padding, groups)
 
 
-def conv_transpose2d_backward(dout, cache):
+def conv_transpose2d_backward(dout, cache, weight_grad=True):
     """dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight (C_in, C_out/g, kh, kw), dbias).
 
     out = A^T x for the conv2d map A, so dx = A dout: an ordinary convolution of dout.  The weight
@@ -138,6 +141,8 @@ def conv_transpose2d_backward(dout, cache):
     """
     x, weight, has_bias, stride, padding, groups = cache
     dx = _conv(dout, weight, stride, padding, groups)
+    if not weight_grad:
+        return dx, None, None
     dW = _conv_weight_grad(x, dout, weight.shape, stride, padding, groups)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dW, db

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..models.sizes import is_legal, output_size
-from ..nn.module import check_finite
+from ..nn.module import check_finite, no_grad
 
 
 def _predict(model, x):
@@ -77,11 +77,13 @@ def overlap_tile(model, image, tile=None, depth=4):
 
 @contextmanager
 def _evaluating(model):
-    """model.eval() for the block, its previous mode restored after."""
+    """model.eval() and no_grad() for the block (no layer keeps a cache: prediction needs only the
+    live activations), its previous mode restored after."""
     was = model.training
     model.eval()
     try:
-        yield
+        with no_grad():
+            yield
     finally:
         model.train(was)
 

@@ -68,10 +68,10 @@ class Conv2d(Module):
     def backward(self, grad):
         """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
         backend, cache = self._restore(grad)
-        dx, dw, db = backend.conv2d_backward(grad, cache)
-        self.weight.grad += dw
+        dx, dw, db = backend.conv2d_backward(grad, cache, weight_grad=self.weight.requires_grad)
+        self.weight.accumulate(dw)   # None when frozen: the weight-gradient GEMMs were skipped
         if self.bias is not None:
-            self.bias.grad += db
+            self.bias.accumulate(_bias_grad(self.bias, db, grad))
         return dx
 
     def extra_repr(self):
@@ -84,6 +84,13 @@ class Conv2d(Module):
 
     def kept(self, inputs, out):
         return [inputs[0]], 0
+
+
+def _bias_grad(bias, db, grad):
+    """db from the backend, or (a frozen weight, a trainable bias) grad summed over N, H, W."""
+    if db is None and bias.requires_grad:
+        db = grad.sum(axis=(0, 2, 3))
+    return db
 
 
 def _check_conv_args(name, m):
@@ -145,10 +152,10 @@ class ConvTranspose2d(Module):
     def backward(self, grad):
         """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
         backend, cache = self._restore(grad)
-        dx, dw, db = backend.conv_transpose2d_backward(grad, cache)
-        self.weight.grad += dw
+        dx, dw, db = backend.conv_transpose2d_backward(grad, cache, weight_grad=self.weight.requires_grad)
+        self.weight.accumulate(dw)
         if self.bias is not None:
-            self.bias.grad += db
+            self.bias.accumulate(_bias_grad(self.bias, db, grad))
         return dx
 
     def extra_repr(self):
@@ -369,8 +376,8 @@ class BatchNorm2d(Module):
     def backward(self, grad):
         backend, cache = self._restore(grad)
         dx, dg, db = backend.batchnorm2d_backward(grad, cache)
-        self.weight.grad += dg
-        self.bias.grad += db
+        self.weight.accumulate(dg)
+        self.bias.accumulate(db)
         return dx
 
     def kept(self, inputs, out):
