@@ -22,7 +22,8 @@ from .reference import (add_backward, add_forward, center_crop_backward, center_
                         dropout_backward, dropout_forward, mul_backward, mul_forward, relu_backward,
                         relu_forward, relu6_backward, relu6_forward, sigmoid, sigmoid_backward,
                         sigmoid_forward, silu_backward, silu_forward, stochastic_depth_backward,
-                        stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward)
+                        stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward,
+                        pad2d_backward, pad2d_forward)
 
 # Column-buffer budget per tile, in elements (2M float32 = 8 MiB).  Measured on
 # a 2-core machine: smaller tiles starve the GEMM, larger ones leave the cache.

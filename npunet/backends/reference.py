@@ -282,6 +282,41 @@ def adaptive_avgpool2d_backward(dout, cache):
     return dx
 
 
+def _pad_index(n, before, after, mode):
+    """Which input index each padded position copies along one axis of length n (PyTorch's modes):
+    reflect  3 2 1 | 0 1 2 3 | 2 1 0   (the edge not repeated; needs before, after < n)
+    replicate 0 0 0 | 0 1 2 3 | 3 3 3
+    circular  1 2 3 | 0 1 2 3 | 0 1 2  (needs before, after <= n)."""
+    i = np.arange(-before, n + after)
+    if mode == "reflect":
+        period = 2 * (n - 1)
+        i = np.abs((i + period) % period) if n > 1 else np.zeros_like(i)
+        return np.where(i > n - 1, period - i, i)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    return i % n  # circular
+
+
+def pad2d_forward(x, padding, mode):
+    """Reflect / replicate / circular padding (torch.nn.functional.pad's modes): every padded pixel
+    copies an input pixel.  padding = (left, right, top, bottom) >= 0.
+    x: (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
+    l, r, t, b = padding
+    rows, cols = _pad_index(x.shape[2], t, b, mode), _pad_index(x.shape[3], l, r, mode)
+    return x[:, :, rows][:, :, :, cols], (x.shape, rows, cols)
+
+
+def pad2d_backward(dout, cache):
+    """Every input pixel collects the gradients of all the padded positions that copied it: per axis,
+    dx[.., j] = sum of dout[.., i] over i with index[i] = j (a scatter-add)."""
+    shape, rows, cols = cache
+    dh = np.zeros(dout.shape[:3] + (shape[3],), dout.dtype)
+    np.add.at(dh, (slice(None), slice(None), slice(None), cols), dout)     # (N, C, Hp, W)
+    dx = np.zeros(shape, dout.dtype)
+    np.add.at(dx, (slice(None), slice(None), rows), dh)                   # (N, C, H, W)
+    return dx
+
+
 def zero_pad2d_forward(x, padding):
     """padding = (left, right, top, bottom), PyTorch's order (negative values crop).
     x: (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
