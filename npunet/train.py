@@ -9,6 +9,7 @@ import numpy as np
 
 from . import init, losses, metrics, models
 from .io import load_npz, save_npz
+from .models.pretrained import normalize_input
 
 FORMAT_VERSION = 1
 MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus,
@@ -97,7 +98,7 @@ class Trainer:
 
     def _train_step(self, batch):
         m = self.model
-        x = batch["image"].astype(m.dtype)
+        x = normalize_input(m, batch["image"].astype(m.dtype))  # ImageNet mean/std of a pretrained encoder
         out = m(x)
         heads = _heads(out)
         target, weight = self._targets(batch, heads[0].shape)
@@ -189,7 +190,8 @@ class Trainer:
                     optimizer=dict(type=type(self.optimizer).__name__, **opt_meta),
                     scheduler=None if self.scheduler is None else self.scheduler.state_dict(),
                     rng=dict(init=init.rng().bit_generator.state, modules=rngs, loader_seed=self.loader.seed),
-                    history=self.history, config=_jsonable(self.config), input_range=self.input_range)
+                    history=self.history, config=_jsonable(self.config), input_range=self.input_range,
+                    input_norm=getattr(self.model, "input_norm", None))
         arrays["meta"] = np.array(json.dumps(meta))
         save_npz(path, arrays)
 
@@ -215,6 +217,8 @@ class Trainer:
         self.history = meta["history"]
         self.config = meta["config"]
         self.input_range = meta.get("input_range")
+        if meta.get("input_norm"):
+            self.model.input_norm = meta["input_norm"]
         return self
 
 
@@ -270,6 +274,8 @@ def load_model(path):
             cfg[k] = tuple(cfg[k])
     m = cls(**cfg).to(np.dtype(meta["dtype"]))
     m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+    if meta.get("input_norm"):
+        m.input_norm = meta["input_norm"]
     return m, meta
 
 

@@ -9,7 +9,8 @@ from ..nn.module import check_finite, no_grad
 
 
 def _predict(model, x):
-    out = model(x)
+    from ..models.pretrained import normalize_input
+    out = model(normalize_input(model, x))  # a pretrained encoder's ImageNet mean/std, when recorded
     if isinstance(out, tuple):  # (seg, cls) of a CGM model in training mode
         out = out[0]
     if isinstance(out, list):

@@ -35,7 +35,7 @@ class Conv2d(Module):
     padding: an int, a pair, "valid" (0) or "same" (stride 1 only: H_out = H; an even kernel pads
     one more on the bottom/right, as PyTorch).  padding_mode: "zeros", or "reflect" / "replicate" /
     "circular", which pad the input explicitly (PyTorch's F.pad) before an unpadded convolution;
-    ``self.padding`` is then (0, 0) and ``self.pad`` holds (left, right, top, bottom).
+    ``self.padding`` is then (0, 0) and ``self.explicit_pad`` holds (left, right, top, bottom).
     dilation: only 1 (neither backend computes dilated convolutions; other values are refused).
     """
 
@@ -57,7 +57,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', "
                              f"got {padding_mode!r}")
         self.padding_mode = padding_mode
-        self.padding, self.pad = _conv_padding(padding, self.kernel_size, self.stride, padding_mode)
+        self.padding, self.explicit_pad = _conv_padding(padding, self.kernel_size, self.stride, padding_mode)
         _device_dtype("Conv2d", device, dtype)
         _check_conv_args("Conv2d", self)
         kh, kw = self.kernel_size
@@ -69,10 +69,10 @@ class Conv2d(Module):
         check_array(self, x, 4, self.in_channels, self.weight.dtype)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         H, W = x.shape[2:]
-        if self.pad is not None:
-            l, r, t, b = self.pad
+        if self.explicit_pad is not None:
+            l, r, t, b = self.explicit_pad
             if self.padding_mode == "reflect" and (max(t, b) >= H or max(l, r) >= W):
-                raise ValueError(f"{self.label}: reflect padding {self.pad} needs an input larger than the padding, "
+                raise ValueError(f"{self.label}: reflect padding {self.explicit_pad} needs an input larger than the padding, "
                                  f"got {H}x{W}")
             H, W = H + t + b, W + l + r
         if H + 2 * ph < kh or W + 2 * pw < kw:
@@ -84,18 +84,18 @@ class Conv2d(Module):
         self._check(x)
         bias = None if self.bias is None else self.bias.data
         pad_cache = None
-        if self.pad is not None:  # the explicit pad op (padding_mode or an asymmetric "same")
-            x, pad_cache = (ops().zero_pad2d_forward(x, self.pad) if self.padding_mode == "zeros"
-                            else ops().pad2d_forward(x, self.pad, self.padding_mode))
+        if self.explicit_pad is not None:  # the explicit pad op (padding_mode or an asymmetric "same")
+            x, pad_cache = (ops().zero_pad2d_forward(x, self.explicit_pad) if self.padding_mode == "zeros"
+                            else ops().pad2d_forward(x, self.explicit_pad, self.padding_mode))
         out, cache = ops().conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.groups)
-        self._save(cache if self.pad is None else (pad_cache, cache), out)
+        self._save(cache if self.explicit_pad is None else (pad_cache, cache), out)
         return out
 
     def backward(self, grad):
         """grad: (N, C_out, H_out, W_out) -> dx: (N, C_in, H, W); adds into weight.grad and bias.grad."""
         backend, cache = self._restore(grad)
         pad_cache = None
-        if self.pad is not None:
+        if self.explicit_pad is not None:
             pad_cache, cache = cache
         dx, dw, db = backend.conv2d_backward(grad, cache, weight_grad=self.weight.requires_grad)
         self.weight.accumulate(dw)   # None when frozen: the weight-gradient GEMMs were skipped
@@ -110,8 +110,8 @@ class Conv2d(Module):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
-        if self.pad is not None:
-            s += f", pad={self.pad}, padding_mode={self.padding_mode!r}"
+        if self.explicit_pad is not None:
+            s += f", pad={self.explicit_pad}, padding_mode={self.padding_mode!r}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         return s + ("" if self.bias is not None else ", bias=False")
