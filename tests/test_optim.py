@@ -213,3 +213,17 @@ def test_new_checkpoints_hold_pytorch_structured_state(tmp_path):
     for i in a["state"]:
         assert a["state"][i]["step"] == b["state"][i]["step"] == 2
         np.testing.assert_array_equal(a["state"][i]["exp_avg"], b["state"][i]["exp_avg"])
+
+
+def test_config_plateau_schedule_reads_validation_loss_and_resumes(tmp_path):
+    from npunet.config import merge
+    from npunet.runs import build_run
+    cfg = {"n_train": 4, "n_val": 2, "size": 32, "batch_size": 2, "epochs": 2, "schedule": "plateau",
+           "optimizer": "adamw", "model_config": {"base_channels": 2, "depth": 2}, "out": str(tmp_path / "run")}
+    t = build_run(merge(cfg), progress=False, log=None)
+    assert isinstance(t.scheduler, optim.ReduceLROnPlateau) and isinstance(t.optimizer, optim.AdamW)
+    t.fit(2)
+    assert len(t.history["val_loss"]) == 2 and all(np.isfinite(t.history["val_loss"]))
+    assert t.scheduler.last_epoch == 2 and t.scheduler.best == min(t.history["val_loss"])
+    t2 = build_run(merge(dict(cfg, epochs=3)), progress=False, log=None).load(tmp_path / "run" / "checkpoint.npz")
+    assert t2.scheduler.best == t.scheduler.best and t2.scheduler.num_bad_epochs == t.scheduler.num_bad_epochs
