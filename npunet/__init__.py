@@ -7,6 +7,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import backends, functional, kernels, nn, init  # noqa: E402
 from .backends import backend, get_backend, set_backend  # noqa: E402
+from .backends.fast.options import fast_options  # noqa: E402
 from .init import manual_seed  # noqa: E402
 from .nn.module import inference_mode, is_grad_enabled, no_grad  # noqa: E402
 from .gradcheck import gradcheck, gradcheck_fn  # noqa: E402
@@ -18,6 +19,9 @@ def __getattr__(name):  # lazy: models pull in more code
     if name == "summary":
         from .models.summary import summary
         return summary
+    if name == "predict":
+        from .data.inference import predict
+        return predict
     import importlib
     if name in ("models", "losses", "metrics", "data", "optim", "train", "viz", "bench"):
         return importlib.import_module(f".{name}", __name__)

@@ -51,6 +51,8 @@ def _cmd_train(args):
     user = _read_config(args.config) if args.config else {}
     if isinstance(user, dict):
         user = dict(user)
+        if args.data:
+            user["data"] = args.data
         if args.out:
             user["out"] = args.out
         if args.epochs is not None:
@@ -76,7 +78,7 @@ def _cmd_train(args):
                   f"over with --force (the checkpoint is replaced), or choose another folder with --out")
         elif args.resume:
             print(f"npunet train --resume: no checkpoint in '{cfg['out']}' yet; starting a new run", file=sys.stderr)
-        trainer = build_run(cfg)
+        trainer = build_run(cfg, user=None if resume else user)
     except ConfigError as e:
         _fail(f"npunet train: {e}")
     except (TypeError, ValueError) as e:  # a model constructor's own check of model_config
@@ -90,48 +92,6 @@ def _cmd_train(args):
     print(f"done: checkpoint {ck}")
 
 
-def read_image(path, in_channels):
-    """An image file as (C, H, W) float64 raw values, C = in_channels.  Grey, RGB, RGBA (alpha dropped)
-    and palette PNG/TIFF/JPEG; .npy arrays (H, W), (C, H, W), channel-last (H, W, C) or one image (1, C, H, W).
-    Returns (array, note) where note says what was done to fit the model, or ''."""
-    note = ""
-    if path.endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            _fail(f"npunet predict: '{path}' is not a plain numeric .npy array ({e})")
-        if a.dtype.kind not in "uif":
-            _fail(f"npunet predict: '{path}' holds {a.dtype} values; expected a numeric image")
-    else:
-        from PIL import Image
-        try:
-            img = Image.open(path)
-        except (OSError, ValueError) as e:
-            _fail(f"npunet predict: cannot read '{path}' as an image ({e})")
-        if img.mode in ("P", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-            img = img.convert("RGB")
-        elif img.mode == "LA":
-            img = img.convert("L")
-        a = np.asarray(img)
-    a = np.asarray(a, np.float64)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a, note = a[0], "dropped the batch axis of (1, C, H, W)"
-    if a.ndim == 2:
-        a = a[None]
-    elif a.ndim == 3 and a.shape[0] != in_channels and a.shape[-1] == in_channels:
-        a, note = a.transpose(2, 0, 1), f"channel-last (H, W, {in_channels}) read as ({in_channels}, H, W)"
-    elif a.ndim == 3 and in_channels == 1 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
-        a, note = a[..., :3].mean(axis=-1)[None], "RGB averaged to grey for a 1-channel model"
-    if a.ndim != 3 or a.shape[0] != in_channels:
-        _fail(f"npunet predict: '{path}' has shape {a.shape}; the model takes {in_channels} channel(s): give an image "
-              f"(H, W)" + (f", ({in_channels}, H, W) or (H, W, {in_channels})" if in_channels > 1 else " or (1, H, W)"))
-    if min(a.shape[1:]) < 2:
-        _fail(f"npunet predict: '{path}' has shape {a.shape}; an image needs at least 2x2 pixels")
-    if not np.isfinite(a).all():
-        _fail(f"npunet predict: '{path}' contains NaN/Inf values")
-    return a, note
-
-
 def fit_range(a, lo, hi):
     """Map the image's own [min, max] onto [lo, hi], the training images' typical range: the same
     picture gives the same input whatever the file's scale (0..255 PNG, 0..1 float .npy)."""
@@ -140,20 +100,22 @@ def fit_range(a, lo, hi):
 
 
 def _cmd_predict(args):
-    from .train import load_model, predict_masks
+    from .data.files import DataError
+    from .data.inference import expand_inputs, predict_files
+    from .train import load_model
     try:
         model, meta = load_model(args.checkpoint)
     except (OSError, ValueError) as e:
         _fail(f"npunet predict: {e}")
-    img, note = read_image(args.input, model.in_channels)
-    lo, hi = meta.get("input_range") or (0.0, 1.0)
-    x = fit_range(img, lo, hi).astype(model.dtype)
-    mask = predict_masks(model, x[None])[0]
-    out = args.out or os.path.splitext(args.input)[0] + "_mask.png"
-    from PIL import Image
-    Image.fromarray((mask > 0).astype(np.uint8) * 255).save(out)
-    print(f"{args.input}: {mask.shape[0]}x{mask.shape[1]}{' (' + note + ')' if note else ''}, "
-          f"foreground {100 * (mask > 0).mean():.1f}% -> {out}")
+    fallback = None
+    if meta.get("normalization") is None and meta.get("input_range"):
+        fallback = meta["input_range"]  # a checkpoint from before normalisation records: the old min-max rule
+    try:
+        files = expand_inputs(args.input)
+        predict_files(model, files, args.out, overlay_=args.overlay, probabilities=args.probabilities,
+                      force=args.force, progress=not args.quiet, fallback_range=fallback)
+    except (DataError, ValueError) as e:
+        _fail(f"npunet predict: {e}")
 
 
 def _cmd_summary(args):
@@ -219,8 +181,18 @@ def add_commands(sub):
     d.add_argument("--no-weight-map", action="store_true", help="train without the U-Net border weight map")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
-    t = sub.add_parser("train", help="train from a JSON config (keys: see npunet.runs.DEFAULT_TRAIN_CONFIG)")
-    t.add_argument("--config", help="JSON file overriding the defaults")
+    t = sub.add_parser("train", help="train on your images (--data) or the built-in data, from an optional JSON config",
+                       description="Train a U-Net on a data folder with no config file: npunet train --data DIR --out "
+                       "RUN.  in_channels, num_classes, the mask value/colour -> class mapping and the input "
+                       "normalisation are taken from the data and stored in RUN/checkpoint.npz; then "
+                       "npunet predict --checkpoint RUN/checkpoint.npz --input IMAGES --out PRED.  Every config key, "
+                       "its type, range and default: npunet train --help-config.")
+    t.add_argument("--data", metavar="PATH",
+                   help="a folder with images/ and masks/ (or image/ and label/) paired by file stem (a.png <-> "
+                        "a.png or a_mask.png; .png .tif .tiff .jpg .jpeg .bmp .npy); two TIFF stacks "
+                        "images.tif:masks.tif (or a folder holding one such pair); an .npz with images (N, C, H, W) "
+                        "and masks (N, H, W); 'synthetic' or 'nuclei'.  Overrides the config's \"data\"")
+    t.add_argument("--config", help="JSON file overriding the defaults (keys: npunet train --help-config)")
     t.add_argument("--out", help="run folder (checkpoint.npz is written there after every epoch)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
@@ -241,10 +213,18 @@ def add_commands(sub):
     c.add_argument("--out", default="npunet_cv", help="run folder (an interrupted search resumes there)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cmd_cv)
-    p = sub.add_parser("predict", help="segment an image with a trained checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help=".png/.tif/.jpg or .npy image")
-    p.add_argument("--out", help="mask PNG to write (default: <input>_mask.png)")
+    p = sub.add_parser("predict", help="segment images, folders or globs with a trained checkpoint",
+                       description="Writes OUT/<stem>.png for every input: the mask at the input's size, in the "
+                       "training masks' values (binary: 0/255).  The checkpoint's normalisation is applied; large "
+                       "images and valid-padding models are predicted tile by tile.")
+    p.add_argument("--checkpoint", required=True, help="a run's checkpoint.npz")
+    p.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                   help="image files (.png .tif .tiff .jpg .jpeg .bmp .npy), folders of them, or globs")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the masks (created if missing)")
+    p.add_argument("--overlay", action="store_true", help="also <stem>_overlay.png: the image with the mask outlined")
+    p.add_argument("--probabilities", action="store_true", help="also <stem>.npy: float32 (K, H, W) probabilities")
+    p.add_argument("--force", action="store_true", help="replace outputs that already exist in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     s = sub.add_parser("summary", help="print a model's block table and shape trace (no computation)")
     s.add_argument("--model", choices=["unet", "unetpp", "unet3plus"], default="unet")

@@ -61,11 +61,15 @@ SCHEMA = {
     "model": Key("choice", "UNet", "architecture", choices=MODELS),
     "model_config": Key("dict", None, "constructor arguments, merged into the model's defaults "
                                       "(UNet: " + json.dumps(MODEL_DEFAULTS["UNet"]) + ")"),
-    "data": Key("str", "synthetic", "'synthetic' (touching cells), 'nuclei' (the DSB 2018 image), or a .npz "
+    "data": Key("str", "synthetic", "a folder with images/ + masks/ (or image/ + label/) paired by file stem "
+                                    "(a.png <-> a.png or a_mask.png), TIFF stacks 'images.tif:masks.tif', "
+                                    "'synthetic' (touching cells), 'nuclei' (the DSB 2018 image), or an .npz "
                                     "with images (N, C, H, W), masks (N, H, W) [, labels (N, H, W)]"),
     "n_train": Key("int", 48, "synthetic training images", 1),
-    "n_val": Key("int", 8, "held-out images (synthetic: generated; .npz: the last n_val)", 1),
-    "size": Key("int", 128, "synthetic image side", 16),
+    "n_val": Key("int", 8, "held-out images (synthetic: generated; .npz: the last n_val; a folder: chosen by "
+                           "the seed). Default for a folder or .npz: about 20% of the images (1..8)", 1),
+    "size": Key("int", 128, "synthetic image side; for a folder, the side of the random training crops when "
+                            "the images are larger or differ in size", 16),
     "loss": Key("choice", "ce", "loss function", choices=LOSSES),
     "weight_map": Key("bool", True, "the U-Net border weight map in the loss (needs instance labels)"),
     "optimizer": Key("choice", "adam", "optimiser (adamw: decoupled weight decay)", choices=("adam", "adamw", "sgd")),
@@ -76,7 +80,7 @@ SCHEMA = {
                                         "when the validation loss stalls; onecycle: over the epochs)",
                     choices=("cosine", "step", "multistep", "plateau", "onecycle", "none")),
     "epochs": Key("int", 20, "training epochs", 1),
-    "batch_size": Key("int", 8, "images per step", 1),
+    "batch_size": Key("int", 8, "images per step (a folder or .npz with fewer training images: all of them)", 1),
     "seed": Key("int", 0, "seed of the weights, the data and the augmentation", 0),
     "augment": Key("dict", None, "augmentation, merged into its defaults: " + ", ".join(
         f"{k} ({v.describe()}, default {json.dumps(v.default)})" for k, v in AUGMENT.items())),
@@ -175,9 +179,13 @@ def merge(user, base=None):
         raise _unknown("config key 'augment'", unknown, list(AUGMENT))
     for k, v in cfg["augment"].items():
         cfg["augment"][k] = _check_value(f"config key 'augment.{k}'", AUGMENT[k], v)
-    if cfg["data"] not in ("synthetic", "nuclei") and not os.path.isfile(cfg["data"]):
-        raise ConfigError(f"config key 'data': expected 'synthetic', 'nuclei' or an existing .npz file, "
-                          f"got {cfg['data']!r} (no such file)")
+    if cfg["data"] not in ("synthetic", "nuclei"):
+        from .data.files import check_source
+        why = check_source(cfg["data"])
+        if why:
+            raise ConfigError(f"config key 'data': expected a folder with images/ and masks/, TIFF stacks "
+                              f"'images.tif:masks.tif', an .npz file, 'synthetic' or 'nuclei'; got {cfg['data']!r} "
+                              f"({why})")
     return cfg
 
 

@@ -164,7 +164,7 @@ class Trainer:
             h["val_dice"].append(r["dice"])
             h["val_iou"].append(r["iou"])
             h["val_instance_f1"].append(r.get("instance_f1", float("nan")))
-            msg += f", val Dice {r['dice']:.3f}, IoU {r['iou']:.3f}, instance F1 {r.get('instance_f1', float('nan')):.3f}"
+            msg += ", " + format_scores(r)
         if self._plateau():
             self.scheduler.step(h["val_loss"][-1])
         elif self.scheduler is not None:
@@ -191,6 +191,8 @@ class Trainer:
                     scheduler=None if self.scheduler is None else self.scheduler.state_dict(),
                     rng=dict(init=init.rng().bit_generator.state, modules=rngs, loader_seed=self.loader.seed),
                     history=self.history, config=_jsonable(self.config), input_range=self.input_range,
+                    normalization=getattr(self.model, "normalization", None),
+                    mask_mapping=getattr(self.model, "mask_mapping", None),
                     input_norm=getattr(self.model, "input_norm", None))
         arrays["meta"] = np.array(json.dumps(meta))
         save_npz(path, arrays)
@@ -217,6 +219,10 @@ class Trainer:
         self.history = meta["history"]
         self.config = meta["config"]
         self.input_range = meta.get("input_range")
+        if "normalization" in meta:
+            self.model.normalization, self.model.mask_mapping = meta["normalization"], meta.get("mask_mapping")
+            if self.loader is not None and hasattr(self.loader, "normalization"):
+                self.loader.normalization = meta["normalization"]
         if meta.get("input_norm"):
             self.model.input_norm = meta["input_norm"]
         return self
@@ -274,6 +280,7 @@ def load_model(path):
             cfg[k] = tuple(cfg[k])
     m = cls(**cfg).to(np.dtype(meta["dtype"]))
     m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+    m.normalization, m.mask_mapping = meta.get("normalization"), meta.get("mask_mapping")
     if meta.get("input_norm"):
         m.input_norm = meta["input_norm"]
     return m, meta
@@ -288,23 +295,55 @@ def _strip_cls(out):
 
 
 def predict_masks(model, images, threshold=0.5):
-    """Binary masks (N, H, W) for images (N, C, H, W): sigmoid > threshold for 1 class, argmax otherwise.
-    Valid-conv U-Nets use overlap-tile, same-padded models pad and crop."""
+    """Class masks (N, H, W) uint8 for raw images (N, C, H, W) (or a list of (C, H, W) of any sizes:
+    then a list): sigmoid > threshold for 1 class, argmax otherwise.  The model's recorded input
+    normalisation (``model.normalization``, set by training and by load_model) is applied first.
+    Valid-conv U-Nets use overlap-tile, same-padded models pad and crop (and tile large images)."""
     from .data.tiling import predict_images
+    from .data.normalize import normalize
+    norm = getattr(model, "normalization", None)
+    batch = 8
+    if norm is not None:
+        images = [normalize(im, norm) for im in images]
+        # data from files: one image per pass, as ``npunet predict`` does, so predicting the files
+        # reproduces the validation scores bit for bit
+        batch = 8 if norm.get("kind") == "identity" else 1
     out = []
-    for y in predict_images(model, images):
+    for y in predict_images(model, images, batch=batch):
         if y.shape[0] == 1:
             cgm_probs = getattr(model, "cgm", False)  # UNet3+ with CGM returns probabilities in eval
             out.append((y[0] > (threshold if cgm_probs else np.log(threshold / (1 - threshold)))).astype(np.uint8))
         else:
             out.append(np.argmax(y, axis=0).astype(np.uint8))
-    return np.stack(out)
+    return np.stack(out) if len({o.shape for o in out}) == 1 else out
 
 
 def evaluate(model, images, masks, labels=None):
-    """Pixel scores of the foreground (Dice, IoU, precision, recall, F1, accuracy) and, with instance
-    labels, instance F1 at IoU >= 0.5."""
+    """Scores on raw images (N, C, H, W) (or lists of different sizes) against masks (N, H, W).
+    Binary: the foreground's Dice, IoU, precision, recall, F1, accuracy and, with instance labels,
+    instance F1 at IoU >= 0.5.  K > 2 classes: the mean over the classes of Dice and IoU (and
+    dice_per_class, iou_per_class lists)."""
     pred = predict_masks(model, images)
-    meter = metrics.SegmentationMeter(2)
-    meter.update(pred, masks, true_instances=labels)
-    return meter.compute()
+    K = max(2, getattr(model, "num_classes", 2))
+    meter = metrics.SegmentationMeter(K)
+    for i in range(len(pred)):
+        meter.update(pred[i][None], np.asarray(masks[i])[None],
+                     true_instances=None if labels is None or K > 2 else np.asarray(labels[i])[None])
+    r = meter.compute()
+    if K > 2:
+        s = metrics.scores(meter.counts)
+        r["dice_per_class"] = [float(v) for v in s["dice_per_class"]]
+        r["iou_per_class"] = [float(v) for v in s["iou_per_class"]]
+        r["iou"] = s["iou"]
+    return r
+
+
+def format_scores(r):
+    """'val Dice 0.912, IoU 0.84, instance F1 0.80' (instance F1 only when it exists; per class for K > 2)."""
+    if "dice_per_class" in r:
+        return (f"val mean Dice {r['dice']:.3f} (per class " + "/".join(f"{v:.2f}" for v in r["dice_per_class"])
+                + f"), mean IoU {r['iou']:.3f} (per class " + "/".join(f"{v:.2f}" for v in r["iou_per_class"]) + ")")
+    msg = f"val Dice {r['dice']:.3f}, IoU {r['iou']:.3f}"
+    if "instance_f1" in r:
+        msg += f", instance F1 {r['instance_f1']:.3f}"
+    return msg
