@@ -13,6 +13,7 @@ from . import backends, functional, kernels, nn, init  # noqa: E402
 from .backends import backend, get_backend, set_backend  # noqa: E402
 from .backends.fast.options import fast_options  # noqa: E402
 from .init import manual_seed  # noqa: E402
+from .nn.module import inference_mode, is_grad_enabled, no_grad  # noqa: E402
 from .gradcheck import gradcheck, gradcheck_fn  # noqa: E402
 
 

@@ -246,10 +246,17 @@ def build_run(cfg, progress=True, log=print, data=None, user=None):
     loader = DataLoader(ds, batch_size=cfg["batch_size"], augment=Augment(**aug), seed=cfg["seed"],
                         normalization=norm)
     params = list(model.parameters())
-    opt = optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]) if cfg["optimizer"] == "adam" else \
-        optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    sched = {"cosine": lambda: optim.CosineAnnealingLR(opt, cfg["epochs"]),
-             "step": lambda: optim.StepLR(opt, max(1, cfg["epochs"] // 3), 0.1), "none": lambda: None}[cfg["schedule"]]()
+    opt = {"adam": lambda: optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+           "adamw": lambda: optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+           "sgd": lambda: optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                                    weight_decay=cfg["weight_decay"])}[cfg["optimizer"]]()
+    E = cfg["epochs"]
+    sched = {"cosine": lambda: optim.CosineAnnealingLR(opt, E),
+             "step": lambda: optim.StepLR(opt, max(1, E // 3), 0.1),
+             "multistep": lambda: optim.MultiStepLR(opt, [max(1, E // 2), max(1, 3 * E // 4)], 0.1),
+             "plateau": lambda: optim.ReduceLROnPlateau(opt, "min", factor=0.5, patience=max(1, E // 10)),
+             "onecycle": lambda: optim.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=E),
+             "none": lambda: None}[cfg["schedule"]]()
     os.makedirs(cfg["out"], exist_ok=True)
     trainer = Trainer(model, loss, opt, loader, scheduler=sched, val_data=val, use_weight_map=use_wm,
                       checkpoint_path=os.path.join(cfg["out"], "checkpoint.npz"), config=cfg, progress=progress, log=log)

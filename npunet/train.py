@@ -9,6 +9,7 @@ import numpy as np
 
 from . import init, losses, metrics, models
 from .io import load_npz, save_npz
+from .models.pretrained import normalize_input
 
 FORMAT_VERSION = 1
 MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus,
@@ -46,13 +47,28 @@ class Trainer:
         self.scheduler, self.val_data, self.use_weight_map = scheduler, val_data, use_weight_map
         self.checkpoint_path, self.config, self.progress, self.log = checkpoint_path, dict(config or {}), progress, log
         self.epoch, self.batch, self.step = 0, 0, 0
-        self.history = {"step_loss": [], "epoch": [], "train_loss": [], "val_dice": [], "val_iou": [],
+        self.history = {"step_loss": [], "epoch": [], "train_loss": [], "val_loss": [], "val_dice": [], "val_iou": [],
                         "val_instance_f1": [], "lr": [], "seconds": []}
+        if self._plateau() and val_data is None:
+            raise ValueError("Trainer: ReduceLROnPlateau reads the validation loss; give val_data")
         if use_weight_map and not loss.accepts_weight:
             raise ValueError(f"Trainer: use_weight_map=True but {type(loss).__name__} cannot use a weight map")
         self._ds_loss = losses.DeepSupervisionLoss(loss)
         self.cls_loss = losses.BCELoss()
         self.input_range = None  # the training images' typical [min, max]; predict maps files onto it
+
+    def _plateau(self):
+        from .optim import ReduceLROnPlateau
+        return isinstance(self.scheduler, ReduceLROnPlateau)
+
+    def val_loss(self, images, masks):
+        """The training loss (without the weight map) on the validation images' full-size logits,
+        computed under no_grad."""
+        from .data.tiling import predict_images
+        logits = np.stack(predict_images(self.model, images)).astype(self.model.dtype)
+        mask = np.asarray(masks)
+        target = mask if self.loss.target == "class" else mask[:, None].astype(self.model.dtype)
+        return float(self.loss.forward(logits, target))
 
     # ------------------------------------------------------------ one step
     def _targets(self, batch, out_shape):
@@ -82,7 +98,7 @@ class Trainer:
 
     def _train_step(self, batch):
         m = self.model
-        x = batch["image"].astype(m.dtype)
+        x = normalize_input(m, batch["image"].astype(m.dtype))  # ImageNet mean/std of a pretrained encoder
         out = m(x)
         heads = _heads(out)
         target, weight = self._targets(batch, heads[0].shape)
@@ -142,11 +158,16 @@ class Trainer:
                     r = evaluate(self.model, *self.val_data)
             except FloatingPointError as e:
                 raise self._diverged("validation", e) from None
+            if self._plateau():
+                h.setdefault("val_loss", []).append(self.val_loss(*self.val_data[:2]))
+                msg += f", val loss {h['val_loss'][-1]:.4f}"
             h["val_dice"].append(r["dice"])
             h["val_iou"].append(r["iou"])
             h["val_instance_f1"].append(r.get("instance_f1", float("nan")))
             msg += ", " + format_scores(r)
-        if self.scheduler is not None:
+        if self._plateau():
+            self.scheduler.step(h["val_loss"][-1])
+        elif self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
         self.batch = 0
@@ -160,18 +181,19 @@ class Trainer:
         """Atomic checkpoint: parameters, BN buffers, optimiser state, schedule, epoch/step, RNG states,
         history, config, format version.  A crash mid-save leaves the previous file intact."""
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        opt_arrays, opt_scalars = self.optimizer.state_dict()
-        arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
+        opt_state, opt_meta = _split_optimizer_state(self.optimizer.state_dict())
+        arrays.update(opt_state)
         rngs = {n: m._rng.bit_generator.state for n, m in self.model.named_modules() if hasattr(m, "_rng")}
         meta = dict(format_version=FORMAT_VERSION, architecture=type(self.model).__name__,
                     model_config=_jsonable(self.model.config), dtype=str(self.model.dtype),
                     epoch=self.epoch, batch=self.batch, step=self.step,
-                    optimizer=dict(type=type(self.optimizer).__name__, **opt_scalars),
+                    optimizer=dict(type=type(self.optimizer).__name__, **opt_meta),
                     scheduler=None if self.scheduler is None else self.scheduler.state_dict(),
                     rng=dict(init=init.rng().bit_generator.state, modules=rngs, loader_seed=self.loader.seed),
                     history=self.history, config=_jsonable(self.config), input_range=self.input_range,
                     normalization=getattr(self.model, "normalization", None),
-                    mask_mapping=getattr(self.model, "mask_mapping", None))
+                    mask_mapping=getattr(self.model, "mask_mapping", None),
+                    input_norm=getattr(self.model, "input_norm", None))
         arrays["meta"] = np.array(json.dumps(meta))
         save_npz(path, arrays)
 
@@ -184,9 +206,11 @@ class Trainer:
             raise ValueError(f"checkpoint '{path}' holds a {arch} with {cfg}; this trainer's model is a "
                              f"{type(self.model).__name__} with {_jsonable(self.model.config)}")
         self.model.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
-        self.optimizer.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("optim/")}, meta["optimizer"])
+        _load_optimizer_state(self.optimizer, data, meta["optimizer"])
         if self.scheduler is not None and meta["scheduler"] is not None:
-            self.scheduler.load_state_dict(meta["scheduler"])
+            # the schedule's progress, not its settings: a resumed run may extend the epochs (T_max)
+            keep = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "best", "num_bad_epochs", "cooldown_counter")
+            self.scheduler.load_state_dict({k: v for k, v in meta["scheduler"].items() if k in keep})
         init.rng().bit_generator.state = meta["rng"]["init"]
         for n, m in self.model.named_modules():
             if hasattr(m, "_rng") and n in meta["rng"]["modules"]:
@@ -199,7 +223,37 @@ class Trainer:
             self.model.normalization, self.model.mask_mapping = meta["normalization"], meta.get("mask_mapping")
             if self.loader is not None and hasattr(self.loader, "normalization"):
                 self.loader.normalization = meta["normalization"]
+        if meta.get("input_norm"):
+            self.model.input_norm = meta["input_norm"]
         return self
+
+
+def _split_optimizer_state(sd):
+    """optimizer.state_dict() -> (arrays 'optim/state/<index>/<name>', JSON part: param_groups and the
+    numbers of 'state')."""
+    arrays, numbers = {}, {}
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"optim/state/{i}/{k}"] = v
+            else:
+                numbers.setdefault(str(i), {})[k] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return arrays, dict(lr=groups[0]["lr"], param_groups=groups, state_numbers=numbers)
+
+
+def _load_optimizer_state(opt, data, meta):
+    """Rebuild the optimiser's state_dict from a checkpoint; checkpoints of npunet < 0.2 (arrays
+    'optim/<slot>/<index>', meta lr/base_lr/t) still load."""
+    if "param_groups" not in meta:
+        opt.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("optim/")}, meta)
+        return
+    state = {int(i): dict(v) for i, v in meta.get("state_numbers", {}).items()}
+    for k, v in data.items():
+        if k.startswith("optim/state/"):
+            i, name = k[len("optim/state/"):].split("/", 1)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def read_meta(data, path):
@@ -227,6 +281,8 @@ def load_model(path):
     m = cls(**cfg).to(np.dtype(meta["dtype"]))
     m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
     m.normalization, m.mask_mapping = meta.get("normalization"), meta.get("mask_mapping")
+    if meta.get("input_norm"):
+        m.input_norm = meta["input_norm"]
     return m, meta
 
 

@@ -25,9 +25,9 @@ TINY = {"n_train": 4, "n_val": 2, "size": 32, "batch_size": 2, "epochs": 1,
     ({"epochs": 2.5}, "config key 'epochs': expected integer >= 1, got 2.5"),
     ({"lr": "fast"}, "config key 'lr': expected number in [1e-12, 10], got \"fast\" (a string)"),
     ({"lr": 0}, "config key 'lr': expected number in [1e-12, 10], got 0"),
-    ({"schedule": "linear"}, "config key 'schedule': expected one of 'cosine', 'step', 'none', got \"linear\""),
+    ({"schedule": "linear"}, "config key 'schedule': expected one of 'cosine', 'step', 'multistep', 'plateau', 'onecycle', 'none', got \"linear\""),
     ({"n_val": 0}, "config key 'n_val': expected integer >= 1, got 0"),
-    ({"optimizer": "adamw"}, "config key 'optimizer': expected one of 'adam', 'sgd', got \"adamw\" (a string); did you mean 'adam'?"),
+    ({"optimizer": "adamm"}, "config key 'optimizer': expected one of 'adam', 'adamw', 'sgd', got \"adamm\" (a string); did you mean 'adam'?"),
     ({"optimizer": "Adam"}, "did you mean 'adam'?"),
     ({"weight_map": 1}, "config key 'weight_map': expected true/false, got 1"),
     ({"momentum": 1.0}, "config key 'momentum': expected number in [0, 1), got 1.0"),
@@ -83,7 +83,7 @@ def test_help_config_documents_every_key(capsys):
     assert out == describe() + "\n"
     for k in defaults():
         assert f"  {k} " in out
-    assert "elastic_p" in out and "[0, 1]" in out and "'cosine', 'step', 'none'" in out
+    assert "elastic_p" in out and "[0, 1]" in out and "'cosine', 'step', 'multistep', 'plateau', 'onecycle', 'none'" in out
 
 
 # ---------------------------------------------------------------- run folders

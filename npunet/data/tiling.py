@@ -5,11 +5,12 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..models.sizes import is_legal, output_size
-from ..nn.module import check_finite
+from ..nn.module import check_finite, no_grad
 
 
 def _predict(model, x):
-    out = model(x)
+    from ..models.pretrained import normalize_input
+    out = model(normalize_input(model, x))  # a pretrained encoder's ImageNet mean/std, when recorded
     if isinstance(out, tuple):  # (seg, cls) of a CGM model in training mode
         out = out[0]
     if isinstance(out, list):
@@ -106,11 +107,13 @@ WHOLE_IMAGE_PIXELS = 1024 * 1024
 
 @contextmanager
 def _evaluating(model):
-    """model.eval() for the block, its previous mode restored after."""
+    """model.eval() and no_grad() for the block (no layer keeps a cache: prediction needs only the
+    live activations), its previous mode restored after."""
     was = model.training
     model.eval()
     try:
-        yield
+        with no_grad():
+            yield
     finally:
         model.train(was)
 

@@ -411,10 +411,23 @@ class EncoderUNet(nn.Module):
     Children: encoder, decoder (center, blocks.0 ...), segmentation_head (0: 3x3 conv).
     """
 
-    def __init__(self, encoder_name, in_channels=3, num_classes=1, encoder_depth=5,
-                 decoder_channels=(256, 128, 64, 32, 16), drop_connect_rate=None):
+    def __init__(self, encoder_name, in_channels=3, num_classes=None, encoder_depth=5,
+                 decoder_channels=(256, 128, 64, 32, 16), drop_connect_rate=None, *, classes=None,
+                 encoder_weights=None, activation=None):
         super().__init__()
         A.choice("EncoderUNet", "encoder_name", encoder_name, tuple(ENCODERS))
+        # SMP's argument names: classes= (npunet: num_classes), encoder_weights=, activation=None
+        if classes is not None and num_classes is not None and classes != num_classes:
+            raise ValueError(f"EncoderUNet: classes={classes} and num_classes={num_classes} disagree; give one "
+                             f"(classes is SMP's name for num_classes)")
+        num_classes = 1 if num_classes is None and classes is None else (num_classes if num_classes is not None
+                                                                          else classes)
+        if activation is not None:
+            raise ValueError(f"EncoderUNet: activation={activation!r}: npunet's models return logits (SMP's "
+                             f"activation=None); the losses take logits, and predict applies sigmoid/argmax")
+        if encoder_weights == "imagenet":
+            from .pretrained import imagenet_hint
+            raise ValueError(imagenet_hint(encoder_name))
         in_channels = A.integer("EncoderUNet", "in_channels", in_channels)
         num_classes = A.integer("EncoderUNet", "num_classes", num_classes)
         depth = A.integer("EncoderUNet", "encoder_depth", encoder_depth)
@@ -440,6 +453,9 @@ class EncoderUNet(nn.Module):
         head = nn.Conv2d(decoder_channels[-1], num_classes, 3, padding=1)
         _init_conv(head, "xavier")
         self.segmentation_head = nn.Sequential(head, nn.Identity(), nn.Identity())
+        if encoder_weights is not None:
+            from .pretrained import load_encoder_weights
+            load_encoder_weights(self, encoder_weights)
 
     @property
     def output_stride(self):
