@@ -77,6 +77,23 @@ def build_parser():
     c.add_argument("--timeout", type=float, default=20.0, metavar="S",
                    help="seconds each case may take before the check stops it (default 20)")
     c.set_defaults(func=_cmd_check)
+    les = sub.add_parser("lessons", help="list the lessons and exercises installed with npunet, or copy them",
+                         description="Lists the lessons (number, title, run time per size) and exercises; with "
+                         "--copy DIR copies the lessons and exercises (not the solutions) into DIR, with .ipynb "
+                         "notebooks when jupytext is installed.  Existing files in DIR are kept.")
+    les.add_argument("--copy", metavar="DIR", help="copy the lessons and exercises into DIR")
+    les.add_argument("--solutions", action="store_true", help="with --copy: the solutions too (for teachers)")
+    les.add_argument("--no-notebooks", action="store_true", help="with --copy: only the .py scripts")
+    les.set_defaults(func=_cmd_lessons)
+    f = sub.add_parser("figures", help="regenerate the README figures (runs the lessons at full size)",
+                       description="Runs the lessons that draw the README's figures, at full size, writing their "
+                       "figures into --out (the repository's figures/ on purpose; lessons run normally write "
+                       "into ./npunet_figures/).  Full size takes tens of minutes on 2 cores; --lesson picks some.")
+    f.add_argument("--out", required=True, help="folder for the figures, e.g. figures/")
+    f.add_argument("--lesson", type=int, nargs="*", metavar="N", help="only these lesson numbers")
+    f.add_argument("--size", choices=["full", "class", "fast"], default="full",
+                   help="full (default; what the README shows) or a smaller size for a quick look")
+    f.set_defaults(func=_cmd_figures)
     w = sub.add_parser("warmup", help="compile every kernel the demo and the lessons use, once per machine "
                                       "(run it before class: the first run is then as fast as the next)")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
