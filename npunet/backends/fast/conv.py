@@ -63,9 +63,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
 def conv2d_backward(dout, cache, weight_grad=True):
     """dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None),
     by the strategy that ran the forward (its cache).  weight_grad=False (a frozen layer): dweight and
-    dbias are None (the strategies still compute them here; skipping their GEMMs is still to port)."""
-    dx, dw, db = cache.backward(dout)
-    return (dx, dw, db) if weight_grad else (dx, None, None)
+    dbias are None, and the strategy skips their GEMMs."""
+    return cache.backward(dout, weight_grad)
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1):
@@ -86,6 +85,5 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
 def conv_transpose2d_backward(dout, cache, weight_grad=True):
     """dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight, dbias (C_out,) or None);
-    weight_grad=False: dweight and dbias None."""
-    dx, dw, db = cache.backward(dout)
-    return (dx, dw, db) if weight_grad else (dx, None, None)
+    weight_grad=False: dweight and dbias None, their GEMMs skipped."""
+    return cache.backward(dout, weight_grad)
