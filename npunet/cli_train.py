@@ -21,12 +21,12 @@ def _fail(msg):
     raise SystemExit(msg)
 
 
-def _read_config(path):
+def _read_config(path, cmd="train"):
+    from .io import InputError, read_json
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        _fail(f"npunet train: cannot read config '{path}': {e}")
+        return read_json(path, "config")
+    except InputError as e:
+        _fail(f"npunet {cmd}: {e}")
 
 
 def _config_diffs(saved, mine):
@@ -43,6 +43,8 @@ def _config_diffs(saved, mine):
 
 def _cmd_train(args):
     from .config import ConfigError, describe, merge
+    from .io import InputError, check_out_path, lock_folder
+    from .train import read_checkpoint
     if args.help_config:
         print(describe())
         return
@@ -57,12 +59,19 @@ def _cmd_train(args):
             user["epochs"] = args.epochs
     try:
         cfg = merge(user)
-        ck = os.path.join(cfg["out"], "checkpoint.npz")
-        resume = args.resume and os.path.exists(ck)
+        check_out_path(cfg["out"], "folder")
+        # one process per run folder: taken before the folder is read, held until this process exits
+        lock_folder(cfg["out"], log=lambda m: print(f"npunet train: {m}", file=sys.stderr))
+    except (ConfigError, InputError) as e:
+        _fail(f"npunet train: {e}")
+    ck = os.path.join(cfg["out"], "checkpoint.npz")
+    resume = args.resume and os.path.lexists(ck)
+    try:
         if resume:
-            from .io import load_npz
-            from .train import read_meta
-            meta = read_meta(load_npz(ck), ck)
+            try:
+                _, meta = read_checkpoint(ck)
+            except (OSError, ValueError) as e:
+                _fail(f"npunet train --resume: {e}")
             saved = merge(meta["config"])
             mine = merge({k: v for k, v in user.items() if k not in ("out", "epochs")}, base=saved)
             diffs = _config_diffs(saved, mine)
@@ -71,22 +80,28 @@ def _cmd_train(args):
                       f"The run continues with the checkpoint's values, so that it resumes exactly; to train with "
                       f"the new values start over with --force.", file=sys.stderr)
             cfg = dict(saved, out=cfg["out"], epochs=cfg["epochs"])
-        elif os.path.exists(ck) and not args.force:
+        elif os.path.lexists(ck) and not args.force:
             _fail(f"npunet train: '{cfg['out']}' already holds a run ({ck}); continue it with --resume, or start "
                   f"over with --force (the checkpoint is replaced), or choose another folder with --out")
         elif args.resume:
             print(f"npunet train --resume: no checkpoint in '{cfg['out']}' yet; starting a new run", file=sys.stderr)
         trainer = build_run(cfg)
-    except ConfigError as e:
+    except (ConfigError, InputError) as e:
         _fail(f"npunet train: {e}")
     except (TypeError, ValueError) as e:  # a model constructor's own check of model_config
         _fail(f"npunet train: config key 'model_config': {e}")
-    if resume:
-        trainer.load(ck)
-        print(f"resumed from {ck} at epoch {trainer.epoch}, step {trainer.step}")
-    elif args.force and os.path.exists(ck):
-        os.remove(ck)  # starting over: the old run must not be resumed by mistake later
-    trainer.fit(cfg["epochs"])
+    try:
+        if resume:
+            trainer.load(ck)
+            print(f"resumed from {ck} at epoch {trainer.epoch}, step {trainer.step}")
+        elif args.force and os.path.exists(ck):
+            os.remove(ck)  # starting over: the old run must not be resumed by mistake later
+    except (OSError, ValueError) as e:
+        _fail(f"npunet train: {e}")
+    try:
+        trainer.fit(cfg["epochs"])
+    except OSError as e:  # a full disk: the last checkpoint is intact, --resume continues from it
+        _fail(f"npunet train: {e}; continue later with --resume")
     print(f"done: checkpoint {ck}")
 
 
@@ -182,7 +197,7 @@ def _cmd_summary(args):
 def _cmd_cv(args):
     from .config import ConfigError
     from .cv import cross_validate, format_table, parse_grid
-    user = _read_config(args.config) if args.config else {}
+    user = _read_config(args.config, "cv") if args.config else {}
     try:
         if isinstance(user, dict):
             user = dict(user, out=args.out)
@@ -193,14 +208,14 @@ def _cmd_cv(args):
                            progress=not args.quiet)
     except ConfigError as e:
         _fail(f"npunet cv: {e}")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OSError) as e:
         _fail(f"npunet cv: {e}")
     print()
     print(format_table(r))
     print(f"\nbest (by mean validation {r['select']}): setting {r['best']['index']} {json.dumps(r['best']['setting'])}")
-    print("test set, evaluated once: " + ", ".join(f"{k} {v:.3f}" for k, v in r["test"].items()
-                                                  if k in ("dice", "iou", "precision", "recall", "f1", "accuracy",
-                                                           "instance_f1")))
+    shown = ("dice", "iou", "precision", "recall", "f1", "accuracy", "instance_f1")
+    print("test set, evaluated once: " + ", ".join(f"{k} {v:.3f}" for k, v in r["test"].items() if k in shown)
+          + f" (the final model of setting {r['test_setting']['index']} {json.dumps(r['test_setting']['setting'])})")
     print(f"outputs in {args.out}: cv_results.csv, cv_curves.png, cv_dice.png, test_predictions.png, "
           f"final/checkpoint.npz, cv_split in cv_plan.json")
 

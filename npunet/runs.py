@@ -65,6 +65,78 @@ def input_range(images):
     return [float(flat.min(axis=1).mean()), float(flat.max(axis=1).mean())]
 
 
+def _data_shape(cfg):
+    """(number of images, channels, H, W, bytes of the data in memory) of the config's data, from
+    shapes alone (an .npz's array headers: nothing is generated or inflated)."""
+    if cfg["data"] == "synthetic":
+        n, S = cfg["n_train"] + cfg["n_val"], cfg["size"]
+        return n, 1, S, S, n * S * S * (4 + 8 + 8) * 2  # images, labels, masks; x2 while generated
+    if cfg["data"] == "nuclei":
+        return 16, 1, 128, 128, 16 * 128 * 128 * 24
+    import zipfile
+    from .io import InputError, npz_nbytes, sniff
+    path = cfg["data"]
+    try:
+        if sniff(path) != "npz":
+            raise InputError(f"'{path}' is not an .npz archive")
+        nbytes = npz_nbytes(path)
+        with zipfile.ZipFile(path) as zf, zf.open("images.npy") as f:
+            v = np.lib.format.read_magic(f)
+            shape = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)[0]
+    except (InputError, KeyError) as e:
+        raise ConfigError(f"config key 'data': {e if isinstance(e, InputError) else repr(path) + ' has no images array'}") from None
+    if len(shape) != 4:
+        raise ConfigError(f"config key 'data': '{path}' images have shape {shape}; expected (N, C, H, W)")
+    return shape[0], shape[1], shape[2], shape[3], nbytes * 2  # the file's arrays and the split copies
+
+
+def estimate_memory(cfg, data_shape=None):
+    """Bytes one training run of ``cfg`` needs, from shapes alone (nothing is allocated): the data,
+    the model (weights, gradients, optimiser state) and one training step (the activations every layer
+    keeps for backward, ``npunet.summary``'s accounting, plus as much again for the gradients in flight).
+    Returns dict(data, model, step, total, params).  A model that cannot take the data's image size
+    raises ConfigError naming the layer."""
+    from . import init
+    from .models.summary import trace_shapes
+    n, ch, H, W, data_bytes = data_shape or _data_shape(cfg)
+    if cfg["augment"].get("crop"):
+        H = W = min(H, cfg["augment"]["crop"])
+    cls = C.check_model_config(cfg)
+    try:
+        with init.shapes_only():
+            model = cls(**cfg["model_config"])
+        params = model.num_parameters()
+        _, calls = trace_shapes(model, (min(cfg["batch_size"], max(n, 1)), ch, H, W), np.float32)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"config key 'model_config' ({cfg['model']}, images {ch}x{H}x{W}): {e}") from None
+    seen, kept = set(), 0
+    for m, inputs, out in calls:
+        arrays, own = m.kept(inputs, out)
+        kept += own
+        for a in arrays:
+            if id(a) not in seen:
+                seen.add(id(a))
+                kept += a.nbytes
+    model_bytes = params * 4 * (4 if cfg["optimizer"] == "adam" else 3)
+    step = 2 * kept
+    return dict(data=int(data_bytes), model=int(model_bytes), step=int(step), params=int(params),
+                total=int(data_bytes + model_bytes + step))
+
+
+def check_memory(cfg, data_shape=None):
+    """Refuse (ConfigError) a config whose estimated memory (:func:`estimate_memory`) exceeds the memory
+    available to this process, before anything is allocated.  Returns the estimate."""
+    from .io import _gib, available_memory
+    est = estimate_memory(cfg, data_shape)
+    free = available_memory()
+    if free is not None and est["total"] > free:
+        raise ConfigError(f"this config needs about {_gib(est['total'])} (data {_gib(est['data'])}, model "
+                          f"{_gib(est['model'])} for {est['params']:,} parameters, one training step "
+                          f"{_gib(est['step'])}) but only {_gib(free)} of memory is available; reduce size, "
+                          f"batch_size, n_train or the model's channels/depth")
+    return est
+
+
 def build_run(cfg, progress=True, log=print, data=None):
     """The Trainer for a training config (validated and completed with :func:`npunet.config.merge`):
     the seed, the model, the data split, the loader with its augmentation, the optimiser and
@@ -72,9 +144,14 @@ def build_run(cfg, progress=True, log=print, data=None):
     from . import init, optim
     from .data import Augment, DataLoader, SegmentationDataset
     from .train import Trainer
-    cfg = C.merge({}, cfg)  # re-validates a dict that did not come through merge
-    init.manual_seed(cfg["seed"])
+    cfg = C.merge(cfg)  # re-validates a dict that did not come through merge
     cls = C.check_model_config(cfg)
+    if data is not None:
+        x = np.asarray(data[0][0])
+        check_memory(cfg, (len(x), x.shape[1], x.shape[2], x.shape[3], 0))  # the data is in memory already
+    else:
+        check_memory(cfg)
+    init.manual_seed(cfg["seed"])
     model = cls(**cfg["model_config"])
     train, val = data if data is not None else split_data(cfg)
     if cfg["batch_size"] > len(train[0]):

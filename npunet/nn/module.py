@@ -94,6 +94,11 @@ class Parameter:
     """A trainable array.  data: any shape; grad: same shape, accumulated by backward."""
 
     def __init__(self, data):
+        from .. import init
+        if init.building_shapes_only():  # a shape-only model (npunet.init.shapes_only): no memory
+            data = init._stand_in(np.shape(data), getattr(data, "dtype", np.float32))
+            self.data = self.grad = data
+            return
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
 
@@ -209,7 +214,11 @@ class Module:
         return sd
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays into this model; a missing or unexpected key or a wrong shape raises KeyError/ValueError."""
+        """Copy arrays into this model; a missing or unexpected key or a wrong shape raises KeyError/ValueError.
+        Non-finite values are checked after the cast to the model's dtype (1e300 is inf in float32)."""
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of name -> array "
+                            f"(model.state_dict()), got {type(state).__name__}")
         own = {}
         for mp, m in self.named_modules():
             for n in m._params:
@@ -230,10 +239,14 @@ class Module:
             if v.dtype.kind not in "biuf":
                 raise TypeError(f"{type(self).__name__}.load_state_dict: '{k}' holds {v.dtype} values; "
                                 f"expected a numeric array")
-            if v.dtype.kind == "f" and not np.isfinite(v).all():
-                raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' contains "
-                                 f"{int((~np.isfinite(v)).sum())} NaN/Inf value(s); the weights are corrupt "
-                                 f"(or training had diverged when they were saved)")
+            if v.dtype.kind in "f" or np.asarray(cur).dtype.kind == "f":
+                with np.errstate(over="ignore", invalid="ignore"):
+                    cast = v.astype(np.asarray(cur).dtype)  # what the model would hold
+                if cast.dtype.kind == "f" and not np.isfinite(cast).all():
+                    n_bad = int((~np.isfinite(cast)).sum())
+                    why = "overflow(s) in the model's " + str(cast.dtype) if np.isfinite(v).all() else "NaN/Inf value(s)"
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' contains {n_bad} {why}; "
+                                     f"the weights are corrupt (or training had diverged when they were saved)")
             if np.shape(cur) == () and v.shape == (1,):  # a scalar saved as shape (1,): PyTorch accepts it too
                 v = v.reshape(())
             if v.shape != np.shape(cur):
@@ -256,7 +269,11 @@ class Module:
         """Load a state_dict file (.safetensors, e.g. from ``safetensors.torch.save_file(model.state_dict())``,
         or .npz) with strict checking: missing, unexpected or wrong-shape keys are named."""
         from ..io import load_state
-        return self.load_state_dict(load_state(path))
+        state = load_state(path)
+        if "meta" in state and any(k.startswith("model/") for k in state):
+            raise ValueError(f"'{path}' is a training checkpoint (weights, optimiser state and metadata), not a "
+                             f"state_dict file; load it with npunet.train.load_model(path) or npunet predict")
+        return self.load_state_dict(state)
 
     # ------------------------------------------------------------ modes and dtype
     def train(self, mode=True):
