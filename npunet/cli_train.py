@@ -8,9 +8,19 @@ import numpy as np
 from .runs import build_run
 
 def _cmd_demo(args):
+    from .config import ConfigError
     from .demo import run_demo
-    r = run_demo(model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, out=args.out,
-                 weight_map=not args.no_weight_map, n_train=args.n_train, progress=not args.quiet)
+    from .io import InputError
+    for flag, v in (("--epochs", args.epochs), ("--n-train", args.n_train)):
+        if v < 1:  # checked before anything runs: no figure, no checkpoint, nothing reported
+            _fail(f"npunet demo: {flag} must be >= 1, got {v}")
+    if args.seed < 0:
+        _fail(f"npunet demo: --seed must be >= 0, got {args.seed}")
+    try:
+        r = run_demo(model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, out=args.out,
+                     weight_map=not args.no_weight_map, n_train=args.n_train, progress=not args.quiet)
+    except (ConfigError, InputError, OSError) as e:
+        _fail(f"npunet demo: {e}")
     m = r["metrics"]
     ok = m["dice"] >= 0.9 and m.get("instance_f1", 0) >= 0.8
     print(f"demo {'reached' if ok else 'did not reach'} the classroom targets (Dice >= 0.90, instance F1 >= 0.80) "
@@ -110,14 +120,17 @@ def read_image(path, in_channels):
     and palette PNG/TIFF/JPEG; .npy arrays (H, W), (C, H, W), channel-last (H, W, C) or one image (1, C, H, W).
     Returns (array, note) where note says what was done to fit the model, or ''."""
     note = ""
-    if path.endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            _fail(f"npunet predict: '{path}' is not a plain numeric .npy array ({e})")
-        if a.dtype.kind not in "uif":
-            _fail(f"npunet predict: '{path}' holds {a.dtype} values; expected a numeric image")
-    else:
+    from .io import KINDS, InputError, check_input_file, load_npy, sniff
+    try:
+        check_input_file(path, "input")
+        kind = sniff(path)
+        if path.lower().endswith(".npy") or kind == "npy":
+            a = load_npy(path, "input")
+        elif kind not in ("png", "tiff", "jpeg", "unknown"):
+            raise InputError(f"input '{path}' is {KINDS[kind]}, not an image (.png/.tif/.jpg) or a .npy array")
+    except InputError as e:
+        _fail(f"npunet predict: {e}")
+    if not (path.lower().endswith(".npy") or kind == "npy"):
         from PIL import Image
         try:
             img = Image.open(path)
@@ -150,12 +163,33 @@ def read_image(path, in_channels):
 def fit_range(a, lo, hi):
     """Map the image's own [min, max] onto [lo, hi], the training images' typical range: the same
     picture gives the same input whatever the file's scale (0..255 PNG, 0..1 float .npy)."""
-    span = float(a.max() - a.min())
-    return lo + (a - a.min()) * ((hi - lo) / span) if span > 0 else np.full_like(a, lo)
+    a = np.asarray(a, np.float64)
+    amin, amax = float(a.min()), float(a.max())
+    scale = max(abs(amin), abs(amax), 1e-300)
+    if not np.isfinite(amax - amin):  # values near the float64 limit (±1.7e308): scale before subtracting
+        a, amin, amax = a / scale, amin / scale, amax / scale
+    span = amax - amin
+    return lo + (a - amin) * ((hi - lo) / span) if span > 0 else np.full_like(a, lo)
+
+
+def check_predict_paths(inp, out, exts=(".png",)):
+    """The path checks of ``npunet predict`` before any work: ``out`` must be a writable file path with a
+    known extension in an existing folder, and never the input itself.  Raises InputError."""
+    from .io import InputError, check_input_file, check_out_path
+    check_input_file(inp, "input")
+    if os.path.abspath(out) == os.path.abspath(inp) or (os.path.exists(out) and os.path.samefile(out, inp)):
+        raise InputError(f"--out '{out}' is the input image; the mask would replace it. Choose another --out")
+    check_out_path(out, "file", exts=exts)
 
 
 def _cmd_predict(args):
+    from .io import InputError
     from .train import load_model, predict_masks
+    out = args.out or os.path.splitext(args.input)[0] + "_mask.png"
+    try:
+        check_predict_paths(args.input, out)
+    except InputError as e:
+        _fail(f"npunet predict: {e}")
     try:
         model, meta = load_model(args.checkpoint)
     except (OSError, ValueError) as e:
@@ -164,33 +198,44 @@ def _cmd_predict(args):
     lo, hi = meta.get("input_range") or (0.0, 1.0)
     x = fit_range(img, lo, hi).astype(model.dtype)
     mask = predict_masks(model, x[None])[0]
-    out = args.out or os.path.splitext(args.input)[0] + "_mask.png"
     from PIL import Image
-    Image.fromarray((mask > 0).astype(np.uint8) * 255).save(out)
+
+    from .io import atomic_write
+    try:
+        atomic_write(out, lambda f: Image.fromarray((mask > 0).astype(np.uint8) * 255).save(f, format="PNG"))
+    except OSError as e:
+        _fail(f"npunet predict: {e}")
     print(f"{args.input}: {mask.shape[0]}x{mask.shape[1]}{' (' + note + ')' if note else ''}, "
           f"foreground {100 * (mask > 0).mean():.1f}% -> {out}")
 
 
 def _cmd_summary(args):
-    from . import models
+    from . import init, models
     from .models.summary import summary
+    for name in ("size", "base", "depth"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            _fail(f"npunet summary: --{name} must be >= 1, got {v}")
+    if args.in_channels < 1 or args.classes < 1:
+        _fail(f"npunet summary: --in-channels and --classes must be >= 1, got {args.in_channels} and {args.classes}")
     try:
-        if args.model == "unet":
-            m = models.UNet(args.in_channels, args.classes, args.base or 64, depth=args.depth or 4,
-                            padding="same" if args.same else "valid")
-        elif args.model == "unetpp":
-            base, depth = args.base or 32, args.depth or 4
-            m = models.UNetPlusPlus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(depth + 1)],
-                                    depth=depth, deep_supervision=True)
-        else:
-            if args.depth not in (None, 4):
-                _fail(f"npunet summary: UNet 3+ has five levels (depth 4), got --depth {args.depth}")
-            base = args.base or 64
-            m = models.UNet3Plus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(5)],
-                                 cat_channels=base, deep_supervision=True, cgm=True)
+        with init.shapes_only():  # shapes only, as documented: no weight is allocated, whatever the size
+            if args.model == "unet":
+                m = models.UNet(args.in_channels, args.classes, 64 if args.base is None else args.base,
+                                depth=4 if args.depth is None else args.depth, padding="same" if args.same else "valid")
+            elif args.model == "unetpp":
+                base, depth = args.base or 32, args.depth or 4
+                m = models.UNetPlusPlus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(depth + 1)],
+                                        depth=depth, deep_supervision=True)
+            else:
+                if args.depth not in (None, 4):
+                    _fail(f"npunet summary: UNet 3+ has five levels (depth 4), got --depth {args.depth}")
+                base = args.base or 64
+                m = models.UNet3Plus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(5)],
+                                     cat_channels=base, deep_supervision=True, cgm=True)
         size = args.size or (572 if args.model == "unet" and not args.same else 256)
         summary(m, (1, args.in_channels, size, size))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         _fail(f"npunet summary: {e}")
 
 

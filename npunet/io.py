@@ -311,8 +311,12 @@ def check_out_path(path, kind="folder", exts=None, what="--out"):
         if exts is not None and os.path.splitext(path)[1].lower() not in exts:
             raise InputError(f"{what} '{path}': unknown extension {os.path.splitext(path)[1]!r}; "
                              f"use {', '.join(exts)}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"{what} '{path}': the folder '{probe}' is not writable")
+    try:  # a real write: os.access says yes to root on read-only mounts and /proc
+        fd, tmp = tempfile.mkstemp(prefix=".npunet-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise InputError(f"{what} '{path}': cannot write into the folder '{probe}' ({e.strerror})") from None
     return path
 
 

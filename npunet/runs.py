@@ -74,11 +74,12 @@ def _data_shape(cfg):
     if cfg["data"] == "nuclei":
         return 16, 1, 128, 128, 16 * 128 * 128 * 24
     import zipfile
-    from .io import InputError, npz_nbytes, sniff
+    from .io import KINDS, InputError, npz_nbytes, sniff
     path = cfg["data"]
     try:
-        if sniff(path) != "npz":
-            raise InputError(f"'{path}' is not an .npz archive")
+        kind = sniff(path)
+        if kind != "npz":
+            raise InputError(f"'{path}' is {KINDS.get(kind, kind)}, not an .npz archive of images and masks")
         nbytes = npz_nbytes(path)
         with zipfile.ZipFile(path) as zf, zf.open("images.npy") as f:
             v = np.lib.format.read_magic(f)
