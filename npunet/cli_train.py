@@ -53,7 +53,7 @@ def _config_diffs(saved, mine):
 
 def _cmd_train(args):
     from .config import ConfigError, describe, merge
-    from .io import InputError, check_out_path, lock_folder
+    from .io import InputError, check_out_path, lock_folder, unlock_folder
     from .train import read_checkpoint
     if args.help_config:
         print(describe())
@@ -74,6 +74,11 @@ def _cmd_train(args):
         lock_folder(cfg["out"], log=lambda m: print(f"npunet train: {m}", file=sys.stderr))
     except (ConfigError, InputError) as e:
         _fail(f"npunet train: {e}")
+
+    def _refuse(msg):  # a refused run leaves no trace of itself in the folder
+        unlock_folder(cfg["out"], cleanup=True)
+        raise SystemExit(msg)
+
     ck = os.path.join(cfg["out"], "checkpoint.npz")
     resume = args.resume and os.path.lexists(ck)
     try:
@@ -81,7 +86,7 @@ def _cmd_train(args):
             try:
                 _, meta = read_checkpoint(ck)
             except (OSError, ValueError) as e:
-                _fail(f"npunet train --resume: {e}")
+                _refuse(f"npunet train --resume: {e}")
             saved = merge(meta["config"])
             mine = merge({k: v for k, v in user.items() if k not in ("out", "epochs")}, base=saved)
             diffs = _config_diffs(saved, mine)
@@ -91,15 +96,15 @@ def _cmd_train(args):
                       f"the new values start over with --force.", file=sys.stderr)
             cfg = dict(saved, out=cfg["out"], epochs=cfg["epochs"])
         elif os.path.lexists(ck) and not args.force:
-            _fail(f"npunet train: '{cfg['out']}' already holds a run ({ck}); continue it with --resume, or start "
+            _refuse(f"npunet train: '{cfg['out']}' already holds a run ({ck}); continue it with --resume, or start "
                   f"over with --force (the checkpoint is replaced), or choose another folder with --out")
         elif args.resume:
             print(f"npunet train --resume: no checkpoint in '{cfg['out']}' yet; starting a new run", file=sys.stderr)
         trainer = build_run(cfg)
     except (ConfigError, InputError) as e:
-        _fail(f"npunet train: {e}")
+        _refuse(f"npunet train: {e}")
     except (TypeError, ValueError) as e:  # a model constructor's own check of model_config
-        _fail(f"npunet train: config key 'model_config': {e}")
+        _refuse(f"npunet train: config key 'model_config': {e}")
     try:
         if resume:
             trainer.load(ck)
@@ -107,11 +112,11 @@ def _cmd_train(args):
         elif args.force and os.path.exists(ck):
             os.remove(ck)  # starting over: the old run must not be resumed by mistake later
     except (OSError, ValueError) as e:
-        _fail(f"npunet train: {e}")
+        _refuse(f"npunet train: {e}")
     try:
         trainer.fit(cfg["epochs"])
     except OSError as e:  # a full disk: the last checkpoint is intact, --resume continues from it
-        _fail(f"npunet train: {e}; continue later with --resume")
+        _refuse(f"npunet train: {e}; continue later with --resume")
     print(f"done: checkpoint {ck}")
 
 

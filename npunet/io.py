@@ -121,8 +121,8 @@ def atomic_write(path, write):
             os.unlink(tmp)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             old = " (the previous file is intact)" if os.path.exists(path) else ""
-            raise OSError(e.errno, f"cannot write '{path}': {os.strerror(e.errno)}{old}; free disk space "
-                                   f"or raise the file-size limit, then run again") from None
+            raise OSError(f"cannot write '{path}': {os.strerror(e.errno)}{old}; free disk space "
+                          f"or raise the file-size limit, then run again") from None
         raise
 
 
@@ -134,18 +134,14 @@ def load_npz(path, what="an npunet .npz file"):
     kind = sniff(path)
     if kind != "npz":
         raise InputError(f"cannot read '{path}' as {what}: it is {KINDS.get(kind, kind)}")
-    need = npz_nbytes(path)
-    free = available_memory()
-    if free is not None and need > free:
-        raise InputError(f"'{path}' holds arrays of {_gib(need)} once inflated, more than the {_gib(free)} of "
-                         f"memory available; refusing to load it")
+    check_npz_fits(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise
     except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError ...
-        raise InputError(f"cannot read '{path}' as {what} ({type(e).__name__}: {e}); "
+        raise InputError(f"cannot read '{path}' as {what} ({type(e).__name__}: {_flat(e)}); "
                          f"it may be truncated or not written by npunet") from None
 
 
@@ -205,6 +201,17 @@ def sniff(path):
         return "unknown"
 
 
+def check_npz_fits(path):
+    """Bytes of an .npz's arrays once inflated (from the headers); InputError if they exceed the memory
+    available (a zip bomb: a small file whose members inflate to gigabytes)."""
+    need = npz_nbytes(path)
+    free = available_memory()
+    if free is not None and need > free:
+        raise InputError(f"'{path}' holds arrays of {_gib(need)} once inflated, more than the {_gib(free)} of "
+                         f"memory available; refusing to load it")
+    return need
+
+
 def npz_nbytes(path):
     """Bytes the arrays of an .npz take once loaded, from the .npy headers of its members (nothing inflated)."""
     import zipfile
@@ -225,7 +232,8 @@ def npz_nbytes(path):
     except InputError:
         raise
     except Exception as e:  # BadZipFile, a member that is not .npy ...
-        raise InputError(f"cannot read '{path}' as an .npz archive ({type(e).__name__}: {e})") from None
+        raise InputError(f"cannot read '{path}' as an .npz archive ({type(e).__name__}: {_flat(e)}); it may be truncated "
+                         f"or not written by npunet") from None
     return total
 
 
@@ -254,6 +262,11 @@ def available_memory():
     return free
 
 
+def _flat(e):
+    """An exception's message on one line."""
+    return " ".join(str(e).split())
+
+
 def _gib(n):
     return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
 
@@ -271,9 +284,9 @@ def load_npy(path, what="input"):
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read(f)
         except Exception as e:
-            raise InputError(f"{what} '{path}' has a broken .npy header ({e})") from None
+            raise InputError(f"{what} '{path}' has a broken .npy header ({_flat(e)})") from None
     if dtype.kind not in "uif":
-        raise InputError(f"{what} '{path}' holds {dtype} values; expected a numeric array")
+        raise InputError(f"{what} '{path}' holds {dtype} values; expected a numeric image")
     n = int(np.prod(shape, dtype=object)) * dtype.itemsize
     free = available_memory()
     if free is not None and n > free:
@@ -282,7 +295,7 @@ def load_npy(path, what="input"):
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:
-        raise InputError(f"cannot read {what} '{path}' as a .npy array ({type(e).__name__}: {e})") from None
+        raise InputError(f"cannot read {what} '{path}' as a .npy array ({type(e).__name__}: {_flat(e)})") from None
 
 
 def check_out_path(path, kind="folder", exts=None, what="--out"):

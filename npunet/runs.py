@@ -74,13 +74,13 @@ def _data_shape(cfg):
     if cfg["data"] == "nuclei":
         return 16, 1, 128, 128, 16 * 128 * 128 * 24
     import zipfile
-    from .io import KINDS, InputError, npz_nbytes, sniff
+    from .io import KINDS, InputError, check_npz_fits, sniff
     path = cfg["data"]
     try:
         kind = sniff(path)
         if kind != "npz":
             raise InputError(f"'{path}' is {KINDS.get(kind, kind)}, not an .npz archive of images and masks")
-        nbytes = npz_nbytes(path)
+        nbytes = check_npz_fits(path)
         with zipfile.ZipFile(path) as zf, zf.open("images.npy") as f:
             v = np.lib.format.read_magic(f)
             shape = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)[0]
@@ -108,7 +108,9 @@ def estimate_memory(cfg, data_shape=None):
             model = cls(**cfg["model_config"])
         params = model.num_parameters()
         _, calls = trace_shapes(model, (min(cfg["batch_size"], max(n, 1)), ch, H, W), np.float32)
-    except (TypeError, ValueError, OverflowError) as e:
+    except TypeError:
+        raise  # the constructor's type check: already one line naming the model and the argument
+    except (ValueError, OverflowError) as e:
         raise ConfigError(f"config key 'model_config' ({cfg['model']}, images {ch}x{H}x{W}): {e}") from None
     seen, kept = set(), 0
     for m, inputs, out in calls:
