@@ -50,6 +50,8 @@ def load_state(path):
         return load_safetensors(path)
     if kind == "npz":
         return load_npz(path, "a state_dict file")
+    if os.fspath(path).lower().endswith(".safetensors"):
+        raise InputError(f"cannot read '{path}' as a .safetensors file: it is {KINDS.get(kind, kind)}")
     raise InputError(f"cannot read '{path}' as a state_dict: it is {KINDS.get(kind, kind)}, "
                      f"not a .safetensors or .npz file")
 
