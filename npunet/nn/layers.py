@@ -62,7 +62,7 @@ class Conv2d(Module):
         self._check(x)
         bias = None if self.bias is None else self.bias.data
         out, cache = ops().conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.groups)
-        self._save(cache, out)
+        self._save(cache, out, watch=(x,))
         return out
 
     def backward(self, grad):
@@ -139,7 +139,7 @@ class ConvTranspose2d(Module):
         bias = None if self.bias is None else self.bias.data
         out, cache = ops().conv_transpose2d_forward(x, self.weight.data, bias, self.stride, self.padding,
                                                     self.output_padding, self.groups)
-        self._save(cache, out)
+        self._save(cache, out, watch=(x,))
         return out
 
     def backward(self, grad):
@@ -363,7 +363,7 @@ class BatchNorm2d(Module):
         if self.training:
             self.running_mean, self.running_var = rm, rv
             self.num_batches_tracked = self.num_batches_tracked + 1
-        self._save(cache, out)
+        self._save(cache, out, watch=(x,))
         return out
 
     def backward(self, grad):
@@ -730,7 +730,7 @@ class Mul(_Binary):
     def forward(self, a, b):
         self._check(a, b)
         out, cache = ops().mul_forward(a, b)
-        self._save(cache, out)
+        self._save(cache, out, watch=(a, b))
         return out
 
     def backward(self, grad):
