@@ -295,7 +295,7 @@ def build_run(cfg, progress=True, log=print, data=None, user=None):
         W = max(int(np.shape(im)[-1]) for im in train[0])
         if d["kind"] == "files":
             H, W = min(H, cfg["size"]), min(W, cfg["size"])  # trained on crops of `size`
-        n_images = len(train[0]) + len(val[0])
+        n_images = len(train[0]) + (len(val[0]) if val is not None else 0)   # cv's final run has no val
         check_memory(cfg, (n_images, d["in_channels"], H, W, 0))  # the data is in memory already
     init.manual_seed(cfg["seed"])
     model = cls(**cfg["model_config"])
