@@ -188,7 +188,7 @@ def merge(user, base=None, check_data=True):
         from .data.files import check_source
         from .io import InputError, check_input_file
         why = check_source(cfg["data"])
-        if not os.path.isdir(cfg["data"]) and ":" not in cfg["data"]:
+        if os.path.lexists(cfg["data"]) and not os.path.isdir(cfg["data"]):
             try:                                   # a single file: say exactly what is wrong with it
                 check_input_file(cfg["data"], "data file")
             except InputError as e:

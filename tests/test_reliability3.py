@@ -466,8 +466,8 @@ def test_upper_case_checkpoint_name_is_read_by_content(run_dir, tmp_path):
     d, ck, raw = run_dir
     (tmp_path / "CK.NPZ").write_bytes(raw)
     np.save(tmp_path / "img.npy", np.random.default_rng(0).random((32, 32)))
-    code, out, err = npunet("predict", "--checkpoint", "CK.NPZ", "--input", "img.npy", "--out", "m.png", cwd=tmp_path)
-    assert code == 0 and (tmp_path / "m.png").exists(), err
+    code, out, err = npunet("predict", "--checkpoint", "CK.NPZ", "--input", "img.npy", "--out", "pred", cwd=tmp_path)
+    assert code == 0 and (tmp_path / "pred" / "img.png").exists(), err
 
 
 # ---------------------------------------------------------------- 8. paths checked before any work
@@ -485,12 +485,19 @@ def test_out_paths_are_checked_before_work(run_dir, tmp_path):
     img = np.random.default_rng(0).random((32, 32))
     np.save(tmp_path / "img.npy", img)
     (tmp_path / "ck.npz").write_bytes(raw)
-    for out, expect in (("nodir/m.png", "the folder 'nodir' does not exist"), ("m.jpgx", "unknown extension '.jpgx'"),
-                        ("img.npy", "is the input image; the mask would replace it"), ("/proc/m.png", "cannot write"),
-                        (".", "is a folder")):
-        code, _, err = npunet("predict", "--checkpoint", "ck.npz", "--input", "img.npy", "--out", out, cwd=tmp_path)
+    from PIL import Image
+    Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path / "img.png")
+    png = (tmp_path / "img.png").read_bytes()
+    for inp, out, expect in (("img.npy", "afile", "'afile' is a file, not a folder"),
+                             ("img.npy", "afile/sub", "which is a file"),
+                             ("img.npy", "m.png", "is the folder the masks are written to"),
+                             ("img.npy", "/proc/pred", "cannot write"),
+                             ("img.png", ".", "would replace the input")):
+        code, _, err = npunet("predict", "--checkpoint", "ck.npz", "--input", inp, "--out", out, "--force", cwd=tmp_path)
         assert code == 1
         one_line(err, "npunet predict: --out", expect)
+    assert (tmp_path / "img.png").read_bytes() == png                # the inputs are unchanged
+    assert (tmp_path / "afile").read_text() == "the user's file"
     assert np.array_equal(np.load(tmp_path / "img.npy"), img)  # the input is unchanged
 
 
@@ -502,10 +509,10 @@ def test_bad_npy_inputs(run_dir, tmp_path):
     (tmp_path / "empty.npy").write_bytes(b"")
     (tmp_path / "dir.npy").mkdir()
     for name, expect in (("renamed.npy", "is named .npy but is an .npz archive"), ("empty.npy", "is empty"),
-                         ("dir.npy", "is a folder"), ("missing.npy", "does not exist")):
-        code, _, err = npunet("predict", "--checkpoint", "ck.npz", "--input", name, "--out", "m.png", cwd=tmp_path)
+                         ("dir.npy", "no image files in the folder"), ("missing.npy", "no such file or folder")):
+        code, _, err = npunet("predict", "--checkpoint", "ck.npz", "--input", name, "--out", "pred", cwd=tmp_path)
         assert code == 1
-        one_line(err, f"input '{name}'", expect)
+        one_line(err, name, expect)
 
 
 # ---------------------------------------------------------------- 9. the small ones
@@ -536,10 +543,14 @@ def test_images_near_the_float64_limit_are_rescaled(run_dir, tmp_path):
     d, ck, raw = run_dir
     (tmp_path / "ck.npz").write_bytes(raw)
     rng = np.random.default_rng(0)
-    for name, a in (("big.npy", rng.uniform(-1, 1, (32, 32)) * 1.7e308), ("tiny.npy", rng.random((32, 32)) * 1e-300)):
-        np.save(tmp_path / name, a)
-        code, out, err = npunet("predict", "--checkpoint", "ck.npz", "--input", name, "--out", "m.png", cwd=tmp_path)
-        assert code == 0, err
+    np.save(tmp_path / "tiny.npy", rng.random((32, 32)) * 1e-300)
+    code, out, err = npunet("predict", "--checkpoint", "ck.npz", "--input", "tiny.npy", "--out", "pred", cwd=tmp_path)
+    assert code == 0, err
+    np.save(tmp_path / "big.npy", rng.uniform(-1, 1, (32, 32)) * 1.7e308)   # finite, but beyond float32
+    code, out, err = npunet("predict", "--checkpoint", "ck.npz", "--input", "big.npy", "--out", "pred", cwd=tmp_path)
+    assert code == 1
+    one_line(err, "big.npy", "do not fit float32")
+    assert "NaN/Inf" not in err
     from npunet.cli_train import fit_range
     r = fit_range(np.array([1.7e308, -1.7e308, 0.0]), 0.0, 1.0)
     assert np.allclose(r, [1.0, 0.0, 0.5])
