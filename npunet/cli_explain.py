@@ -94,7 +94,7 @@ def _run_snapshots(path, model, meta):
 
 
 def cmd_explain(args):
-    from .cli_train import fit_range, read_image
+    from .cli_train import fit_range
     from .viz.explain import explain
     log = print
     snaps = _epochs_list(args.epochs_snapshots) if args.epochs_snapshots else []
@@ -132,9 +132,19 @@ def cmd_explain(args):
             x, mask, labels = xs[0], ms[0], ls[0]
         note += " Image: a held-out synthetic cell image with its ground truth."
     else:
-        img, how = read_image(args.image, model.in_channels)
-        x = fit_range(img, *in_range)
-        note += f" Image: {os.path.basename(args.image)}" + (f" ({how})." if how else ".")
+        from .data.files import DataError, read_image
+        from .data.inference import _fit_channels
+        from .data.normalize import normalize
+        notes = set()
+        try:
+            img = _fit_channels(read_image(args.image, notes)[0], model.in_channels, notes, args.image)
+        except DataError as e:
+            _fail(f"npunet explain: {e}")
+        norm = getattr(model, "normalization", None)
+        # the run's recorded normalisation, as predict applies it; older checkpoints and the demo models
+        # map the image's range onto the training images' typical range
+        x = normalize(img, norm) if norm is not None else fit_range(img, *in_range).astype(np.float32)
+        note += f" Image: {os.path.basename(args.image)}" + (f" ({'; '.join(sorted(notes))})." if notes else ".")
     if args.mask:
         mask, labels = _read_mask(args.mask, x.shape[-2:])
     t0 = time.perf_counter()

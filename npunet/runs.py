@@ -181,6 +181,81 @@ def input_range(images):
     return [float(np.mean([np.min(im) for im in images])), float(np.mean([np.max(im) for im in images]))]
 
 
+def _data_shape(cfg):
+    """(number of images, channels, H, W, bytes of the data in memory) of the config's data, from
+    shapes alone (an .npz's array headers: nothing is generated or inflated)."""
+    if cfg["data"] == "synthetic":
+        n, S = cfg["n_train"] + cfg["n_val"], cfg["size"]
+        return n, 1, S, S, n * S * S * (4 + 8 + 8) * 2  # images, labels, masks; x2 while generated
+    if cfg["data"] == "nuclei":
+        return 16, 1, 128, 128, 16 * 128 * 128 * 24
+    import zipfile
+    from .io import KINDS, InputError, check_npz_fits, sniff
+    path = cfg["data"]
+    try:
+        kind = sniff(path)
+        if kind != "npz":
+            raise InputError(f"'{path}' is {KINDS.get(kind, kind)}, not an .npz archive of images and masks")
+        nbytes = check_npz_fits(path)
+        with zipfile.ZipFile(path) as zf, zf.open("images.npy") as f:
+            v = np.lib.format.read_magic(f)
+            shape = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)[0]
+    except (InputError, KeyError) as e:
+        raise ConfigError(f"config key 'data': {e if isinstance(e, InputError) else repr(path) + ' has no images array'}") from None
+    if len(shape) != 4:
+        raise ConfigError(f"config key 'data': '{path}' images have shape {shape}; expected (N, C, H, W)")
+    return shape[0], shape[1], shape[2], shape[3], nbytes * 2  # the file's arrays and the split copies
+
+
+def estimate_memory(cfg, data_shape=None):
+    """Bytes one training run of ``cfg`` needs, from shapes alone (nothing is allocated): the data,
+    the model (weights, gradients, optimiser state) and one training step (the activations every layer
+    keeps for backward, ``npunet.summary``'s accounting, plus as much again for the gradients in flight).
+    Returns dict(data, model, step, total, params).  A model that cannot take the data's image size
+    raises ConfigError naming the layer."""
+    from . import init
+    from .models.summary import trace_shapes
+    n, ch, H, W, data_bytes = data_shape or _data_shape(cfg)
+    if cfg["augment"].get("crop"):
+        H = W = min(H, cfg["augment"]["crop"])
+    cls = C.check_model_config(cfg)
+    try:
+        with init.shapes_only():
+            model = cls(**cfg["model_config"])
+        params = model.num_parameters()
+        _, calls = trace_shapes(model, (min(cfg["batch_size"], max(n, 1)), ch, H, W), np.float32)
+    except TypeError:
+        raise  # the constructor's type check: already one line naming the model and the argument
+    except (ValueError, OverflowError) as e:
+        raise ConfigError(f"config key 'model_config' ({cfg['model']}, images {ch}x{H}x{W}): {e}") from None
+    seen, kept = set(), 0
+    for m, inputs, out in calls:
+        arrays, own = m.kept(inputs, out)
+        kept += own
+        for a in arrays:
+            if id(a) not in seen:
+                seen.add(id(a))
+                kept += a.nbytes
+    model_bytes = params * 4 * (4 if cfg["optimizer"] == "adam" else 3)
+    step = 2 * kept
+    return dict(data=int(data_bytes), model=int(model_bytes), step=int(step), params=int(params),
+                total=int(data_bytes + model_bytes + step))
+
+
+def check_memory(cfg, data_shape=None):
+    """Refuse (ConfigError) a config whose estimated memory (:func:`estimate_memory`) exceeds the memory
+    available to this process, before anything is allocated.  Returns the estimate."""
+    from .io import _gib, available_memory
+    est = estimate_memory(cfg, data_shape)
+    free = available_memory()
+    if free is not None and est["total"] > free:
+        raise ConfigError(f"this config needs about {_gib(est['total'])} (data {_gib(est['data'])}, model "
+                          f"{_gib(est['model'])} for {est['params']:,} parameters, one training step "
+                          f"{_gib(est['step'])}) but only {_gib(free)} of memory is available; reduce size, "
+                          f"batch_size, n_train or the model's channels/depth")
+    return est
+
+
 def build_run(cfg, progress=True, log=print, data=None, user=None):
     """The Trainer for a training config (validated and completed with :func:`npunet.config.merge`):
     the seed, the data (read, split, normalised once), the model (in_channels and num_classes from
@@ -193,8 +268,12 @@ def build_run(cfg, progress=True, log=print, data=None, user=None):
     from .data.normalize import describe as describe_norm, mean_std
     from .train import Trainer
     cfg = C.merge({}, cfg)  # re-validates a dict that did not come through merge
-    init.manual_seed(cfg["seed"])
     say = log or (lambda *a: None)
+    from .data.files import is_file_source
+    early = data is None and (cfg["data"] in ("synthetic", "nuclei") or not is_file_source(cfg["data"]))
+    if early:
+        check_memory(cfg)  # synthetic or .npz: from shapes alone, before anything is generated or inflated
+    init.manual_seed(cfg["seed"])
     if data is None:
         d = load_data(cfg, user, log)
     else:
@@ -211,6 +290,14 @@ def build_run(cfg, progress=True, log=print, data=None, user=None):
     if d["kind"] in ("files", "npz"):
         _infer_model_config(cfg, user, d["in_channels"], d["num_classes"], log)
     cls = C.check_model_config(cfg)
+    if not early:  # folder data or arrays given: their shapes are known now (read, not yet trained on)
+        H = max(int(np.shape(im)[-2]) for im in train[0])
+        W = max(int(np.shape(im)[-1]) for im in train[0])
+        if d["kind"] == "files":
+            H, W = min(H, cfg["size"]), min(W, cfg["size"])  # trained on crops of `size`
+        n_images = len(train[0]) + (len(val[0]) if val is not None else 0)   # cv's final run has no val
+        check_memory(cfg, (n_images, d["in_channels"], H, W, 0))  # the data is in memory already
+    init.manual_seed(cfg["seed"])
     model = cls(**cfg["model_config"])
     n_train = len(train[0])
     if _explicit(cfg, user, "batch_size") or d["kind"] in ("synthetic", "nuclei"):

@@ -199,8 +199,7 @@ class Trainer:
 
     def load(self, path):
         """Restore everything saved by :meth:`save` into this trainer (same architecture)."""
-        data = load_npz(path)
-        meta = read_meta(data, path)
+        data, meta = read_checkpoint(path)
         arch, cfg = meta["architecture"], meta["model_config"]
         if arch != type(self.model).__name__ or _jsonable(self.model.config) != cfg:
             raise ValueError(f"checkpoint '{path}' holds a {arch} with {cfg}; this trainer's model is a "
@@ -257,29 +256,100 @@ def _load_optimizer_state(opt, data, meta):
 
 
 def read_meta(data, path):
+    """The checkpoint's metadata, validated: a dict with the format version, a known architecture, a
+    complete model_config that the model's constructor and the config schema's limits accept, a
+    float32/float64 dtype, a finite input_range [lo, hi] (or null) and a valid training config.
+    Anything else raises ValueError (one line naming the file and the key)."""
+    from . import config as C
+    from .io import InputError, loads_json
     if "meta" not in data:
         raise ValueError(f"'{path}' is not an npunet checkpoint (no 'meta' entry); a plain state_dict "
                          f"file loads with model.load(path)")
-    meta = json.loads(str(data["meta"]))
+    bad = f"checkpoint '{path}': metadata"
+    raw = data["meta"]
+    if not isinstance(raw, np.ndarray) or raw.dtype.kind != "U" or raw.shape != ():
+        raise ValueError(f"{bad}: expected one JSON string, got a {getattr(raw, 'dtype', type(raw))} array")
+    try:
+        meta = loads_json(str(raw), bad)
+    except InputError as e:
+        raise ValueError(str(e)) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{bad}: expected a JSON object, got {C._type_name(meta)}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"checkpoint '{path}' has format version {meta.get('format_version')}, "
                          f"this npunet reads version {FORMAT_VERSION}")
+    arch = meta.get("architecture")
+    if arch not in MODEL_CLASSES:
+        raise ValueError(f"{bad} 'architecture': expected one of {', '.join(MODEL_CLASSES)}, got {arch!r}")
+    mc = meta.get("model_config")
+    if not isinstance(mc, dict):
+        raise ValueError(f"{bad} 'model_config': expected an object, got {C._type_name(mc)}")
+    import inspect
+    params = [p for p in inspect.signature(MODEL_CLASSES[arch].__init__).parameters if p != "self"]
+    extra = [k for k in mc if k not in params]
+    if extra:
+        raise ValueError(f"{bad} 'model_config': unknown {arch} argument(s) {', '.join(map(repr, extra))}; "
+                         f"known: {', '.join(params)}")
+    missing = [k for k in params if k not in mc]
+    if missing:
+        raise ValueError(f"{bad} 'model_config': missing {arch} argument(s) {', '.join(map(repr, missing))} "
+                         f"(npunet saves every argument)")
+    try:
+        C.check_model_config({"model": arch, "model_config": mc})
+    except C.ConfigError as e:
+        raise ValueError(f"{bad}: {e}") from None
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise ValueError(f"{bad} 'dtype': expected 'float32' or 'float64', got {meta.get('dtype')!r}")
+    ir = meta.get("input_range")
+    if ir is not None and not (isinstance(ir, list) and len(ir) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in ir) and ir[0] < ir[1]):
+        raise ValueError(f"{bad} 'input_range': expected [low, high] with finite numbers low < high, got "
+                         f"{json.dumps(ir)}")
+    if meta.get("config") is not None:
+        if not isinstance(meta["config"], dict):
+            raise ValueError(f"{bad} 'config': expected an object, got {C._type_name(meta['config'])}")
+        try:
+            C.merge(meta["config"], check_data=False)
+        except C.ConfigError as e:
+            raise ValueError(f"{bad} 'config': {e}") from None
     return meta
 
 
+def read_checkpoint(path):
+    """(arrays, validated meta) of a training checkpoint; every problem is a ValueError naming the file."""
+    from .io import check_input_file
+    check_input_file(path, "checkpoint")
+    data = load_npz(path, "an npunet checkpoint (.npz)")
+    return data, read_meta(data, path)
+
+
 def load_model(path):
-    """Rebuild the model stored in a checkpoint (architecture, config, dtype, weights)."""
-    data = load_npz(path)
-    meta = read_meta(data, path)
-    cls = MODEL_CLASSES.get(meta["architecture"])
-    if cls is None:
-        raise ValueError(f"checkpoint '{path}': unknown architecture {meta['architecture']!r}")
+    """Rebuild the model stored in a checkpoint (architecture, config, dtype, weights).  The metadata is
+    validated first (:func:`read_meta`) and the model's memory estimated from shapes before it is built:
+    a hostile or broken checkpoint is refused with one line naming the file and the key."""
+    from . import init
+    from .io import _gib, available_memory
+    data, meta = read_checkpoint(path)
+    cls = MODEL_CLASSES[meta["architecture"]]
     cfg = dict(meta["model_config"])
     for k in ("filters", "decoder_channels"):
-        if k in cfg:
+        if isinstance(cfg.get(k), list):
             cfg[k] = tuple(cfg[k])
+    try:
+        with init.shapes_only():
+            n = cls(**cfg).num_parameters()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint '{path}': metadata 'model_config': {e}") from None
+    free = available_memory()
+    need = n * np.dtype(meta["dtype"]).itemsize * 2
+    if free is not None and need > free:
+        raise ValueError(f"checkpoint '{path}': its {meta['architecture']} has {n:,} parameters ({_gib(need)}), "
+                         f"more than the {_gib(free)} of memory available")
     m = cls(**cfg).to(np.dtype(meta["dtype"]))
-    m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+    try:
+        m.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint '{path}': {str(e).strip(chr(34) + chr(39))}") from None
     m.normalization, m.mask_mapping = meta.get("normalization"), meta.get("mask_mapping")
     if meta.get("input_norm"):
         m.input_norm = meta["input_norm"]

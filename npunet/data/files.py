@@ -30,13 +30,13 @@ class DataError(ConfigError):
 # ------------------------------------------------------------------ reading files
 def _open_pages(path):
     """PIL pages of an image file (several for a multi-page TIFF), or [array] for .npy."""
-    if not os.path.isfile(path):
-        raise DataError(f"'{path}': no such file")
-    if path.lower().endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise DataError(f"'{path}': not a plain numeric .npy array ({e})") from None
+    from ..io import InputError, check_input_file, load_npy
+    try:
+        check_input_file(path, "image")          # missing, a folder, a symlink loop, unreadable, empty
+        a = load_npy(path, "image") if path.lower().endswith(".npy") else None   # an .npz renamed .npy, pickles
+    except InputError as e:
+        raise DataError(str(e)) from None
+    if a is not None:
         if a.dtype.kind not in "buif":
             raise DataError(f"'{path}': holds {a.dtype} values; expected a numeric image")
         return [a]
@@ -90,11 +90,14 @@ def image_to_chw(page, path, notes=None):
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     if a.dtype.kind not in "buif":
         raise DataError(f"'{path}': holds {a.dtype} values; expected a numeric image")
+    if not np.isfinite(a).all():
+        raise DataError(f"'{path}': contains NaN/Inf values")
+    if a.dtype.kind == "f" and a.size and float(np.abs(a).max()) > np.finfo(np.float32).max:
+        raise DataError(f"'{path}': values up to {float(np.abs(a).max()):.3g} do not fit float32 (|x| <= 3.4e38), "
+                        f"the precision npunet computes in; rescale the image before saving it")
     a = np.asarray(a, np.float32)
     if min(a.shape[1:]) < 2:
         raise DataError(f"'{path}': image of {a.shape[1]}x{a.shape[2]} pixels; an image needs at least 2x2")
-    if not np.isfinite(a).all():
-        raise DataError(f"'{path}': contains NaN/Inf values")
     return np.ascontiguousarray(a)
 
 

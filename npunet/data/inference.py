@@ -163,6 +163,9 @@ def predict_files(model, files, out, overlay_=False, probabilities=False, force=
             targets.append(os.path.join(out, s + "_overlay.png"))
         if probabilities:
             targets.append(os.path.join(out, s + ".npy"))
+    for t in targets:  # never an input replaced by an output, not even with --force
+        if os.path.exists(t) and any(os.path.exists(f) and os.path.samefile(t, f) for f in files):
+            raise DataError(f"--out '{out}' would replace the input '{t}' with its prediction; choose another --out")
     exist = [t for t in targets if os.path.exists(t)]
     if exist and not force:
         raise DataError(f"'{out}' already holds {len(exist)} of the outputs ({', '.join(map(os.path.basename, exist[:3]))}"

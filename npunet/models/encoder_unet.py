@@ -228,7 +228,7 @@ class Conv2dStaticSamePadding(nn.Conv2d):
         xp = self.static_padding(x)
         bias = None if self.bias is None else self.bias.data
         out, cache = ops().conv2d_forward(xp, self.weight.data, bias, self.stride, 0, self.groups)
-        self._save(cache, out)
+        self._save(cache, out, watch=(xp,))
         return out
 
     def backward(self, grad):

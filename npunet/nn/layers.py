@@ -88,7 +88,7 @@ class Conv2d(Module):
             x, pad_cache = (ops().zero_pad2d_forward(x, self.explicit_pad) if self.padding_mode == "zeros"
                             else ops().pad2d_forward(x, self.explicit_pad, self.padding_mode))
         out, cache = ops().conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.groups)
-        self._save(cache if self.explicit_pad is None else (pad_cache, cache), out)
+        self._save(cache if self.explicit_pad is None else (pad_cache, cache), out, watch=(x,))
         return out
 
     def backward(self, grad):
@@ -211,7 +211,7 @@ class ConvTranspose2d(Module):
         bias = None if self.bias is None else self.bias.data
         out, cache = ops().conv_transpose2d_forward(x, self.weight.data, bias, self.stride, self.padding,
                                                     self.output_padding, self.groups)
-        self._save(cache, out)
+        self._save(cache, out, watch=(x,))
         return out
 
     def backward(self, grad):
@@ -435,7 +435,7 @@ class BatchNorm2d(Module):
         if self.training:
             self.running_mean, self.running_var = rm, rv
             self.num_batches_tracked = self.num_batches_tracked + 1
-        self._save(cache, out)
+        self._save(cache, out, watch=(x,))
         return out
 
     def backward(self, grad):
@@ -811,7 +811,7 @@ class Mul(_Binary):
     def forward(self, a, b):
         self._check(a, b)
         out, cache = ops().mul_forward(a, b)
-        self._save(cache, out)
+        self._save(cache, out, watch=(a, b))
         return out
 
     def backward(self, grad):
