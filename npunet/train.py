@@ -1,5 +1,6 @@
 """Training: a Trainer with progress bar, validation, deep supervision, the weight map, and
 checkpoints that resume exactly."""
+import copy
 import json
 import math
 import os
@@ -200,16 +201,26 @@ class Trainer:
     def load(self, path):
         """Restore everything saved by :meth:`save` into this trainer (same architecture)."""
         data, meta = read_checkpoint(path)
+        fresh_lrs = [g["lr"] for g in self.optimizer.param_groups]          # this run's schedule at step 0
+        fresh_schedule = None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict())
         arch, cfg = meta["architecture"], meta["model_config"]
         if arch != type(self.model).__name__ or _jsonable(self.model.config) != cfg:
             raise ValueError(f"checkpoint '{path}' holds a {arch} with {cfg}; this trainer's model is a "
                              f"{type(self.model).__name__} with {_jsonable(self.model.config)}")
         self.model.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
         _load_optimizer_state(self.optimizer, data, meta["optimizer"])
-        if self.scheduler is not None and meta["scheduler"] is not None:
-            # the schedule's progress, not its settings: a resumed run may extend the epochs (T_max)
-            keep = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "best", "num_bad_epochs", "cooldown_counter")
+        if self.scheduler is not None and meta["scheduler"] is not None and self._plateau():
+            # the plateau schedule's progress (driven by validation losses), not its settings
+            keep = ("last_epoch", "_step_count", "_last_lr", "best", "num_bad_epochs", "cooldown_counter")
             self.scheduler.load_state_dict({k: v for k, v in meta["scheduler"].items() if k in keep})
+        elif self.scheduler is not None and meta["scheduler"] is not None:
+            # replay this run's schedule (its settings may extend the saved one: more epochs, a longer
+            # cosine) for the saved number of epochs, so that the lr equals a straight run's bit for bit
+            self.scheduler.load_state_dict(fresh_schedule)
+            for g, lr in zip(self.optimizer.param_groups, fresh_lrs):
+                g["lr"] = lr
+            for _ in range(int(meta["scheduler"]["last_epoch"])):
+                self.scheduler.step()
         init.rng().bit_generator.state = meta["rng"]["init"]
         for n, m in self.model.named_modules():
             if hasattr(m, "_rng") and n in meta["rng"]["modules"]:
