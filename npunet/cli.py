@@ -23,6 +23,16 @@ def _cmd_check(args):
     sys.exit(check_main(args.exercise, solution=args.solution))
 
 
+def _cmd_export(args):
+    from .export import ExportError, export_checkpoint
+    try:
+        paths = export_checkpoint(args.checkpoint, args.out, prune=args.prune)
+    except (OSError, ValueError) as e:  # ExportError is a ValueError
+        sys.exit(f"npunet export: {e}")
+    print("wrote " + ", ".join(paths))
+    print(f"continue training: torchrun --nproc_per_node 2 {paths[2]} --data DATA_DIR   (see {paths[3]})")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -44,6 +54,12 @@ def build_parser():
     c.add_argument("exercise", help="an exercise name (" + ", ".join(EXERCISES) + "), its number, or a file path")
     c.add_argument("--solution", action="store_true", help="check the teacher's solution instead")
     c.set_defaults(func=_cmd_check)
+    e = sub.add_parser("export", help="write a checkpoint's model as standalone PyTorch (model.py, weights, a DDP "
+                                      "training script)")
+    e.add_argument("--checkpoint", required=True, help="an npunet checkpoint.npz")
+    e.add_argument("--out", required=True, help="folder for model.py, weights.safetensors, train_ddp.py, README.md")
+    e.add_argument("--prune", type=int, metavar="L", help="U-Net++: export the sub-network pruned to level L")
+    e.set_defaults(func=_cmd_export)
     from .cli_train import add_commands
     add_commands(sub)
     return p
