@@ -227,6 +227,9 @@ class _Emitter:
                     kids.append((n, "nn.Identity()"))   # no BatchNorm: no state_dict key, a one-line forward
                 elif c is None and n == "crop":
                     kids.append((n, "None"))
+            one = f"{name}(" + ", ".join(f"{n}={e}" for n, e in kids) + ")"
+            if "\n" not in one and indent + len(one) <= 118:   # short blocks on one line
+                return one
             return f"{name}(\n" + "".join(f"{pad}{n}={e},\n" for n, e in kids) + " " * indent + ")"
         raise ExportError(f"export: {self.root}: layer '{path}' is a {t.__name__}, which the PyTorch export cannot "
                           f"write (it knows {', '.join(sorted({k.__name__ for k in list(LEAVES) + list(BLOCKS)}))})")
