@@ -423,7 +423,8 @@ def _recipe(run_config, model):
     from .config import defaults
     cfg = defaults()
     if run_config:
-        cfg.update({k: v for k, v in run_config.items() if k in cfg})
+        cfg.update({k: v for k, v in run_config.items() if k in cfg and k != "augment"})
+        cfg["augment"].update(run_config.get("augment") or {})
     keep = ("loss", "weight_map", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size",
             "seed", "augment")
     r = {k: cfg[k] for k in keep}

@@ -153,7 +153,8 @@ def test_weights_and_files(tmp_path, rng):
     sd["down1.bn1.running_mean"] = rng.standard_normal(sd["down1.bn1.running_mean"].shape).astype(np.float32)
     sd["down1.bn1.num_batches_tracked"] = np.array(5, np.int64)
     m.load_state_dict(sd)
-    paths = to_pytorch(m, str(tmp_path), run_config={"loss": "bce_dice", "lr": 0.01, "batch_size": 2},
+    paths = to_pytorch(m, str(tmp_path), run_config={"loss": "bce_dice", "lr": 0.01, "batch_size": 2,
+                                                     "augment": {"gray": False}},
                        input_range=(0.1, 0.9))
     assert [os.path.basename(p) for p in paths] == ["model.py", "weights.safetensors", "train_ddp.py", "README.md"]
     w = load_safetensors(str(tmp_path / "weights.safetensors"))
@@ -167,6 +168,7 @@ def test_weights_and_files(tmp_path, rng):
                   and getattr(n.targets[0], "id", "") == "RECIPE")
     assert (recipe["loss"], recipe["lr"], recipe["batch_size"], recipe["input_range"]) == ("bce_dice", 0.01, 2, [0.1, 0.9])
     assert recipe["architecture"] == "UNet" and not recipe["valid_padding"]
+    assert recipe["augment"]["gray"] is False and recipe["augment"]["flips"] is True    # merged into the defaults
     src = (tmp_path / "train_ddp.py").read_text()
     assert "DistributedDataParallel" in src and "DistributedSampler" in src and "load_state_dict" in src
     assert "torchrun --nproc_per_node" in (tmp_path / "README.md").read_text()
