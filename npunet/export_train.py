@@ -272,6 +272,9 @@ def main():
     if rank == 0:
         print(f"{type(model).__name__} on {world} process(es) ({device.type}, {dist.get_backend()}), "
               f"{len(ds)} images, {per_rank} per process and step, loss {RECIPE['loss']!r}", flush=True)
+        left = ["the U-Net weight map"] * RECIPE["weight_map"] + ["elastic deformation"] * (RECIPE["augment"]["elastic_p"] > 0)
+        if left:
+            print(f"note: the npunet run also used {' and '.join(left)}, which this script does not do", flush=True)
 
     done = False
     while (epoch < args.epochs if args.steps is None else step < args.steps) and not done:
