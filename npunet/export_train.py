@@ -228,7 +228,8 @@ def main():
                                              "the schedule's length)")
     p.add_argument("--out", default=os.path.join(HERE, "run"), help="folder for checkpoint.pt")
     p.add_argument("--weights", default=os.path.join(HERE, "weights.safetensors"))
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (a run stopped by "
+                                                         "--steps mid-epoch starts that epoch again)")
     p.add_argument("--sync-bn", action="store_true", help="BatchNorm statistics over all processes' batches")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
     args = p.parse_args()
