@@ -16,8 +16,7 @@ refused with one line naming it (:class:`ExportError`).
 import json
 import os
 import pprint
-
-import numpy as np
+import re
 
 from . import nn
 from .models import EncoderUNet, UNet, UNet3Plus, UNetPlusPlus
@@ -315,14 +314,13 @@ def _forward_unet3plus(m):
 FORWARDS = {UNet: _forward_unet, UNetPlusPlus: _forward_unetpp, UNet3Plus: _forward_unet3plus}
 
 
-def _check_config(model):
-    """What the forward emitters do not write; refuse it in one line."""
-    cls = type(model)
-    if cls is UNetPlusPlus:
-        names = {n for n, _ in model.named_children()}
-        want = {"final"} if not model.deep_supervision else {f"final{j}" for j in range(1, model.depth + 1)}
-        if not want <= names:
-            raise ExportError(f"export: {model.label}: the heads {sorted(want - names)} are missing")
+def _check_forward(model, lines):
+    """Every child the written forward calls must be in the model's tree; refuse in one line otherwise."""
+    called = dict.fromkeys(re.findall(r"self\.(\w+)", "\n".join(lines)))
+    missing = [n for n in called if n != "training" and n not in model._modules]
+    if missing:
+        raise ExportError(f"export: {model.label}: its forward calls {', '.join(missing)}, which the model does not "
+                          f"have; the {type(model).__name__} was changed after construction")
 
 
 def _pyliteral(v):
@@ -338,12 +336,12 @@ def model_source(model):
     config = _config(model)
     if cls is EncoderUNet:
         return _encoder_source(config)
-    _check_config(model)
     em = _Emitter(model.label)
     body = []
     for name, child in model._modules.items():
         body.append(f"        self.{name} = {em.expr(child, name, 8)}")
     doc, lines = FORWARDS[cls](model)
+    _check_forward(model, lines)
     name = cls.__name__
     parts = [HEADER.format(cls=name, config=json.dumps(config))]
     parts += em.classes()

@@ -195,6 +195,10 @@ def test_refuses_what_it_cannot_express(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "'outc.1'" in msg and "SiLU" in msg
     assert not (tmp_path / "x").exists()                        # nothing half-written
+    u = UNet(1, 2, 4, depth=2)
+    del u._modules["pool2"]                                     # a tree the forward cannot be written for
+    with pytest.raises(ExportError, match=r"^export: UNet: its forward calls pool2, which the model does not have"):
+        to_pytorch(u, str(tmp_path / "z"))
     with pytest.raises(ExportError, match="Sequential cannot be exported"):
         to_pytorch(nn.Sequential(nn.Conv2d(1, 1, 1)), str(tmp_path / "y"))
 
