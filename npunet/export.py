@@ -343,7 +343,7 @@ def model_source(model):
     doc, lines = FORWARDS[cls](model)
     _check_forward(model, lines)
     name = cls.__name__
-    parts = [HEADER.format(cls=name, config=json.dumps(config))]
+    parts = [HEADER.format(cls=name)]
     parts += em.classes()
     parts.append(f'''class {name}(nn.Module):
     """npunet's {name}(**CONFIG), layer for layer: the same attribute names, so the same state_dict keys."""
