@@ -40,10 +40,14 @@ print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y
 # %% [markdown]
 # ## Step 2: the losses and their gradients
 # Each loss object: forward(z, y) -> float and backward() -> dL/dz (definitions: the docstrings in npunet/losses.py).
-# BCE pushes every pixel equally; U-Net's loss (Ronneberger et al. 2015, eq. 1) is the softmax
-# cross-entropy weighted per pixel by the map of eq. 2, so it pushes hardest in the gaps between
-# touching cells; focal mutes the easy ones; Dice/IoU weigh pixels by the region sums; MS-SSIM
-# pushes along structure (edges) at several scales.
+# BCE gives every pixel the same *weight*, but not the same push: its gradient is (p − y)/M
+# (M pixels), growing with the pixel's error, so the wrong pixels already get the largest share.
+# U-Net's loss (Ronneberger et al. 2015, eq. 1) is the softmax cross-entropy weighted per pixel by
+# the map of eq. 2, so it pushes hardest in the gaps between touching cells. Focal loss multiplies by
+# (1 − p_t)^γ, muting the pixels that are already right, and by α_t: with the default α = 0.25
+# (torchvision's and the RetinaNet paper's), foreground pixels weigh 0.25 and background 0.75, i.e.
+# the (usually minority) foreground is *down*-weighted 3:1, the opposite of class balancing. Dice/IoU
+# weigh pixels by the region sums; MS-SSIM pushes along structure (edges) at several scales.
 
 # %%
 L.step("values and gradient maps")

@@ -1,7 +1,10 @@
 # %% [markdown]
 # # Lesson 8: another version of U-Net: swapping the encoder
 # Keep U-Net's decoder and skips, replace its contracting path with a classification network:
-# a ResNet (Residual U-Net), a MobileNetV2 (Mobile U-Net) or an EfficientNet (Eff-UNet). This is
+# a ResNet (a ResNet-encoder U-Net), a MobileNetV2 (Mobile U-Net) or an EfficientNet (Eff-UNet).
+# (The name "Residual U-Net" belongs to another model: ResUNet, Zhang, Liu & Wang 2018, which puts
+# residual units inside U-Net's own encoder and decoder; npunet's `UNet(block="residual")` in lesson 2
+# is in that spirit. Here only the encoder is a ResNet, the decoder is U-Net's.) This is
 # what segmentation_models_pytorch's `smp.Unet(encoder_name=...)` builds, and npunet's
 # `EncoderUNet` is that model weight for weight: the same `state_dict` keys and shapes, the same
 # outputs and gradients, so weights move between the two as `.safetensors` files.
@@ -24,13 +27,15 @@ from npunet.models import EncoderUNet
 
 L = Lesson("Lesson 8: another version of U-Net: swapping the encoder")
 rng = np.random.default_rng(0)
-ENCODERS = {"resnet34": "Residual U-Net", "mobilenet_v2": "Mobile U-Net", "efficientnet-b0": "Eff-UNet"}
+ENCODERS = {"resnet34": "ResNet-encoder U-Net", "mobilenet_v2": "Mobile U-Net", "efficientnet-b0": "Eff-UNet"}
 
 # %% [markdown]
 # ## Step 1: three encoders under one decoder
 # Every encoder returns five feature maps at 1/2, 1/4, 1/8, 1/16 and 1/32 of the input; the decoder
 # upsamples the deepest by 2 (nearest), concatenates the next shallower one and applies two 3x3
-# conv-BN-ReLU, five times, then a 3x3 conv makes the logits. Input sides must divide by 32.
+# conv-BN-ReLU. There are five decoder blocks but only four skips: the fifth block, back at full
+# resolution, has no encoder map to concatenate (the encoder's first map is already at 1/2). Then a
+# 3x3 conv makes the logits. Input sides must divide by 32.
 
 # %%
 L.step("parameters, FLOPs, memory and speed side by side")

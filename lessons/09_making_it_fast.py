@@ -84,9 +84,8 @@ print(f"{C} -> {O} channels on {S}x{S}: the whole column buffer is {cols_mb:.0f}
       f"(the 572 U-Net's 64-channel layer: {576 * 570 * 570 * 4 / 1e6:.0f} MB)")
 with npunet.backend("reference"):
     t_whole = best(lambda: F.conv2d_forward(x, w, bias=None))
-fast.WINOGRAD = False                        # the fast backend's im2col path alone
-t_tiled = best(lambda: fast.conv2d_forward(x, w, bias=None))
-fast.WINOGRAD = True
+with npunet.fast_options(winograd=False):    # the fast backend's im2col path alone
+    t_tiled = best(lambda: fast.conv2d_forward(x, w, bias=None))
 n = 64 * 2**20 // 4
 t_fresh = best(lambda: np.empty(n, np.float32).fill(1))
 buf = np.empty(n, np.float32)
@@ -146,18 +145,15 @@ y64, _ = reference.conv2d_forward(x64, w64, bias=None, stride=1, padding=1)
 x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
 rows = []
 for name, m in [("im2col + GEMM", None), ("Winograd F(2x2, 3x3)", 2), ("Winograd F(4x4, 3x3)", 4)]:
-    if m is None:
-        fast.WINOGRAD = False
-        run = lambda: fast.conv2d_forward(x32, w32, bias=None, stride=1, padding=1)     # noqa: E731
-    else:
-        fast.WINOGRAD = True
-        run = lambda m=m: fast._winograd_forward(x32, w32, bias=None, padding=(1, 1), m=m)   # noqa: E731
-    y32 = run()[0]
-    err = np.abs(y32 - y64).max() / np.abs(y64).max()
-    t = best(run)
+    # winograd=False: the im2col path; winograd_tile=m: F(m x m, 3x3) for this float32 layer
+    knobs = dict(winograd=False) if m is None else dict(winograd_tile=m)
+    run = lambda: fast.conv2d_forward(x32, w32, bias=None, stride=1, padding=1)     # noqa: E731
+    with npunet.fast_options(**knobs):
+        y32 = run()[0]
+        err = np.abs(y32 - y64).max() / np.abs(y64).max()
+        t = best(run)
     rows.append([name, f"{t * 1e3:.1f}", f"{err:.1e}"])
-fast.WINOGRAD = True
-yw64 = fast._winograd_forward(x64, w64, bias=None, padding=(1, 1), m=4)[0]
+yw64 = fast.winograd.forward(x64, w64, bias=None, padding=(1, 1), m=4)[0]   # float64: called directly
 print(f"float64, F(4x4, 3x3) vs direct: {np.abs(yw64 - y64).max() / np.abs(y64).max():.1e}")
 table(rows, [f"{N}x{C}->{O} @{S}^2, float32", "ms", "max error / max |y| vs float64"])
 
@@ -192,9 +188,8 @@ def train_step():
 steps = {}
 with npunet.backend("reference"):
     steps["reference backend"] = best(train_step, repeat=1)
-fast.WINOGRAD = False
-steps["fast: im2col tiles"] = best(train_step)
-fast.WINOGRAD = True
+with npunet.fast_options(winograd=False):
+    steps["fast: im2col tiles"] = best(train_step)
 steps["fast: + Winograd"] = best(train_step)
 with npunet.backends.step_threads():
     steps["fast: + one BLAS thread per step"] = best(train_step)

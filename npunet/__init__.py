@@ -7,6 +7,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import backends, functional, kernels, nn, init  # noqa: E402
 from .backends import backend, get_backend, set_backend  # noqa: E402
+from .backends.fast.options import fast_options  # noqa: E402
 from .init import manual_seed  # noqa: E402
 from .gradcheck import gradcheck, gradcheck_fn  # noqa: E402
 

@@ -335,10 +335,8 @@ def test_blas_thread_count_restored_after_every_conv(rng, monkeypatch):
         pytest.skip("threadpoolctl sees no controllable BLAS here")
     before = blas.num_threads()
     monkeypatch.setattr(blas, "plan", lambda: (2, 1))  # force the pipelines, whatever the machine
-    monkeypatch.setattr(fast, "WINOGRAD", False)        # the im2col path runs the pipelines
     m = nn.Conv2d(32, 64, 3, padding=1)
     x = rng.standard_normal((2, 32, 40, 40)).astype(np.float32)
-    monkeypatch.setattr(fast, "TILE_ELEMS", 288 * 42 * 4)  # small tiles: many of them
     seen = []
     real = blas.limited
 
@@ -347,12 +345,14 @@ def test_blas_thread_count_restored_after_every_conv(rng, monkeypatch):
         return real(threads)
 
     monkeypatch.setattr(blas, "limited", spy)
-    y = m(x)
-    m.backward(np.ones_like(y))
-    assert seen == [1, 1]  # forward and backward both ran the pipelines
-    assert blas.num_threads() == before
-    with pytest.raises(ValueError):  # an exception inside the pipelines restores it too
-        fast.conv2d_forward(x, np.ones((64, 31, 3, 3), np.float32), None, 1, 1)
+    # the im2col path runs the pipelines; small tiles: many of them
+    with npunet.fast_options(winograd=False, tile_elems=288 * 42 * 4):
+        y = m(x)
+        m.backward(np.ones_like(y))
+        assert seen == [1, 1]  # forward and backward both ran the pipelines
+        assert blas.num_threads() == before
+        with pytest.raises(ValueError):  # an exception inside the pipelines restores it too
+            fast.conv2d_forward(x, np.ones((64, 31, 3, 3), np.float32), None, 1, 1)
     assert blas.num_threads() == before
 
 
@@ -387,19 +387,18 @@ def test_npunet_gradcheck_command_covers_both_backends(capsys):
     ((2, 3, 8, 10), 4, 1, None), ((1, 2, 9, 7), 3, 0, None), ((2, 5, 7, 6), 2, 2, None),
     ((3, 4, 11, 9), 5, 1, 64 * 16), ((1, 3, 12, 13), 2, 1, 1), ((1, 2, 18, 9), 3, 1, 1),  # small bands
     ((3, 4, 11, 9), 5, 1, 1), ((5, 3, 10, 14), 4, 1, 2000)])   # batches: one pipeline per core, many bands
-def test_winograd_conv_equals_the_reference_conv(m, shape, O, padding, band, rng, monkeypatch):
+def test_winograd_conv_equals_the_reference_conv(m, shape, O, padding, band, rng):
     """Run in float64 (where the dispatcher would not choose it): the Winograd conv, its input and
     weight gradients equal the direct convolution's to rounding, however the tiles are banded, for a
     single image (every stage on all cores) and for batches (a pipeline of bands per core)."""
-    if band:
-        monkeypatch.setattr(fast, "WINOGRAD_BAND", band)
-        monkeypatch.setattr(fast, "WINOGRAD_PIPE_BAND", band)
+    bands = dict(winograd_band=band, winograd_pipe_band=band) if band else {}
     x, w, b = rng.standard_normal(shape), rng.standard_normal((O, shape[1], 3, 3)), rng.standard_normal(O)
-    y, cache = fast._winograd_forward(x, w, b, (padding, padding), m)
-    yr, cr = reference.conv2d_forward(x, w, b, 1, padding)
-    g = rng.standard_normal(y.shape)
-    g0, x0 = g.copy(), x.copy()
-    grads, grads_r = fast._winograd_backward(g, cache), reference.conv2d_backward(g, cr)
+    with npunet.fast_options(**bands):
+        y, cache = fast.winograd.forward(x, w, b, (padding, padding), m)
+        yr, cr = reference.conv2d_forward(x, w, b, 1, padding)
+        g = rng.standard_normal(y.shape)
+        g0, x0 = g.copy(), x.copy()
+        grads, grads_r = cache.backward(g), reference.conv2d_backward(g, cr)
     tol = 1e-13 if m == 2 else 1e-12
     assert rel(y, yr) < tol
     for a, r in zip(grads, grads_r):
@@ -414,20 +413,20 @@ def test_winograd_gradients_gradcheck(m, rng):
     cache = {}
 
     def forward(x_, w_, b_):
-        out, cache["c"] = fast._winograd_forward(x_, w_, b_, (1, 1), m)
+        out, cache["c"] = fast.winograd.forward(x_, w_, b_, (1, 1), m)
         return out
 
-    r = npunet.gradcheck_fn(forward, lambda g: fast._winograd_backward(g, cache["c"]), (x, w, b))
+    r = npunet.gradcheck_fn(forward, lambda g: cache["c"].backward(g), (x, w, b))
     assert r.max_rel_error <= 1e-6, str(r)
 
 
 def test_winograd_dispatch(rng):
-    """float32 3x3 stride-1 convs with >= WINOGRAD_MIN_CHANNELS input channels and >= WINOGRAD_MIN_TILES
+    """float32 3x3 stride-1 convs with >= winograd_min_channels input channels and >= winograd_min_tiles
     output tiles go through Winograd; float64 (the checks), 1-channel inputs, small maps, strides, groups
     and other kernels stay on im2col."""
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
-        return fast.conv2d_forward(x, w, None, **kw)[1][0] is fast._WINOGRAD
+        return isinstance(fast.conv2d_forward(x, w, None, **kw)[1], fast.winograd.WinogradCache)
     assert path((1, 8, 16, 16), (4, 8, 3, 3), padding=1)
     assert not path((1, 8, 16, 16), (4, 8, 3, 3), np.float64, padding=1)
     assert not path((1, 1, 16, 16), (4, 1, 3, 3), padding=1)
@@ -436,18 +435,39 @@ def test_winograd_dispatch(rng):
     assert not path((1, 8, 16, 16), (4, 8, 1, 1))
     assert not path((1, 8, 8, 8), (4, 8, 3, 3), padding=1)            # 16 tiles: im2col is faster
     tile = lambda shape, O=2: fast.conv2d_forward(np.ones(shape, np.float32), np.ones((O, shape[1], 3, 3), np.float32),
-                                                  None, padding=1)[1][-1]
+                                                  None, padding=1)[1].m
     assert tile((2, 8, 64, 64)) == 4 and tile((1, 8, 16, 16)) == 2   # F(4x4) with >= 512 4x4 tiles ...
     assert tile((8, 8, 16, 16)) == 4 and tile((8, 8, 16, 16), O=129) == 2   # ... or 128 with <= 128 channels
     assert tile((4, 8, 16, 16)) == 2
 
 
+def test_fast_options_restore_on_exit_and_reject_bad_values(rng):
+    """fast_options changes the knobs for its block only (also when the block raises) and names a bad knob."""
+    from npunet.backends.fast.options import OPTIONS
+    x, w = np.ones((1, 8, 16, 16), np.float32), np.ones((4, 8, 3, 3), np.float32)
+    winograd = lambda: isinstance(fast.conv2d_forward(x, w, None, padding=1)[1], fast.winograd.WinogradCache)  # noqa: E731
+    assert winograd() and OPTIONS.winograd and OPTIONS.tile_elems == 1 << 21
+    with npunet.fast_options(winograd=False, tile_elems=400) as opts:
+        assert not winograd() and opts.tile_elems == 400
+    assert winograd() and OPTIONS.tile_elems == 1 << 21
+    with pytest.raises(RuntimeError):
+        with npunet.fast_options(winograd=False):
+            raise RuntimeError("inside")
+    assert OPTIONS.winograd
+    with pytest.raises(TypeError, match="unknown option 'winogrand'"):
+        with npunet.fast_options(winogrand=False):
+            pass
+    with pytest.raises(ValueError, match="winograd_tile must be None, 2 or 4, got 3"):
+        with npunet.fast_options(winograd_tile=3):
+            pass
+    assert OPTIONS.winograd_tile is None
+
+
 @pytest.mark.parametrize("m,bound", [(2, 5e-6), (4, 2e-5)])
-def test_winograd_float32_error_bound(m, bound, rng, monkeypatch):
+def test_winograd_float32_error_bound(m, bound, rng):
     """Winograd in float32 against the float64 direct convolution, on a U-Net-like layer (He-initialised
     64 -> 64, ReLU-like input): max |error| / max |y| for y, dx and dW stays within 5e-6 for F(2x2, 3x3)
     (measured 2-7e-7, as im2col's 2-4e-7) and 2e-5 for F(4x4, 3x3) (measured 1-3e-6)."""
-    monkeypatch.setattr(fast, "WINOGRAD_TILE", m)
     x = np.maximum(rng.standard_normal((2, 64, 34, 34)), 0)
     w = rng.standard_normal((64, 64, 3, 3)) * np.sqrt(2 / (64 * 9))
     b = rng.standard_normal(64) * 0.1
@@ -455,11 +475,12 @@ def test_winograd_float32_error_bound(m, bound, rng, monkeypatch):
     g = rng.standard_normal(y64.shape)
     d64 = reference.conv2d_backward(g, c64)
     f = np.float32
-    y32, c32 = fast.conv2d_forward(x.astype(f), w.astype(f), b.astype(f), 1, 1)
-    assert c32[0] is fast._WINOGRAD
+    with npunet.fast_options(winograd_tile=m):
+        y32, c32 = fast.conv2d_forward(x.astype(f), w.astype(f), b.astype(f), 1, 1)
+    assert isinstance(c32, fast.winograd.WinogradCache)
     d32 = fast.conv2d_backward(g.astype(f), c32)
     assert y32.dtype == f and all(d.dtype == f for d in d32)
-    assert c32[-1] == m
+    assert c32.m == m
     for a, r in zip((y32,) + tuple(d32), (y64,) + tuple(d64)):
         assert rel(a, r) < bound
 
@@ -514,19 +535,17 @@ def test_conv_bn_relu_blocks_fuse_outside_traces_only(rng):
 @pytest.mark.parametrize("shape,wshape,stride,padding", [
     ((2, 3, 9, 8), (5, 3, 3, 3), 1, 1), ((1, 4, 10, 9), (6, 4, 3, 3), 2, 1), ((2, 5, 7, 7), (4, 5, 1, 1), 1, 0),
     ((1, 3, 12, 11), (64, 3, 7, 7), 2, 3)])
-def test_im2col_conv_tiled_and_small_map_paths_equal_the_reference(small, shape, wshape, stride, padding, rng,
-                                                                    monkeypatch):
+def test_im2col_conv_tiled_and_small_map_paths_equal_the_reference(small, shape, wshape, stride, padding, rng):
     """The fast im2col conv splits small maps over channels and larger ones over tiles: both paths
-    (forced here with SMALL_MAP_COLUMNS and small tiles) equal the reference in float64."""
-    monkeypatch.setattr(fast, "SMALL_MAP_COLUMNS", small)
-    monkeypatch.setattr(fast, "TILE_ELEMS", 400)
+    (forced here with small_map_columns and small tiles) equal the reference in float64."""
     x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
-    y, c = fast.conv2d_forward(x, w, b, stride, padding)
-    yr, cr = reference.conv2d_forward(x, w, b, stride, padding)
-    g = rng.standard_normal(y.shape)
-    assert rel(y, yr) < SAME
-    for a, r in zip(fast.conv2d_backward(g, c), reference.conv2d_backward(g, cr)):
-        assert rel(a, r) < SAME
+    with npunet.fast_options(small_map_columns=small, tile_elems=400):
+        y, c = fast.conv2d_forward(x, w, b, stride, padding)
+        yr, cr = reference.conv2d_forward(x, w, b, stride, padding)
+        g = rng.standard_normal(y.shape)
+        assert rel(y, yr) < SAME
+        for a, r in zip(fast.conv2d_backward(g, c), reference.conv2d_backward(g, cr)):
+            assert rel(a, r) < SAME
 
 
 def test_pointwise_conv_path_equals_the_reference(rng):
@@ -535,7 +554,7 @@ def test_pointwise_conv_path_equals_the_reference(rng):
         x, w = rng.standard_normal((N, C, 6, 5)), rng.standard_normal((O, C, 1, 1))
         b = rng.standard_normal(O) if bias else None
         y, c = fast.conv2d_forward(x, w, b)
-        assert c[0] is fast._POINTWISE
+        assert isinstance(c, fast.pointwise.PointwiseCache)
         yr, cr = reference.conv2d_forward(x, w, b)
         g = rng.standard_normal(y.shape)
         g0 = g.copy()
@@ -555,7 +574,7 @@ def test_upconv_with_kernel_equal_to_stride_equals_the_reference(shape, wshape, 
     b = rng.standard_normal(wshape[1]) if bias else None
     stride = wshape[2:]
     y, c = fast.conv_transpose2d_forward(x, w, b, stride=stride)
-    assert c[0] is fast._DISJOINT
+    assert isinstance(c, fast.upconv_disjoint.DisjointTapsCache)
     yr, cr = reference.conv_transpose2d_forward(x, w, b, stride=stride)
     assert rel(y, yr) < 1e-13
     g = rng.standard_normal(y.shape)

@@ -161,20 +161,20 @@ def test_conv_forward_matches_naive_loops(dtype, C, O, k, s, p, g, rng):
 
 @pytest.mark.parametrize("pipelines", [3, 2, 1])
 def test_conv_tiles_agree_with_untiled(monkeypatch, rng, pipelines):
-    from npunet.backends import blas, fast
+    from npunet.backends import blas
     m = nn.Conv2d(30, 64, 3, padding=1).to(np.float64)  # C_in * 9 >= 256, C_out >= 64: pipelines allowed
     x = rng.standard_normal((3, 30, 11, 9))
     full = m(x)
     dfull = m.backward(np.ones_like(full))
     gw = m.weight.grad.copy()
-    monkeypatch.setattr(fast, "TILE_ELEMS", 270 * 11 * 2)  # two rows per tile: 18 tiles
     # 3 pipelines: what a 3-core machine runs; 1: machines without BLAS thread control
     monkeypatch.setattr(blas, "plan", lambda: (pipelines, 1 if pipelines > 1 else None))
     m.zero_grad()
-    np.testing.assert_allclose(m(x), full, atol=1e-12)
-    np.testing.assert_allclose(m.backward(np.ones_like(full)), dfull, atol=1e-12)
-    np.testing.assert_allclose(m.weight.grad, gw, atol=1e-10)
-    assert gradcheck(m, x, max_per_tensor=30).max_rel_error <= TOL
+    with npunet.fast_options(tile_elems=270 * 11 * 2):  # two rows per tile: 18 tiles
+        np.testing.assert_allclose(m(x), full, atol=1e-12)
+        np.testing.assert_allclose(m.backward(np.ones_like(full)), dfull, atol=1e-12)
+        np.testing.assert_allclose(m.weight.grad, gw, atol=1e-10)
+        assert gradcheck(m, x, max_per_tensor=30).max_rel_error <= TOL
 
 
 @pytest.mark.usefixtures("each_backend")

@@ -10,7 +10,7 @@ LESSONS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "lesson
 
 
 def test_all_lessons_found():
-    assert len(LESSONS) == 9
+    assert len(LESSONS) == 10
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])

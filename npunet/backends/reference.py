@@ -2,7 +2,7 @@
 
 This is the file to read to learn how each backward works.  No Numba, no threads, no tiles:
 each op is written the way a textbook derives it, with the shape of every array in a comment.
-The fast backend (``fast.py``) computes the same results behind the same signatures, and the
+The fast backend (the package ``fast/``) computes the same results behind the same signatures, and the
 tests hold the two equal to 1e-10 in float64.
 
 Conventions (PyTorch's): images are (N, C, H, W); a conv weight is (C_out, C_in/groups, kh, kw),

@@ -1,4 +1,4 @@
-"""U-Nets with a classification encoder: Residual U-Net (ResNet), Mobile U-Net (MobileNetV2) and
+"""U-Nets with a classification encoder: ResNet-encoder U-Net (ResNet), Mobile U-Net (MobileNetV2) and
 Eff-UNet (EfficientNet), built to be segmentation_models_pytorch's ``Unet`` weight for weight:
 the same layers, the same ``state_dict`` keys and shapes, the same outputs and gradients.
 
@@ -404,7 +404,7 @@ class EncoderUNet(nn.Module):
     """A U-Net with a ResNet, MobileNetV2 or EfficientNet encoder, equal to SMP 0.6's
     ``smp.Unet(encoder_name, encoder_depth, encoder_weights=None, decoder_channels, in_channels, classes)``.
 
-    encoder_name: "resnet18", "resnet34" (Residual U-Net), "mobilenet_v2" (Mobile U-Net),
+    encoder_name: "resnet18", "resnet34" (ResNet-encoder U-Net), "mobilenet_v2" (Mobile U-Net),
     "efficientnet-b0" (Eff-UNet).  x: (N, in_channels, H, W), H and W divisible by 2^encoder_depth
     (32 for depth 5) -> logits (N, num_classes, H, W).
     drop_connect_rate: EfficientNet's stochastic depth (None: its default 0.2; 0.0 turns it off).
