@@ -134,7 +134,7 @@ L.finish()
 # When a project outgrows one CPU, carry the trained model over: `npunet.export.to_pytorch` writes it as
 # a standalone PyTorch module (`model.py`, the same layer names, so the same state_dict keys), its
 # weights, and `train_ddp.py`, which continues training with this lesson's recipe on many processes
-# (`torchrun`, DistributedDataParallel). The last model trained above (UNet 3+, deep supervision) goes
+# (`torchrun`, DistributedDataParallel). The last model trained above (a UNet 3+) goes
 # over, with the training tiles as an images/ + masks/ folder. From the shell: `npunet export
 # --checkpoint RUN/checkpoint.npz --out DIR` does the same for any `npunet train` run.
 
