@@ -128,3 +128,34 @@ print("figure:", L.fig("nuclei_predictions.png"))
 
 # %%
 L.finish()
+
+# %% [markdown]
+# ## Where next: graduate to PyTorch
+# When a project outgrows one CPU, carry the trained model over: `npunet.export.to_pytorch` writes it as
+# a standalone PyTorch module (`model.py`, the same layer names, so the same state_dict keys), its
+# weights, and `train_ddp.py`, which continues training with this lesson's recipe on many processes
+# (`torchrun`, DistributedDataParallel). The last model trained above (a UNet 3+) goes
+# over, with the training tiles as an images/ + masks/ folder. From the shell: `npunet export
+# --checkpoint RUN/checkpoint.npz --out DIR` does the same for any `npunet train` run.
+
+# %%
+import os  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from npunet.export import to_pytorch  # noqa: E402
+from npunet.runs import input_range  # noqa: E402
+
+print("\n## Where next: export to PyTorch")
+out = L.scratch("export") if L.size == "fast" else os.path.join(os.path.dirname(L.figdir), "runs", "nuclei_pytorch")
+recipe = dict(loss="ce", weight_map=True, optimizer="adam", lr=3e-3, schedule="cosine", epochs=epochs, batch_size=4,
+              seed=seeds[-1], augment=dict(elastic_p=0.3))
+paths = to_pytorch(net, out, run_config=recipe, input_range=input_range(xtr))
+for sub in ("images", "masks"):
+    os.makedirs(os.path.join(out, "data", sub), exist_ok=True)
+for i in range(len(xtr)):
+    np.save(os.path.join(out, "data", "images", f"tile{i:02d}.npy"), xtr[i, 0])
+    Image.fromarray((mtr[i] > 0).astype(np.uint8) * 255).save(os.path.join(out, "data", "masks", f"tile{i:02d}.png"))
+print("wrote", ", ".join(os.path.basename(p) for p in paths), "and data/ in", out)
+print("continue training in PyTorch on 2 processes (pip install torch safetensors pillow):")
+print(f"  torchrun --nproc_per_node 2 {paths[2]} --data {os.path.join(out, 'data')} --epochs {epochs}")

@@ -1,4 +1,4 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, lessons, check, figures, warmup, explain."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, lessons, check, figures, warmup, export, explain."""
 import argparse
 import sys
 
@@ -47,6 +47,16 @@ def _cmd_figures(args):
 def _cmd_warmup(args):
     from .warmup import main as warmup_main
     warmup_main(args)
+
+
+def _cmd_export(args):
+    from .export import ExportError, export_checkpoint
+    try:
+        paths = export_checkpoint(args.checkpoint, args.out, prune=args.prune)
+    except (OSError, ValueError) as e:  # ExportError is a ValueError
+        sys.exit(f"npunet export: {e}")
+    print("wrote " + ", ".join(paths))
+    print(f"continue training: torchrun --nproc_per_node 2 {paths[2]} --data DATA_DIR   (see {paths[3]})")
 
 
 def build_parser():
@@ -98,6 +108,12 @@ def build_parser():
                                       "(run it before class: the first run is then as fast as the next)")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=_cmd_warmup)
+    e = sub.add_parser("export", help="write a checkpoint's model as standalone PyTorch (model.py, weights, a DDP "
+                                      "training script)")
+    e.add_argument("--checkpoint", required=True, help="an npunet checkpoint.npz")
+    e.add_argument("--out", required=True, help="folder for model.py, weights.safetensors, train_ddp.py, README.md")
+    e.add_argument("--prune", type=int, metavar="L", help="U-Net++: export the sub-network pruned to level L")
+    e.set_defaults(func=_cmd_export)
     from .cli_train import add_commands
     add_commands(sub)
     from .cli_explain import add_command as add_explain
