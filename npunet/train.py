@@ -301,7 +301,8 @@ def read_meta(data, path):
     if extra:
         raise ValueError(f"{bad} 'model_config': unknown {arch} argument(s) {', '.join(map(repr, extra))}; "
                          f"known: {', '.join(params)}")
-    missing = [k for k in params if k not in mc]
+    aliases = ("classes", "encoder_weights", "activation")  # SMP's spellings: accepted, never saved
+    missing = [k for k in params if k not in mc and k not in aliases]
     if missing:
         raise ValueError(f"{bad} 'model_config': missing {arch} argument(s) {', '.join(map(repr, missing))} "
                          f"(npunet saves every argument)")
