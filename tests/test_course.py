@@ -76,7 +76,10 @@ def test_from_a_wheel_in_a_fresh_venv_outside_the_repository(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300,
                    env=env)
     py = str(venv / "bin" / "python")
-    r = subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", wheel], capture_output=True, text=True,
+    # --ignore-installed: an npunet of the same version in the system site-packages (CI installs one) must not
+    # satisfy pip, or the venv would run that copy instead of the wheel
+    r = subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", wheel],
+                       capture_output=True, text=True,
                        timeout=600, env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     home = tmp_path / "student"
