@@ -423,10 +423,11 @@ def test_winograd_gradients_gradcheck(m, rng):
     assert r.max_rel_error <= 1e-6, str(r)
 
 
-def test_winograd_dispatch(rng):
+def test_winograd_dispatch(rng, monkeypatch):
     """float32 3x3 stride-1 convs with >= winograd_min_channels input channels and >= winograd_min_tiles
     output tiles go through Winograd; float64 (the checks), 1-channel inputs, small maps, strides, groups
-    and other kernels stay on im2col."""
+    and other kernels stay on im2col.  (With the direct path off: it takes few channels first.)"""
+    monkeypatch.setattr(fast.OPTIONS, "direct", False)
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
         return isinstance(fast.conv2d_forward(x, w, None, **kw)[1], fast.winograd.WinogradCache)
@@ -447,7 +448,7 @@ def test_winograd_dispatch(rng):
 def test_fast_options_restore_on_exit_and_reject_bad_values(rng):
     """fast_options changes the knobs for its block only (also when the block raises) and names a bad knob."""
     from npunet.backends.fast.options import OPTIONS
-    x, w = np.ones((1, 8, 16, 16), np.float32), np.ones((4, 8, 3, 3), np.float32)
+    x, w = np.ones((1, 24, 16, 16), np.float32), np.ones((4, 24, 3, 3), np.float32)
     winograd = lambda: isinstance(fast.conv2d_forward(x, w, None, padding=1)[1], fast.winograd.WinogradCache)  # noqa: E731
     assert winograd() and OPTIONS.winograd and OPTIONS.tile_elems == 1 << 21
     with npunet.fast_options(winograd=False, tile_elems=400) as opts:

@@ -3,6 +3,7 @@
 Modules:
     conv.py              conv2d / conv_transpose2d: which strategy runs, every rule in one table
     depthwise.py         groups = channels: direct Numba loops
+    direct.py            3x3 padding-1 float32 with few channels: direct Numba loops (no im2col)
     winograd.py          3x3 stride-1 float32: Winograd F(2x2, 3x3) / F(4x4, 3x3)
     pointwise.py         1x1: one GEMM per image on the input as it lies
     small_map.py         small maps: one im2col + GEMM split over channels
@@ -23,7 +24,7 @@ from ..reference import (add_backward, add_forward, center_crop_backward, center
                          sigmoid_forward, silu_backward, silu_forward, stochastic_depth_backward,
                          stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward,
                          pad2d_backward, pad2d_forward)
-from . import (depthwise, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
+from . import (depthwise, direct, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
                upconv_disjoint, winograd)
 from .batchnorm import batchnorm2d_backward, batchnorm2d_forward  # noqa: F401
 from .conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,  # noqa: F401

@@ -7,6 +7,10 @@ strategy (module)  when                                                        w
 =================  ==========================================================  ==========================
 depthwise          groups = C_in = C_out                                       C GEMMs of one row each
                                                                                would be all overhead
+direct             float32, groups 1, 3x3, stride 1, padding 1, <=            with few channels the
+                   direct_max_channels input and <= direct_max_out_channels   im2col / Winograd data
+                   output channels, option direct on                          movement costs more than
+                                                                               the products
 winograd           float32, groups 1, 3x3, stride 1, >= winograd_min_channels  2.25x (F(2x2)) to 4x
                    input channels, >= winograd_min_tiles 2x2 output tiles,     (F(4x4)) fewer products;
                    option winograd on                                          float64 keeps the direct
@@ -34,7 +38,7 @@ object of that strategy that computes its own backward: ``cache.backward(dout)``
 import numpy as np
 
 from ..geometry import conv_transpose_out_size, pair
-from . import depthwise, im2col_tiles, pointwise, small_map, transposed_tiles, upconv_disjoint, winograd
+from . import depthwise, direct, im2col_tiles, pointwise, small_map, transposed_tiles, upconv_disjoint, winograd
 from .tiling import ConvGeometry
 
 
@@ -48,6 +52,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     stride, padding = pair(stride), pair(padding)
     if groups > 1 and groups == x.shape[1] == weight.shape[0]:
         return depthwise.forward(x, weight, bias, stride, padding)
+    if direct.applies(x, weight, stride, padding, groups):
+        return direct.forward(x, weight, bias)
     if winograd.applies(x, weight, stride, padding, groups):
         return winograd.forward(x, weight, bias, padding)
     if pointwise.applies(weight, stride, padding, groups):
