@@ -448,7 +448,7 @@ def test_winograd_dispatch(rng, monkeypatch):
 def test_fast_options_restore_on_exit_and_reject_bad_values(rng):
     """fast_options changes the knobs for its block only (also when the block raises) and names a bad knob."""
     from npunet.backends.fast.options import OPTIONS
-    x, w = np.ones((1, 24, 16, 16), np.float32), np.ones((4, 24, 3, 3), np.float32)
+    x, w = np.ones((1, 24, 16, 16), np.float32), np.ones((24, 24, 3, 3), np.float32)
     winograd = lambda: isinstance(fast.conv2d_forward(x, w, None, padding=1)[1], fast.winograd.WinogradCache)  # noqa: E731
     assert winograd() and OPTIONS.winograd and OPTIONS.tile_elems == 1 << 21
     with npunet.fast_options(winograd=False, tile_elems=400) as opts:

@@ -108,16 +108,16 @@ def test_direct_float32_error_bound(rng):
 
 
 def test_direct_dispatch_and_option():
-    """float32 3x3 stride-1 padding-1 convs with <= direct_max_channels inputs and <= direct_max_out_channels
-    outputs run direct; float64, padding 0 or 2, strides, groups, more channels and direct=False do not."""
+    """float32 3x3 stride-1 padding-1 convs with C_in x C_out <= direct_max_pairs run direct; float64,
+    padding 0 or 2, strides, groups, other kernels, more channel pairs and direct=False do not."""
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
         return type(fast.conv2d_forward(x, w, None, **kw)[1]).__name__
-    assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=1) == "DirectCache"
-    assert path((1, 1, 40, 40), (32, 1, 3, 3), padding=1) == "DirectCache"
+    assert path((2, 16, 32, 32), (32, 16, 3, 3), padding=1) == "DirectCache"
+    assert path((2, 32, 32, 32), (16, 32, 3, 3), padding=1) == "DirectCache"
+    assert path((1, 1, 40, 40), (64, 1, 3, 3), padding=1) == "DirectCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), np.float64, padding=1) != "DirectCache"
-    assert path((2, 17, 32, 32), (16, 17, 3, 3), padding=1) == "WinogradCache"
-    assert path((2, 16, 32, 32), (33, 16, 3, 3), padding=1) == "WinogradCache"
+    assert path((2, 32, 32, 32), (17, 32, 3, 3), padding=1) == "WinogradCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=0) == "WinogradCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=2) == "WinogradCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=1, stride=2) != "DirectCache"
@@ -125,14 +125,13 @@ def test_direct_dispatch_and_option():
     assert path((2, 16, 32, 32), (16, 16, 5, 5), padding=1) != "DirectCache"
     with npunet.fast_options(direct=False):
         assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=1) == "WinogradCache"
-    with npunet.fast_options(direct_max_channels=8, direct_max_out_channels=64):
-        assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=1) == "WinogradCache"
-        assert path((2, 8, 32, 32), (64, 8, 3, 3), padding=1) == "DirectCache"
+    with npunet.fast_options(direct_max_pairs=1024):
+        assert path((2, 32, 32, 32), (32, 32, 3, 3), padding=1) == "DirectCache"
     with pytest.raises(ValueError, match="direct must be True or False, got 1"):
         with npunet.fast_options(direct=1):
             pass
-    with pytest.raises(ValueError, match="direct_max_channels must be a count >= 0, got -1"):
-        with npunet.fast_options(direct_max_channels=-1):
+    with pytest.raises(ValueError, match="direct_max_pairs must be a count >= 0, got -1"):
+        with npunet.fast_options(direct_max_pairs=-1):
             pass
 
 

@@ -1,5 +1,5 @@
-"""Direct 3x3 convolution for few input channels (kernels.direct): no im2col columns, no Winograd
-transforms.  With 1-16 input channels those move more data than the multiplications cost; the
+"""Direct 3x3 convolution for few channels (kernels.direct): no im2col columns, no Winograd
+transforms.  With C_in x C_out <= 512 those move more data than the multiplications cost; the
 direct loops read each padded input plane once per four output channels, from the cache.
 
     forward:   xp = pad(x) (padding 1, on the wide grid), out = conv3x3(xp, w) + b
@@ -19,11 +19,10 @@ from .parallel import bias_grad, workspace
 
 def applies(x, weight, stride, padding, groups):
     """True when conv.py should take the direct loops: OPTIONS.direct on, float32, groups 1, a 3x3
-    kernel at stride 1 with padding 1, at most OPTIONS.direct_max_channels input channels and at most
-    OPTIONS.direct_max_out_channels output channels."""
+    kernel at stride 1 with padding 1, at most OPTIONS.direct_max_pairs channel pairs C_in x C_out."""
     O, Cg, kh, kw = weight.shape
     return (OPTIONS.direct and x.dtype == np.float32 and groups == 1 and (kh, kw) == (3, 3) and stride == (1, 1)
-            and padding == (1, 1) and Cg <= OPTIONS.direct_max_channels and O <= OPTIONS.direct_max_out_channels)
+            and padding == (1, 1) and Cg * O <= OPTIONS.direct_max_pairs)
 
 
 def _padded(name, a):

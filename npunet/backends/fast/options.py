@@ -41,12 +41,13 @@ class FastOptions:
         at batch 4-8 x 16-256 channels x 64-128^2; one 572^2 image is faster with all cores on each
         stage of 16 MiB bands).
     direct [True]: 3x3 stride-1 padding-1 float32 convolutions (groups 1) with few channels run as
-        direct loops (``kernels.direct``: no im2col, no Winograd transforms) when the next two knobs
-        allow; False: they take Winograd or im2col as before.
-    direct_max_channels [16]: ... with at most this many input channels.  Measured (CPU time, batch
-        8 at 128^2): 1 -> 16 channels 2.5x faster than im2col forward, 2x backward; 16 -> 16 1.35x
-        faster than Winograd forward, 1.1x backward; 32 -> 32 at 64^2 1.25x slower.
-    direct_max_out_channels [32]: ... and at most this many output channels.
+        direct loops (``kernels.direct``: no im2col, no Winograd transforms) when ``direct_max_pairs``
+        allows; False: they take Winograd or im2col as before.
+    direct_max_pairs [512]: ... with at most this many channel pairs C_in x C_out.  The direct loops
+        cost C_in x C_out products per output pixel, Winograd's transforms ~(C_in + C_out) and its GEMMs
+        a quarter of the products: measured (CPU time, batch 8, fwd / bwd vs the path before),
+        1 -> 16 at 128^2 2.7x / 2x faster, 16 -> 16 1.6x / 1.1x, 32 -> 16 1.3x / 1.2x, 8 -> 64 1.6x / 1.0x,
+        16 -> 32 at 64^2 equal; 32 -> 32 (1024 pairs) at 64^2 1.3x slower.
     small_map_columns [1024]: im2col convolutions with at most this many output columns
         (N * H_out * row length; deep, wide layers such as 512 channels at 8x8) run as one GEMM split
         over channels instead of tiles: tiles of a few rows would make thin GEMMs and per-thread dW.
@@ -61,8 +62,7 @@ class FastOptions:
     winograd_band: int = 1 << 22
     winograd_pipe_band: int = 1 << 20
     direct: bool = True
-    direct_max_channels: int = 16
-    direct_max_out_channels: int = 32
+    direct_max_pairs: int = 512
     small_map_columns: int = 1024
     tile_elems: int = 1 << 21
 
