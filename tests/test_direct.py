@@ -19,7 +19,7 @@ def _run_conv(xp, w, b, out_shape):
     out = np.full(out_shape, np.nan, xp.dtype)
     N, O, H, W = out_shape
     R = max(1, min(H, KD.ROWS_ELEMS // (W + 2)))
-    split(KD.conv3x3, N * ((O + 3) // 4) * ((H + R - 1) // R), xp, w, b, out)
+    split(KD.conv3x3, N * ((O + 3) // 4) * ((H + R - 1) // R), xp.reshape(N, xp.shape[1], -1), W + 2, w, b, out)
     return out
 
 
@@ -40,7 +40,7 @@ def test_direct_kernels_equal_their_twins(dtype, tol, N, C, O, H, W, rng):
     assert y.dtype == dtype and rel(y, KD.conv3x3_ref(x, w, b)) < tol
     gp = KD.pad_ref(g)
     dw = np.full(w.shape, np.nan, dtype)
-    split(KD.weight_grad, (O + 1) // 2, xp, gp, dw)
+    split(KD.weight_grad, (O + 1) // 2, xp.reshape(N, C, -1), gp.reshape(N, O, -1), W + 2, dw)
     assert dw.dtype == dtype and rel(dw, KD.weight_grad_ref(x, g)) < tol
     dx = _run_conv(gp, KD.flip_weight(w), np.zeros(C, dtype), (N, C, H, W))   # the input gradient's form
     assert rel(dx, reference.conv2d_backward(g, reference.conv2d_forward(x, w, b, 1, 1)[1])[0]) < tol

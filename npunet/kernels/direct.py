@@ -49,21 +49,21 @@ def pad(p0, p1, x, xp):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def conv3x3(u0, u1, xp, w, b, out):
+def conv3x3(u0, u1, flat, Wp, w, b, out):
     """Padding-1 3x3 convolution on the *wide grid*: out[n, o, oh, ow] = b[o] + sum_{c, i, j}
     xp[n, c, oh + i, ow + j] * w[o, c, i, j].  With the padded plane read flat, tap (i, j) of output
     k = oh * Wp + ow is element k + i * Wp + j, so one loop runs over whole blocks of rows; columns
     ow >= W of each wide row are junk and not stored.  Four output channels at a time share the nine
     loads of each element (a missing channel past O repeats the last one and is not stored).
     Units u0..u1: u = (n * ceil(O/4) + o // 4) * blocks + row block.
-    xp: (N, C, H + 3, W + 2) from ``pad``; w: (O, C, 3, 3); b: (O,); out: (N, O, H, W)."""
-    N, C, Hp, Wp = xp.shape
+    flat: (N, C, (H + 3) * Wp), the planes from ``pad`` read flat (reshaped by the caller: a reshape in a
+    kernel costs seconds of compilation); Wp = W + 2; w: (O, C, 3, 3); b: (O,); out: (N, O, H, W)."""
+    C = flat.shape[1]
     O, H, W = out.shape[1], out.shape[2], out.shape[3]
-    flat = xp.reshape(N, C, Hp * Wp)
     quads = (O + 3) // 4
     R = max(1, min(H, ROWS_ELEMS // Wp))                # output rows per block
     blocks = (H + R - 1) // R
-    acc = np.empty((4, R * Wp), xp.dtype)
+    acc = np.empty((4, R * Wp), flat.dtype)
     for u in range(u0, u1):
         n, o, r0 = u // (quads * blocks), 4 * ((u // blocks) % quads), (u % blocks) * R
         rows = min(R, H - r0)
@@ -113,20 +113,18 @@ def conv3x3(u0, u1, xp, w, b, out):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
-def weight_grad(u0, u1, xp, gp, dw):
+def weight_grad(u0, u1, xf, gf, Wp, dw):
     """dw[o] for output channel pairs u0..u1 (unit u: channels 2u, 2u + 1) of a padding-1 3x3 convolution:
     dw[o, c, i, j] = sum_{n, oh, ow} dout[n, o, oh, ow] * xp[n, c, oh + i, ow + j], on the wide grid.
-    xp: (N, C, H + 3, W + 2) the padded input, gp: (N, O, H + 3, W + 2) the padded dout (both from
-    ``pad``: on the wide grid dout[oh, ow] is gp's flat element (oh + 1) * Wp + ow + 1, and the junk
-    columns read gp's zero padding); dw: (O, C, 3, 3), written (not added to).  Two output channels
+    xf: (N, C, (H + 3) * Wp) the padded input, gf: (N, O, (H + 3) * Wp) the padded dout, both from ``pad``
+    read flat (Wp = W + 2; on the wide grid dout[oh, ow] is gf's element (oh + 1) * Wp + ow + 1, and the
+    junk columns read gf's zero padding); dw: (O, C, 3, 3), written (not added to).  Two output channels
     share the nine loads of the input.  Sums over blocks of ROWS_ELEMS elements run in float32
     (vectorised, in any order), the sums of the blocks in float64."""
-    N, C, Hp, Wp = xp.shape
-    O = gp.shape[1]
-    xf = xp.reshape(N, C, Hp * Wp)
-    gf = gp.reshape(N, O, Hp * Wp)
-    L = (Hp - 3) * Wp
-    zero = np.zeros(1, xp.dtype)[0]
+    N, C = xf.shape[0], xf.shape[1]
+    O = gf.shape[1]
+    L = xf.shape[2] - 3 * Wp
+    zero = np.zeros(1, xf.dtype)[0]
     tot = np.empty((2, 9))
     for u in range(u0, u1):
         o = 2 * u

@@ -33,11 +33,16 @@ def _padded(name, a):
     return buf
 
 
+def _flat(a):
+    """(N, C, Hp, Wp) -> (N, C, Hp * Wp), the view the kernels read."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
 def _conv(xp, w, b, out):
     """out (N, O, H, W) = conv3x3(xp, w) + b over (image, four output channels, row block) units on every core."""
     N, (O, H, W) = xp.shape[0], out.shape[1:]
     R = max(1, min(H, direct_kernels.ROWS_ELEMS // (W + 2)))
-    split(direct_kernels.conv3x3, N * ((O + 3) // 4) * ((H + R - 1) // R), xp, w, b, out)
+    split(direct_kernels.conv3x3, N * ((O + 3) // 4) * ((H + R - 1) // R), _flat(xp), W + 2, w, b, out)
     return out
 
 
@@ -71,6 +76,7 @@ class DirectCache:
             if not weight_grad:
                 return dx, None, None
             dW = np.empty(weight.shape, x.dtype)
-            split(direct_kernels.weight_grad, (weight.shape[0] + 1) // 2, _padded("direct_x", x), gp, dW)
+            split(direct_kernels.weight_grad, (weight.shape[0] + 1) // 2, _flat(_padded("direct_x", x)), _flat(gp),
+                  x.shape[3] + 2, dW)
         db = bias_grad(dout) if self.has_bias else None
         return dx, dW, db
