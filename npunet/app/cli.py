@@ -4,7 +4,7 @@ import sys
 
 
 def _cmd_bench(args):
-    from . import bench
+    from .. import bench
     if args.model is not None:
         cases = None if not args.model or set(args.model) & {"all", "unet"} else args.model
         bench.bench_model(cases, repeat=args.repeat, rounds=args.rounds)
@@ -13,20 +13,20 @@ def _cmd_bench(args):
 
 
 def _cmd_gradcheck(args):
-    from .teach.gradcheck_suite import run_suite
+    from ..teach.gradcheck_suite import run_suite
     ok = run_suite(verbose=True)
     sys.exit(0 if ok else 1)
 
 
 def _cmd_check(args):
-    from .teach.checker import main as check_main
+    from ..teach.checker import main as check_main
     if args.timeout <= 0:
         sys.exit("npunet check: --timeout must be a positive number of seconds")
     sys.exit(check_main(args.exercise, args.file, solution=args.solution, timeout=args.timeout))
 
 
 def _cmd_lessons(args):
-    from .teach import course
+    from ..teach import course
     if args.copy is None:
         print(course.listing())
         return
@@ -40,7 +40,7 @@ def _cmd_lessons(args):
 
 
 def _cmd_figures(args):
-    from .teach.figures import regenerate
+    from ..teach.figures import regenerate
     sys.exit(regenerate(args.out, args.lesson, size=args.size))
 
 
@@ -50,7 +50,7 @@ def _cmd_warmup(args):
 
 
 def _cmd_export(args):
-    from .export import ExportError, export_checkpoint
+    from ..export import ExportError, export_checkpoint
     try:
         paths = export_checkpoint(args.checkpoint, args.out, prune=args.prune)
     except (OSError, ValueError) as e:  # ExportError is a ValueError
@@ -60,12 +60,12 @@ def _cmd_export(args):
 
 
 def build_parser():
-    from . import __version__
+    from .. import __version__
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
     p.add_argument("--version", action="version", version=f"npunet {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="time the U-Net layers (or a whole model step) against this machine's GEMM rate")
-    from .bench import MODEL_CASES
+    from ..bench import MODEL_CASES
     b.add_argument("--model", nargs="*", choices=["all", "unet"] + list(MODEL_CASES), metavar="CASE",
                    help="time whole training steps instead of layers: the named cases (" + ", ".join(MODEL_CASES)
                    + "), all of them when none is named; next to PyTorch's twin when PyTorch is importable")
@@ -75,7 +75,7 @@ def build_parser():
     b.set_defaults(func=_cmd_bench)
     g = sub.add_parser("gradcheck", help="finite-difference check of every layer's backward in float64")
     g.set_defaults(func=_cmd_gradcheck)
-    from .teach.checker import EXERCISES
+    from ..teach.checker import EXERCISES
     c = sub.add_parser("check", help="check an exercise of lessons/exercises/ against the reference ops",
                        description="Runs the exercise's forward and backward on small float64 cases and compares "
                        "them with npunet's reference ops; says which output or gradient is wrong, where, and why.")

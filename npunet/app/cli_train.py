@@ -10,7 +10,7 @@ from .runs import build_run
 def _cmd_demo(args):
     from .config import ConfigError
     from .demo import run_demo
-    from .io import InputError
+    from ..io import InputError
     for flag, v in (("--epochs", args.epochs), ("--n-train", args.n_train)):
         if v < 1:  # checked before anything runs: no figure, no checkpoint, nothing reported
             _fail(f"npunet demo: {flag} must be >= 1, got {v}")
@@ -32,7 +32,7 @@ def _fail(msg):
 
 
 def _read_config(path, cmd="train"):
-    from .io import InputError, read_json
+    from ..io import InputError, read_json
     try:
         return read_json(path, "config")
     except InputError as e:
@@ -53,7 +53,7 @@ def _config_diffs(saved, mine):
 
 def _cmd_train(args):
     from .config import ConfigError, describe, merge
-    from .io import InputError, check_out_path, lock_folder, unlock_folder
+    from ..io import InputError, check_out_path, lock_folder, unlock_folder
     from .train import read_checkpoint
     if args.help_config:
         print(describe())
@@ -137,7 +137,7 @@ def fit_range(a, lo, hi):
 def check_predict_paths(inp, out, exts=(".png",)):
     """The path checks of ``npunet predict`` before any work: ``out`` must be a writable file path with a
     known extension in an existing folder, and never the input itself.  Raises InputError."""
-    from .io import InputError, check_input_file, check_out_path
+    from ..io import InputError, check_input_file, check_out_path
     check_input_file(inp, "input")
     if os.path.abspath(out) == os.path.abspath(inp) or (os.path.exists(out) and os.path.samefile(out, inp)):
         raise InputError(f"--out '{out}' is the input image; the mask would replace it. Choose another --out")
@@ -145,9 +145,9 @@ def check_predict_paths(inp, out, exts=(".png",)):
 
 
 def _cmd_predict(args):
-    from .data.files import DataError
-    from .data.inference import expand_inputs, predict_files
-    from .io import InputError, check_out_path
+    from ..data.files import DataError
+    from ..data.inference import expand_inputs, predict_files
+    from ..io import InputError, check_out_path
     from .train import load_model
     try:
         check_out_path(args.out, "folder")  # before the checkpoint is read or anything is predicted
@@ -169,8 +169,8 @@ def _cmd_predict(args):
 
 
 def _cmd_summary(args):
-    from . import init, models
-    from .models.summary import summary
+    from .. import init, models
+    from ..models.summary import summary
     for name in ("size", "base", "depth"):
         v = getattr(args, name)
         if v is not None and v < 1:

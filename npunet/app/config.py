@@ -187,8 +187,8 @@ def merge(user, base=None, check_data=True):
     for k, v in cfg["augment"].items():
         cfg["augment"][k] = _check_value(f"config key 'augment.{k}'", AUGMENT[k], v)
     if check_data and cfg["data"] not in ("synthetic", "nuclei"):
-        from .data.files import check_source
-        from .io import InputError, check_input_file
+        from ..data.files import check_source
+        from ..io import InputError, check_input_file
         why = check_source(cfg["data"])
         if os.path.lexists(cfg["data"]) and not os.path.isdir(cfg["data"]):
             try:                                   # a single file: say exactly what is wrong with it
@@ -206,7 +206,7 @@ def check_model_config(cfg):
     """Build-time check of model_config against the model's constructor: unknown arguments are named
     with the valid ones; the constructor itself checks types and ranges."""
     import inspect
-    from . import models
+    from .. import models
     cls = getattr(models, cfg["model"])
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = [k for k in cfg["model_config"] if k not in params]

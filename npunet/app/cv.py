@@ -23,7 +23,7 @@ import numpy as np
 
 from . import config as C
 from .config import ConfigError
-from .io import atomic_write
+from ..io import atomic_write
 
 METRICS = ("dice", "iou", "precision", "recall", "f1", "accuracy", "instance_f1")
 
@@ -56,7 +56,7 @@ def _nested_keys(home, base):
     if home == "augment":
         return set(C.AUGMENT)
     import inspect
-    from . import models
+    from .. import models
     cls = getattr(models, base["model"])
     return {p for p in inspect.signature(cls.__init__).parameters if p != "self"}
 
@@ -114,7 +114,7 @@ def settings(config, grid):
         try:
             cfg = C.merge(user, base=config)
             cls = C.check_model_config(cfg)
-            from . import init
+            from .. import init
             with init.shapes_only():  # the constructor's own checks, without allocating weights
                 cls(**cfg["model_config"])
         except (TypeError, ValueError) as e:  # every setting is checked before anything is trained or written
@@ -153,7 +153,7 @@ def _write_json(path, obj):
 
 
 def _read_json(path, what):
-    from .io import InputError, read_json
+    from ..io import InputError, read_json
     try:
         return read_json(path, what)
     except InputError as e:
@@ -196,7 +196,7 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
     (mean over folds) that picks the best setting, one of METRICS.  Returns a dict with the split,
     per-fold metrics and histories, the per-setting summaries, the best setting and its test metrics.
     """
-    from .io import LOCK_NAME, InputError, check_out_path, lock_folder, unlock_folder
+    from ..io import LOCK_NAME, InputError, check_out_path, lock_folder, unlock_folder
     cfg = C.merge(config)
     if select not in METRICS:
         raise ConfigError(f"select: unknown metric {select!r}; choose from {', '.join(METRICS)}")
@@ -351,7 +351,7 @@ def format_table(results):
 def _figures(out, results, test, pred):
     import matplotlib.pyplot as plt
 
-    from .viz.plots import plot_predictions, save_figure
+    from ..viz.plots import plot_predictions, save_figure
     S = len(results["settings"])
     fig, ax = plt.subplots(1, S, figsize=(4 * S, 3.2), squeeze=False)
     for i, s in enumerate(results["settings"]):

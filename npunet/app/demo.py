@@ -4,7 +4,7 @@ held-out images and writes figures."""
 import os
 import time
 
-from . import models
+from .. import models
 from .config import defaults
 from .runs import PRESETS, build_run
 from .train import evaluate, predict_masks
@@ -38,7 +38,7 @@ def run_demo(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo
              batch_size=8, lr=3e-3, n_train=48, progress=True, log=print, trace=True):
     """Trains the demo config through the same code as ``npunet train``.
     Returns dict(metrics, history, seconds, out, model, val=(images, masks, labels) held out)."""
-    from .io import _held, lock_folder, unlock_folder
+    from ..io import _held, lock_folder, unlock_folder
     check_out_dir(out)
     mine = os.path.realpath(out) not in _held
     lock_folder(out, "demo folder", log=log)  # one process per output folder
@@ -52,7 +52,7 @@ def run_demo(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo
 def _run_demo(model, data, epochs, seed, out, weight_map, batch_size, lr, n_train, progress, log, trace):
     t0 = time.perf_counter()
     if trace:
-        from .models.summary import summary
+        from ..models.summary import summary
         log("The U-Net of the 2015 paper on its 572x572 input tile (shapes only, nothing computed):")
         summary(models.UNet(), (1, 1, 572, 572), print_fn=log)
         log("")
@@ -67,7 +67,7 @@ def _run_demo(model, data, epochs, seed, out, weight_map, batch_size, lr, n_trai
     log(f"Held-out ({len(xte)} images): Dice {r['dice']:.3f}  IoU {r['iou']:.3f}  precision {r['precision']:.3f}  "
         f"recall {r['recall']:.3f}  F1 {r['f1']:.3f}  pixel accuracy {r['accuracy']:.3f}  "
         f"instance F1@0.5 {r['instance_f1']:.3f}")
-    from .viz import plot_history, plot_predictions
+    from ..viz import plot_history, plot_predictions
     pred = predict_masks(net, xte)
     f1 = plot_history(trainer.history, os.path.join(out, "training_curves.png"))
     f2 = plot_predictions(xte[:4], mte[:4], pred[:4], os.path.join(out, "predictions.png"))

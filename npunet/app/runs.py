@@ -18,7 +18,7 @@ for _enc in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0"):  # the 
 
 def make_loss(name):
     """The loss named in a config: ce | bce | dice | iou | focal | bce_dice | focal_msssim_iou."""
-    from . import losses as L
+    from .. import losses as L
     table = {"ce": L.CrossEntropyLoss, "bce": L.BCEWithLogitsLoss, "dice": L.DiceLoss, "iou": L.IoULoss,
              "focal": L.FocalLoss, "bce_dice": L.CombinedLoss.unetpp,
              "focal_msssim_iou": lambda: L.CombinedLoss.unet3plus(ms_ssim_scales=3)}
@@ -29,8 +29,8 @@ def make_loss(name):
 
 def load_data_file(path):
     """(images (N, C, H, W), masks (N, H, W), labels or None) from an .npz data file, validated."""
-    from .data import check_pair
-    from .io import load_npz
+    from ..data import check_pair
+    from ..io import load_npz
     d = load_npz(path)
     for k in ("images", "masks"):
         if k not in d:
@@ -72,7 +72,7 @@ def _adapt_n_val(cfg, n, where, user, log):
 
 def _components(masks):
     """Instance labels from the connected components (4-connected) of each mask's foreground (mask > 0)."""
-    from .metrics import label_components
+    from ..metrics import label_components
     return [label_components(np.asarray(m) > 0)[0] for m in masks]
 
 
@@ -85,7 +85,7 @@ def load_data(cfg, user=None, log=print):
     """The config's data, split and described: dict(train=(images, masks, labels or None), val=(...),
     kind ("synthetic" | "nuclei" | "npz" | "files"), mapping (mask value/colour -> class, or None),
     in_channels, num_classes, n_val).  Images are raw values; normalisation is build_run's."""
-    from .data import make_cells, nuclei_split
+    from ..data import make_cells, nuclei_split
     info = dict(mapping=None, in_channels=1, num_classes=2, n_val=cfg["n_val"])
     if cfg["data"] == "synthetic":
         x, lab, m = make_cells(cfg["n_train"] + cfg["n_val"], cfg["size"], seed=cfg["seed"])
@@ -95,7 +95,7 @@ def load_data(cfg, user=None, log=print):
         s = nuclei_split(128, cfg["seed"])
         return dict(info, kind="nuclei", train=(s["train"][0], s["train"][2], s["train"][1]),
                     val=(s["test"][0], s["test"][2], s["test"][1]))
-    from .data.files import is_file_source, load_folder
+    from ..data.files import is_file_source, load_folder
     if not is_file_source(cfg["data"]):
         x, m, lab = load_data_file(cfg["data"])
         n_val = _adapt_n_val(cfg, len(x), f"'{cfg['data']}'", user, log)
@@ -150,7 +150,7 @@ def _infer_model_config(cfg, user, in_channels, num_classes, log):
 def _train_crop(cfg, model, images):
     """The random-crop side for training images, or None when every image can go in whole: one size,
     not larger than ``size``, a size the model takes, square if flips rotate them."""
-    from .models.sizes import is_legal
+    from ..models.sizes import is_legal
     sides = [s for im in images for s in np.shape(im)[-2:]]
     sizes = {tuple(np.shape(im)[-2:]) for im in images}
     if cfg["augment"].get("crop") is not None:
@@ -190,7 +190,7 @@ def _data_shape(cfg):
     if cfg["data"] == "nuclei":
         return 16, 1, 128, 128, 16 * 128 * 128 * 24
     import zipfile
-    from .io import KINDS, InputError, check_npz_fits, sniff
+    from ..io import KINDS, InputError, check_npz_fits, sniff
     path = cfg["data"]
     try:
         kind = sniff(path)
@@ -213,8 +213,8 @@ def estimate_memory(cfg, data_shape=None):
     keeps for backward, ``npunet.summary``'s accounting, plus as much again for the gradients in flight).
     Returns dict(data, model, step, total, params).  A model that cannot take the data's image size
     raises ConfigError naming the layer."""
-    from . import init
-    from .models.summary import trace_shapes
+    from .. import init
+    from ..models.summary import trace_shapes
     n, ch, H, W, data_bytes = data_shape or _data_shape(cfg)
     if cfg["augment"].get("crop"):
         H = W = min(H, cfg["augment"]["crop"])
@@ -245,7 +245,7 @@ def estimate_memory(cfg, data_shape=None):
 def check_memory(cfg, data_shape=None):
     """Refuse (ConfigError) a config whose estimated memory (:func:`estimate_memory`) exceeds the memory
     available to this process, before anything is allocated.  Returns the estimate."""
-    from .io import _gib, available_memory
+    from ..io import _gib, available_memory
     est = estimate_memory(cfg, data_shape)
     free = available_memory()
     if free is not None and est["total"] > free:
@@ -263,13 +263,13 @@ def build_run(cfg, progress=True, log=print, data=None, user=None):
     schedule, the run folder.  data: (train, val) raw arrays to use instead of the config's data
     source.  user: the user's own config (before merging), to tell chosen values from defaults;
     without it a value that differs from the default counts as chosen."""
-    from . import init, optim
-    from .data import Augment, DataLoader, SegmentationDataset
-    from .data.normalize import describe as describe_norm, mean_std
+    from .. import init, optim
+    from ..data import Augment, DataLoader, SegmentationDataset
+    from ..data.normalize import describe as describe_norm, mean_std
     from .train import Trainer
     cfg = C.merge({}, cfg)  # re-validates a dict that did not come through merge
     say = log or (lambda *a: None)
-    from .data.files import is_file_source
+    from ..data.files import is_file_source
     early = data is None and (cfg["data"] in ("synthetic", "nuclei") or not is_file_source(cfg["data"]))
     if early:
         check_memory(cfg)  # synthetic or .npz: from shapes alone, before anything is generated or inflated
@@ -279,7 +279,7 @@ def build_run(cfg, progress=True, log=print, data=None, user=None):
     else:
         d = dict(kind="given", train=data[0], val=data[1], mapping=None, n_val=cfg["n_val"],
                  in_channels=int(np.shape(data[0][0][0])[0]), num_classes=2)
-        from .data.files import is_file_source, load_folder
+        from ..data.files import is_file_source, load_folder
         if cfg["data"] not in ("synthetic", "nuclei") and is_file_source(cfg["data"]):
             info = load_folder(cfg["data"], log=None)  # the same mapping as the full data set
             d.update(mapping=info["mapping"], kind="files", num_classes=info["num_classes"])

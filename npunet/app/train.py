@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from . import init, losses, metrics, models
-from .io import load_npz, save_npz
-from .models.pretrained import normalize_input
+from .. import init, losses, metrics, models
+from ..io import load_npz, save_npz
+from ..models.pretrained import normalize_input
 
 FORMAT_VERSION = 1
 MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus,
@@ -59,13 +59,13 @@ class Trainer:
         self.input_range = None  # the training images' typical [min, max]; predict maps files onto it
 
     def _plateau(self):
-        from .optim import ReduceLROnPlateau
+        from ..optim import ReduceLROnPlateau
         return isinstance(self.scheduler, ReduceLROnPlateau)
 
     def val_loss(self, images, masks):
         """The training loss (without the weight map) on the validation images' full-size logits,
         computed under no_grad."""
-        from .data.tiling import predict_images
+        from ..data.tiling import predict_images
         logits = np.stack(predict_images(self.model, images)).astype(self.model.dtype)
         mask = np.asarray(masks)
         target = mask if self.loss.target == "class" else mask[:, None].astype(self.model.dtype)
@@ -83,7 +83,7 @@ class Trainer:
     def train_step(self, batch):
         """One optimisation step on a batch; returns the loss value.  A NaN/Inf anywhere (loss or
         activations) stops training with the step named; nothing is saved, so the last checkpoint stays good."""
-        from .backends import step_threads
+        from ..backends import step_threads
         try:
             with np.errstate(over="ignore", invalid="ignore"), step_threads():
                 return self._train_step(batch)
@@ -272,7 +272,7 @@ def read_meta(data, path):
     float32/float64 dtype, a finite input_range [lo, hi] (or null) and a valid training config.
     Anything else raises ValueError (one line naming the file and the key)."""
     from . import config as C
-    from .io import InputError, loads_json
+    from ..io import InputError, loads_json
     if "meta" not in data:
         raise ValueError(f"'{path}' is not an npunet checkpoint (no 'meta' entry); a plain state_dict "
                          f"file loads with model.load(path)")
@@ -329,7 +329,7 @@ def read_meta(data, path):
 
 def read_checkpoint(path):
     """(arrays, validated meta) of a training checkpoint; every problem is a ValueError naming the file."""
-    from .io import check_input_file
+    from ..io import check_input_file
     check_input_file(path, "checkpoint")
     data = load_npz(path, "an npunet checkpoint (.npz)")
     return data, read_meta(data, path)
@@ -339,8 +339,8 @@ def load_model(path):
     """Rebuild the model stored in a checkpoint (architecture, config, dtype, weights).  The metadata is
     validated first (:func:`read_meta`) and the model's memory estimated from shapes before it is built:
     a hostile or broken checkpoint is refused with one line naming the file and the key."""
-    from . import init
-    from .io import _gib, available_memory
+    from .. import init
+    from ..io import _gib, available_memory
     data, meta = read_checkpoint(path)
     cls = MODEL_CLASSES[meta["architecture"]]
     cfg = dict(meta["model_config"])
@@ -381,8 +381,8 @@ def predict_masks(model, images, threshold=0.5):
     then a list): sigmoid > threshold for 1 class, argmax otherwise.  The model's recorded input
     normalisation (``model.normalization``, set by training and by load_model) is applied first.
     Valid-conv U-Nets use overlap-tile, same-padded models pad and crop (and tile large images)."""
-    from .data.tiling import predict_images
-    from .data.normalize import normalize
+    from ..data.tiling import predict_images
+    from ..data.normalize import normalize
     norm = getattr(model, "normalization", None)
     batch = 8
     if norm is not None:

@@ -70,7 +70,7 @@ def predict(model_or_checkpoint, images, probabilities=False, values=False):
     sigmoid (1, H, W) for a 1-class model).
     """
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from ..train import load_model
+        from ..app.train import load_model
         model, _ = load_model(str(model_or_checkpoint))
     else:
         model = model_or_checkpoint
@@ -180,7 +180,7 @@ def predict_files(model, files, out, overlay_=False, probabilities=False, force=
             name = stem if len(pages) == 1 else f"{stem}_page{k + 1}"
             x = _fit_channels(raw, model.in_channels, notes, f)
             if fallback_range is not None:  # an old checkpoint without a normalisation record
-                from ..cli_train import fit_range
+                from ..app.cli_train import fit_range
                 x = fit_range(x, *fallback_range).astype(np.float32)
             y = predict_logits(model, [x])[0]
             p = _probabilities(model, y)

@@ -1,0 +1,6 @@
+"""Moved to npunet/app/cli.py; this old path stays importable and is that very module (sys.modules alias)."""
+import sys
+
+from .app import cli as _module
+
+sys.modules[__name__] = _module

@@ -1,0 +1,6 @@
+"""Moved to npunet/app/config.py; this old path stays importable and is that very module (sys.modules alias)."""
+import sys
+
+from .app import config as _module
+
+sys.modules[__name__] = _module
