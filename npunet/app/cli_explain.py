@@ -8,7 +8,9 @@ import time
 
 import numpy as np
 
-MODELS = ["unet", "unetpp", "unet3plus", "resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0"]
+from ..models.registry import presets
+
+MODELS = list(presets())  # the demo models (the model registry's presets)
 
 
 def _fail(msg):

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from ..models.registry import presets, summary_models
 from .runs import build_run
 
 def _cmd_demo(args):
@@ -169,7 +170,7 @@ def _cmd_predict(args):
 
 
 def _cmd_summary(args):
-    from .. import init, models
+    from .. import init
     from ..models.summary import summary
     for name in ("size", "base", "depth"):
         v = getattr(args, name)
@@ -177,22 +178,11 @@ def _cmd_summary(args):
             _fail(f"npunet summary: --{name} must be >= 1, got {v}")
     if args.in_channels < 1 or args.classes < 1:
         _fail(f"npunet summary: --in-channels and --classes must be >= 1, got {args.in_channels} and {args.classes}")
+    build = summary_models()[args.model].summary  # the registry's paper-sized network
     try:
         with init.shapes_only():  # shapes only, as documented: no weight is allocated, whatever the size
-            if args.model == "unet":
-                m = models.UNet(args.in_channels, args.classes, 64 if args.base is None else args.base,
-                                depth=4 if args.depth is None else args.depth, padding="same" if args.same else "valid")
-            elif args.model == "unetpp":
-                base, depth = args.base or 32, args.depth or 4
-                m = models.UNetPlusPlus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(depth + 1)],
-                                        depth=depth, deep_supervision=True)
-            else:
-                if args.depth not in (None, 4):
-                    _fail(f"npunet summary: UNet 3+ has five levels (depth 4), got --depth {args.depth}")
-                base = args.base or 64
-                m = models.UNet3Plus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(5)],
-                                     cat_channels=base, deep_supervision=True, cgm=True)
-        size = args.size or (572 if args.model == "unet" and not args.same else 256)
+            m, default_size = build(args.in_channels, args.classes, args.base, args.depth, args.same)
+        size = args.size or default_size
         summary(m, (1, args.in_channels, size, size))
     except (TypeError, ValueError, OverflowError) as e:
         _fail(f"npunet summary: {e}")
@@ -226,8 +216,7 @@ def _cmd_cv(args):
 
 def add_commands(sub):
     d = sub.add_parser("demo", help="the classroom demo: train a small U-Net on touching cells in ~2 minutes")
-    d.add_argument("--model", choices=["unet", "unetpp", "unet3plus", "resnet18", "resnet34", "mobilenet_v2",
-                                       "efficientnet-b0"], default="unet",
+    d.add_argument("--model", choices=list(presets()), default="unet",
                    help="U-Net, U-Net++, UNet 3+, or a U-Net with a ResNet / MobileNetV2 / EfficientNet encoder")
     d.add_argument("--data", choices=["synthetic", "nuclei"], default="synthetic",
                    help="synthetic touching cells (default) or the DSB 2018 nuclei image shipped with npunet")
@@ -284,7 +273,7 @@ def add_commands(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     s = sub.add_parser("summary", help="print a model's block table and shape trace (no computation)")
-    s.add_argument("--model", choices=["unet", "unetpp", "unet3plus"], default="unet")
+    s.add_argument("--model", choices=list(summary_models()), default="unet")
     s.add_argument("--size", type=int, help="input side (default 572 for unet, 256 otherwise)")
     s.add_argument("--in-channels", type=int, default=1)
     s.add_argument("--classes", type=int, default=2)

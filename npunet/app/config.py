@@ -10,6 +10,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..models.registry import REGISTRY
+
 
 class ConfigError(ValueError):
     """A config key with a wrong type, range or name; the message names the key."""
@@ -37,17 +39,12 @@ class Key:
         return what
 
 
-MODELS = ("UNet", "UNetPlusPlus", "UNet3Plus", "EncoderUNet")
 LOSSES = ("ce", "bce", "dice", "iou", "focal", "bce_dice", "focal_msssim_iou")
 
-# The defaults of each model's model_config (also the classroom presets of ``npunet demo``).
-MODEL_DEFAULTS = {
-    "UNet": dict(in_channels=1, num_classes=2, base_channels=16, depth=3, padding="same", batch_norm=True),
-    "UNetPlusPlus": dict(in_channels=1, num_classes=2, filters=[8, 16, 32, 64], depth=3, deep_supervision=True),
-    "UNet3Plus": dict(in_channels=1, num_classes=2, filters=[8, 16, 32, 64, 128], cat_channels=8,
-                      deep_supervision=True),
-    "EncoderUNet": dict(encoder_name="resnet18", in_channels=1, num_classes=2),
-}
+# The architectures and each one's model_config defaults (also the classroom presets of ``npunet demo``):
+# read from the model registry, npunet.models.registry.
+MODELS = tuple(REGISTRY)
+MODEL_DEFAULTS = {name: e.defaults for name, e in REGISTRY.items()}
 
 AUGMENT = {
     "flips": Key("bool", True, "random flips and 90-degree rotations"),
@@ -206,8 +203,7 @@ def check_model_config(cfg):
     """Build-time check of model_config against the model's constructor: unknown arguments are named
     with the valid ones; the constructor itself checks types and ranges."""
     import inspect
-    from .. import models
-    cls = getattr(models, cfg["model"])
+    cls = REGISTRY[cfg["model"]].cls
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = [k for k in cfg["model_config"] if k not in params]
     if unknown:

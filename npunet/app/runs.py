@@ -6,14 +6,12 @@ import numpy as np
 
 from . import config as C
 from .config import ConfigError
+from ..models.registry import presets
 
 DEFAULT_TRAIN_CONFIG = C.defaults()
 
-# The classroom presets of ``npunet demo --model``: a config's "model" and "model_config".
-PRESETS = {"unet": ("UNet", C.MODEL_DEFAULTS["UNet"]), "unetpp": ("UNetPlusPlus", C.MODEL_DEFAULTS["UNetPlusPlus"]),
-           "unet3plus": ("UNet3Plus", C.MODEL_DEFAULTS["UNet3Plus"])}
-for _enc in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0"):  # the encoder U-Nets
-    PRESETS[_enc] = ("EncoderUNet", dict(C.MODEL_DEFAULTS["EncoderUNet"], encoder_name=_enc))
+# The classroom presets of ``npunet demo --model``: a config's "model" and "model_config" (the model registry's).
+PRESETS = presets()
 
 
 def make_loss(name):

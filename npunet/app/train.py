@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 
-from .. import init, losses, metrics, models
+from .. import init, losses, metrics
 from ..io import load_npz, save_npz
 from ..models.pretrained import normalize_input
+from ..models.registry import REGISTRY
 
 FORMAT_VERSION = 1
-MODEL_CLASSES = {"UNet": models.UNet, "UNetPlusPlus": models.UNetPlusPlus, "UNet3Plus": models.UNet3Plus,
-                 "EncoderUNet": models.EncoderUNet}
+MODEL_CLASSES = {name: e.cls for name, e in REGISTRY.items()}  # a checkpoint's 'architecture' -> class
 
 
 def center_crop(a, H, W):
