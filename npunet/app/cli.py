@@ -1,4 +1,7 @@
-"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, lessons, check, figures, warmup, export, explain."""
+"""The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, lessons, check, figures, warmup, export, explain.
+
+The small commands are here; demo, train, cv, predict, summary and explain have a module each (cmd_*.py, cli_explain.py)
+with ``add_command(sub)`` (its arguments) and ``run(args)``."""
 import argparse
 import sys
 
@@ -59,6 +62,20 @@ def _cmd_export(args):
     print(f"continue training: torchrun --nproc_per_node 2 {paths[2]} --data DATA_DIR   (see {paths[3]})")
 
 
+def fail(msg):
+    """Stop the command with one line on stderr (exit status 1)."""
+    raise SystemExit(msg)
+
+
+def read_config(path, cmd="train"):
+    """The JSON config file of ``npunet train`` / ``npunet cv``, or one line naming what is wrong with it."""
+    from ..io import InputError, read_json
+    try:
+        return read_json(path, "config")
+    except InputError as e:
+        fail(f"npunet {cmd}: {e}")
+
+
 def build_parser():
     from .. import __version__
     p = argparse.ArgumentParser(prog="npunet", description="U-Net family in NumPy with hand-written backprop.")
@@ -114,10 +131,9 @@ def build_parser():
     e.add_argument("--out", required=True, help="folder for model.py, weights.safetensors, train_ddp.py, README.md")
     e.add_argument("--prune", type=int, metavar="L", help="U-Net++: export the sub-network pruned to level L")
     e.set_defaults(func=_cmd_export)
-    from .cli_train import add_commands
-    add_commands(sub)
-    from .cli_explain import add_command as add_explain
-    add_explain(sub)
+    from . import cli_explain, cmd_cv, cmd_demo, cmd_predict, cmd_summary, cmd_train
+    for command in (cmd_demo, cmd_train, cmd_cv, cmd_predict, cmd_summary, cli_explain):
+        command.add_command(sub)
     return p
 
 

@@ -96,7 +96,7 @@ def _run_snapshots(path, model, meta):
 
 
 def cmd_explain(args):
-    from .cli_train import fit_range
+    from ..data.inference import fit_range
     from ..viz.explain import explain
     log = print
     snaps = _epochs_list(args.epochs_snapshots) if args.epochs_snapshots else []
