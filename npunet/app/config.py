@@ -10,11 +10,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..io import ConfigError  # noqa: F401  (defined there so that data/ can raise it)
 from ..models.registry import REGISTRY
-
-
-class ConfigError(ValueError):
-    """A config key with a wrong type, range or name; the message names the key."""
 
 
 @dataclass(frozen=True)
