@@ -1,6 +1,6 @@
 """The ``npunet`` command line: demo, train, predict, summary, gradcheck, bench, lessons, check, figures, warmup, export, explain.
 
-The small commands are here; demo, train, cv, predict, summary and explain have a module each (cmd_*.py, cli_explain.py)
+The small commands are here; demo, train, cv, predict, summary and explain have a module each (cmd_*.py)
 with ``add_command(sub)`` (its arguments) and ``run(args)``."""
 import argparse
 import sys
@@ -131,8 +131,8 @@ def build_parser():
     e.add_argument("--out", required=True, help="folder for model.py, weights.safetensors, train_ddp.py, README.md")
     e.add_argument("--prune", type=int, metavar="L", help="U-Net++: export the sub-network pruned to level L")
     e.set_defaults(func=_cmd_export)
-    from . import cli_explain, cmd_cv, cmd_demo, cmd_predict, cmd_summary, cmd_train
-    for command in (cmd_demo, cmd_train, cmd_cv, cmd_predict, cmd_summary, cli_explain):
+    from . import cmd_cv, cmd_demo, cmd_explain, cmd_predict, cmd_summary, cmd_train
+    for command in (cmd_demo, cmd_train, cmd_cv, cmd_predict, cmd_summary, cmd_explain):
         command.add_command(sub)
     return p
 

@@ -95,7 +95,7 @@ def _run_snapshots(path, model, meta):
     return [(f"epoch {e} ({os.path.basename(f)})", sd) for e, f, sd in found]
 
 
-def cmd_explain(args):
+def run(args):
     from ..data.inference import fit_range
     from ..viz.explain import explain
     log = print
@@ -177,4 +177,4 @@ def add_command(sub):
                    help="--model: keep the weights after these epochs for the page's training slider")
     e.add_argument("--size", type=int, default=128, help="--model: side of the synthetic training images")
     e.add_argument("--seed", type=int, default=0)
-    e.set_defaults(func=cmd_explain)
+    e.set_defaults(func=run)
