@@ -23,5 +23,5 @@ from .base import (_REDUCTIONS, Loss, _check_binary_target, _check_class_target,
 from .combined import CombinedLoss, DeepSupervisionLoss
 from .pixel import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, FocalLoss, _focal_terms  # noqa: F401
 from .region import DiceLoss, IoULoss, JaccardLoss, _region_backward, _region_probs, _RegionLoss  # noqa: F401
-from .structure import (MS_SSIM_WEIGHTS, MSSSIMLoss, _avgpool2, _avgpool2_backward, _Filter, _filter_matrix,  # noqa: F401
-                        _ssim_backward, _ssim_forward, gaussian_window, ssim)
+from .structure import (MS_SSIM_WEIGHTS, MSSSIMLoss, _avgpool2, _avgpool2_backward, _Filter,  # noqa: F401
+                        _filter_matrix, _ssim_backward, _ssim_forward, gaussian_window, ssim)
