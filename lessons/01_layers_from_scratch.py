@@ -10,7 +10,7 @@
 # Run: `python lessons/01_layers_from_scratch.py [--fast] [--step]`, or open it as a notebook.
 # Exercises: write these layers yourself in `lessons/exercises/01_conv2d.py` … `05_batchnorm.py`
 # (convolution, max-pool, up-convolution, bilinear, BatchNorm) and check them with `python -m npunet check 1`.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 2 s, `--class` 2 s, `--fast` 2 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 2 s, `--class` 2 s, `--fast` 2 s.
 
 # %%
 import time

@@ -5,7 +5,7 @@
 # We trace it without computing anything, count the 31,030,658 parameters by hand, crop and
 # concatenate, find the legal input sizes, and do overlap-tile prediction with mirrored borders.
 # Exercise: `lessons/exercises/06_crop_concat.py` (copy, crop and concatenate; `python -m npunet check 6`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 21 s, `--class` 8 s, `--fast` 5 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 21 s, `--class` 8 s, `--fast` 5 s.
 
 # %%
 import numpy as np
@@ -49,6 +49,12 @@ print("input", x.shape, "-> conv", c1(x).shape, "-> conv", c2(c1(x)).shape, "-> 
 # The decoder map after the up-convolution (56x56 at the deepest level) is smaller than the encoder
 # map of the same level (64x64): the skip is center-cropped by (64 - 56) / 2 = 4 px a side, then the
 # two are concatenated on channels, [skip, upsampled].
+#
+# When the difference is odd, "center" needs a rounding rule. npunet crops (Hs - H) // 2 at the top
+# and left (the extra pixel goes to the bottom/right); torchvision's `center_crop` uses
+# int(round((Hs - H) / 2)), Python's round-half-to-even, which differs when Hs - H = 3, 7, 11, …
+# In U-Net the differences are always even (8, 32, 80, 176 at 572), so the two agree there; with
+# other sizes, a PyTorch port that uses `center_crop` can be shifted by one pixel.
 
 # %%
 L.step("crop and concatenate (64 → 56)")
@@ -60,6 +66,8 @@ print("skip", skip.shape, "+ up", up.shape, "-> concat", out.shape)
 d_skip, d_up = cc.backward(np.ones_like(out))
 print("gradient reaching the skip is zero on the cropped border:", float(d_skip[0, 0, :4].sum()), "and",
       int(d_skip[0, 0].sum()), "= 56*56 inside")
+for diff in (4, 5, 7, 8):
+    print(f"Hs - H = {diff}: npunet's top offset {diff // 2}, torchvision's center_crop {int(round(diff / 2))}")
 
 # %% [markdown]
 # ## Step 4: which input sizes work
@@ -94,8 +102,11 @@ assert enc + dec + head == unet.num_parameters() == 31_030_658
 # %% [markdown]
 # ## Step 6: the padded and bilinear variants
 # Most re-implementations pad the convolutions ("same": the output has the input's size) and some
-# replace the up-convolution by bilinear upsampling (the variant a source post calls "UNet3++").
-# Padding changes no parameter count; bilinear upsampling does, upwards, as counted below.
+# replace the up-convolution by bilinear upsampling. (Some tutorials call that variant "UNet3++"; no
+# paper uses the name, and it is neither U-Net++ (Zhou et al. 2018, lesson 4) nor UNet 3+ (Huang et
+# al. 2020, lesson 5): here it is simply "U-Net with bilinear up-sampling".)
+# Padding changes no parameter count. Bilinear up-sampling changes it in *either* direction,
+# depending on a second design choice made with it, as counted below.
 
 # %%
 L.step("padded and bilinear variants")
@@ -105,13 +116,14 @@ for kw in [dict(), dict(padding="same"), dict(padding="same", up_mode="bilinear"
     m = UNet(1, 2, 64, **kw)
     size = 572 if not kw else 512
     r = npunet.summary(m, (1, 1, size, size), print_fn=None)
-    rows.append([str(kw or "paper"), f"{m.num_parameters():,}", f"{size} → {r['output_shapes'][0][2]}",
+    rows.append([", ".join(f"{k}={v}" for k, v in kw.items()) or "the paper's (valid, up-conv)", f"{m.num_parameters():,}", f"{size} → {r['output_shapes'][0][2]}",
                  f"{r['activation_bytes'] / 2**20:.0f} MiB"])
 table(rows, ["variant", "parameters", "size", "kept for backward"])
 
-# Why bilinear has MORE parameters (31,377,858) although it drops the up-convolutions: the 2x2
-# up-conv also halved the channels (1024 -> 512), bilinear upsampling keeps all 1024, so the first
-# 3x3 conv of every up block reads skip + C_in channels instead of skip + C_in/2.
+# npunet's bilinear U-Net has MORE parameters (31,377,858) although it drops the up-convolutions.
+# That is not bilinear up-sampling's doing but npunet's choice to keep the paper's channels: the 2x2
+# up-conv also halved the channels (1024 -> 512); bilinear up-sampling cannot, so all 1024 reach the
+# first 3x3 conv of the up block, which reads skip + C_in channels instead of skip + C_in/2.
 ch = [64 * 2 ** i for i in range(5)]
 extra = 0
 for lvl in (3, 2, 1, 0):
@@ -125,6 +137,23 @@ for lvl in (3, 2, 1, 0):
 print(f"31,030,658 + {extra:,} = {31_030_658 + extra:,}")
 assert 31_030_658 + extra == UNet(1, 2, 64, up_mode="bilinear").num_parameters() == 31_377_858
 
+# The other common design (milesial/Pytorch-UNet with `bilinear=True`) halves the channels instead:
+# the bottleneck keeps 512, and every up block's double conv ends at half its width, so the
+# concatenation is again C + C. Counted the same way (no BatchNorm, to compare with 31,030,658):
+
+
+def conv3(c_in, c_out):                                         # a 3x3 conv: weight + bias
+    return c_in * c_out * 9 + c_out
+
+
+halved = (conv3(1, 64) + conv3(64, 64) + conv3(64, 128) + conv3(128, 128) + conv3(128, 256) + conv3(256, 256)
+          + conv3(256, 512) + conv3(512, 512) + conv3(512, 512) + conv3(512, 512)       # bottleneck: 512, not 1024
+          + conv3(1024, 512) + conv3(512, 256) + conv3(512, 256) + conv3(256, 128)      # up blocks: concat C + C,
+          + conv3(256, 128) + conv3(128, 64) + conv3(128, 64) + conv3(64, 64)           # the second conv halves
+          + 64 * 2 + 2)                                                                  # 1x1 head
+print(f"bilinear, channels halved at the bottleneck (Pytorch-UNet's choice): {halved:,} parameters "
+      f"({halved / 31_030_658:.0%} of the paper's)")
+
 # %% [markdown]
 # ## Step 7: overlap-tile prediction, and what a trained U-Net sees
 # A valid U-Net predicts an S_out tile from an S_in window: the missing border is its *context*,
@@ -133,13 +162,16 @@ assert 31_030_658 + extra == UNet(1, 2, 64, up_mode="bilinear").num_parameters()
 # plausible texture instead of zeros. The image is then cut into output tiles, each predicted from its
 # window, and stitched.
 #
-# One detail decides whether the stitching has seams. Max-pooling cuts the map into 2x2 blocks, and
-# after `depth` pools into 2^depth blocks: a window shifted by a multiple of 2^depth sees the same
-# blocks as a pass over the whole image; any other shift sees different blocks and predicts slightly
-# different values, so neighbouring tiles would disagree along their border. Valid depth-4 outputs
-# are never multiples of 16 (S_out = 16k - 60: 388 = 16·24 + 4), so `overlap_tile` steps its windows
-# by 384 and lets the tiles overlap by 4 px. The check: stitched tiles == one pass over the whole
-# mirrored image. We train a small valid U-Net (depth 3, 132 -> 44, step 40) first so that the
+# The paper's condition for seamless tiling (section 2) is that every 2x2 max-pool sees an even
+# size: then every output pixel has its full context and each tile is valid on its own. npunet asks
+# for a stronger condition, to make the stitched result *equal* a single pass. Max-pooling cuts the
+# map into 2x2 blocks, and after `depth` pools into 2^depth blocks: a window shifted by a multiple
+# of 2^depth sees the same blocks as a pass over the whole image; any other shift sees other blocks
+# and predicts slightly different values. Valid depth-4 outputs are never multiples of 16
+# (S_out = 16k - 60: 388 = 16·24 + 4), so `overlap_tile` steps its windows by 384 and lets the tiles
+# overlap by 4 px. (The equality also needs BatchNorm in eval mode: batch statistics would differ
+# per window.) With the paper's 388 stride the differences are tiny, printed below: nothing you
+# would see as a seam. The check: stitched tiles == one pass over the whole mirrored image. We train a small valid U-Net (depth 3, 132 -> 44, step 40) first so that the
 # predictions and feature maps below mean something.
 
 # %%
@@ -176,7 +208,7 @@ print("stitched tiles vs one pass over the whole mirrored image: max |diff| =",
 shifted = small(whole_in[:, :, out_t:out_t + tile, :tile])[0]              # a window stepped by all 44 px
 print(f"a window stepped by {out_t} px (not a multiple of 8) instead: max |diff| from the one pass =",
       f"{float(np.abs(shifted - whole[:, out_t:2 * out_t, :out_t]).max()):.1e}",
-      "(this is what would show as seams)")
+      "(small next to logits of several units: no visible seam, but not bit-equal)")
 acc = float(((pred.argmax(0) > 0) == (mask > 0)).mean())
 print(f"pixel accuracy of the stitched prediction on this unseen image: {acc:.3f}")
 

@@ -4,7 +4,7 @@
 # We build the first nodes by hand, then look at deep supervision, pruning to L1…L4 and the memory
 # cost compared with U-Net.
 # Exercise: `lessons/exercises/08_unetpp_node.py` (a node and the summed gradients; `python -m npunet check 8`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 60 s, `--class` 27 s, `--fast` 4 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 60 s, `--class` 27 s, `--fast` 4 s.
 
 # %%
 import time
@@ -77,8 +77,13 @@ print("X^{0,2}:", nodes(xn).shape, "| hand-written backward vs central differenc
 
 # %% [markdown]
 # ## Step 3: the whole network and deep supervision
-# With deep supervision each X^{0,j} has a 1x1 head; training averages the heads' losses (the
-# authors use BCE + Dice per head), and backward returns one gradient per head.
+# With deep supervision each X^{0,j} has a 1x1 head, and backward returns one gradient per head.
+# The paper's loss per head is ½·BCE + Dice (Zhou et al. 2018, eq. 2: L = −(1/N)Σ(½·Y log Ŷ + 2YŶ/(Y + Ŷ))),
+# and the authors' Keras code *sums* it over the four heads. npunet's `CombinedLoss.unetpp()` weighs
+# BCE and Dice 1:1 and `DeepSupervisionLoss` takes the *mean* over heads. The mean only rescales the
+# gradient by 1/4, which Adam's per-parameter normalisation cancels; the 1:1 weighting gives BCE twice
+# the paper's share. Both are choices of npunet's (one recipe for every model here); for the paper's
+# weights write `CombinedLoss([(BCEWithLogitsLoss(), 0.5), (DiceLoss(), 1.0)])`.
 
 # %%
 L.step("deep supervision")
@@ -100,8 +105,12 @@ print("gradient reaching x0_0.conv1.weight: norm", float(np.linalg.norm(g_all)))
 # dense skips into X^{0,2}, X^{0,3}, X^{0,4}; every early weight receives the sum of what the four
 # heads send back. Backward is linear in the incoming gradient, so sending one head's gradient at a
 # time (the others zero) splits the total exactly: the four parts add up to the full gradient.
-# final1 reaches x0_0 through two conv blocks, final4 through many more (and along many more
-# paths, so it may send more): the short paths are what deep supervision adds.
+#
+# What deep supervision adds is *not* short paths. Those come from the dense skips: X^{0,4}
+# concatenates X^{0,0} directly (eq. 1), so even final4's gradient reaches x0_0 through one conv block,
+# besides the many longer paths through the nested nodes. Deep supervision adds *losses* on X^{0,1},
+# X^{0,2}, X^{0,3}: the shallow sub-networks are trained to segment on their own, and that is what
+# makes pruning (Step 4) possible: a cut-off L1 or L2 has a head that was trained.
 
 # %%
 parts = []
@@ -138,8 +147,8 @@ table(rows, ["pruned", "parameters", f"forward ms @ {S}²"])
 # ## Step 5: the trade-off pruning exists for: Dice against milliseconds
 # Pruning pays only on a *trained* network: train U-Net++ (filters 8 … 128, depth 4) with deep
 # supervision on the touching cells, then cut it to L1 … L4 and measure each on the held-out images:
-# Dice, and the forward time (median of several runs). The paper's Fig. 6 shows the same curve:
-# L3 keeps most of L4's accuracy at a fraction of its time; L1 is fast and poor.
+# Dice, and the forward time (median of several runs). What the trade-off looks like here is printed
+# after the table, computed from it; compare it with the paper's Fig. 6 yourself.
 
 # %%
 L.step("train with deep supervision, prune, evaluate and time L1 … L4")
@@ -167,10 +176,17 @@ for level in (1, 2, 3, 4):
     rows.append([f"L{level}", f"{pruned.num_parameters():,}", f"{dice:.3f}", f"{min(times):.1f}",
                  f"{np.median(times):.1f}"])
 table(rows, ["pruned", "parameters", "held-out Dice", f"min ms ({len(xte)} images)", "median ms"])
+(t1, d1), (t4, d4) = points[0], points[-1]
+if d4 > 0:
+    print(f"L1 keeps {d1 / d4:.0%} of L4's Dice ({d1:.3f} vs {d4:.3f}) at {t1 / t4:.0%} of its time; the cheapest "
+          f"level within 0.01 Dice of L4: L{next(i + 1 for i, (_, d) in enumerate(points) if d >= d4 - 0.01)}")
+else:
+    print("L4 predicts no foreground after this short run: no trade-off to read off")
 fig, ax = plt.subplots(figsize=(5, 3.4))
 ax.plot([p[0] for p in points], [p[1] for p in points], "o-")
 for level, (ms, dice) in enumerate(points, start=1):
-    ax.annotate(f"L{level}", (ms, dice), textcoords="offset points", xytext=(5, -12))
+    ax.annotate(f"L{level}", (ms, dice), textcoords="offset points", xytext=(6, 4))
+ax.margins(x=0.12, y=0.18)                                  # room for the labels inside the axes
 ax.set_xlabel(f"forward time, ms ({len(xte)} images {cfg['size']}², this machine)")
 ax.set_ylabel("held-out Dice")
 ax.set_title("U-Net++ L1 … L4, pruned after training", fontsize=10)

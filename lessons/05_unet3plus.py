@@ -5,7 +5,7 @@
 # 5 × 64 = 320 channels. Then full-scale deep supervision, the classification-guided module, and
 # the hybrid focal + MS-SSIM + IoU loss.
 # Exercise: `lessons/exercises/09_unet3p_stage.py` (a decoder stage, forward and backward; `python -m npunet check 9`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 12 s, `--class` 10 s, `--fast` 4 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 12 s, `--class` 10 s, `--fast` 4 s.
 
 # %%
 import numpy as np
@@ -97,6 +97,50 @@ logits = rng.standard_normal((2, 1, 4, 4)) * 3
 decision = np.array([[0.9, 0.1], [0.1, 0.9]])  # image 0: absent, image 1: present
 p_ok, p_authors = apply_cgm(logits, decision), apply_cgm(logits, decision, multiply="logits")
 print("absent organ, probabilities multiplied: max", p_ok[0].max(), "| logits multiplied: values", np.unique(p_authors[0]))
+
+# %% [markdown]
+# Three more things to know before using CGM:
+# 1. **The decision passes no gradient.** argmax is flat almost everywhere, so nothing the
+#    segmentation loss says reaches the classifier through the gate. The classifier must be trained by
+#    its own loss: BCE between its two outputs and the image-level label "mask not empty". The
+#    authors' code computes `cls` but never returns it, so there the classifier cannot be trained at
+#    all; npunet returns `(seg, cls)` in training so that its BCE can be added.
+# 2. **A wrong "absent" wipes out a real organ.** The gate multiplies by 0 or 1: one wrong decision
+#    erases a perfect segmentation, and no pixel-level evidence can overrule it.
+# 3. **npunet's eval output changes kind with `cgm=True`:** without CGM, `model.eval()(x)` returns
+#    logits; with CGM it returns the gated *probabilities* sigmoid(seg)·decision. Threshold at 0.5,
+#    not at 0.
+
+# %%
+gate = UNet3Plus(1, 1, filters=(4, 8, 16, 32, 64), cat_channels=4, cgm=True).to(np.float64)
+xg = rng.standard_normal((2, 1, 32, 32))
+seg_out, cls_out = gate(xg)                                        # training mode: (seg, cls)
+gate.zero_grad()
+gate.backward((np.ones_like(seg_out), np.zeros_like(cls_out)))     # a gradient on the segmentation only
+cls_w = gate.cls[1].weight.grad
+print("1. segmentation gradient only -> classifier weight gradient:", float(np.abs(cls_w).max()),
+      "(zero: it needs its own BCE on 'mask not empty')")
+y_img = np.array([[0.0, 1.0], [0.0, 1.0]])                         # both images: organ present
+seg_out, cls_out = gate(xg)                                        # a fresh forward for the second backward
+cls_grad = (cls_out - y_img) / (cls_out * (1 - cls_out)) / cls_out.size   # d mean BCE(p, y) / dp
+gate.zero_grad()
+gate.backward((np.zeros_like(seg_out), cls_grad))
+print("   with BCE on the classifier's output:", f"{float(np.abs(gate.cls[1].weight.grad).max()):.2e}")
+perfect = np.full((1, 1, 4, 4), 5.0)                               # a confident, correct segmentation
+print("2. a wrong 'absent' on a perfect prediction: max probability",
+      apply_cgm(perfect, np.array([[0.6, 0.4]])).max())
+gate.eval()
+gate.cls[1].bias.data = np.array([-5.0, 5.0])                      # make the classifier say "present"
+out = gate(xg)
+print("3. eval output with cgm=True (organ present) lies in", f"[{out.min():.3f}, {out.max():.3f}]:",
+      "probabilities, not logits")
+
+# %% [markdown]
+# Deep supervision at inference: with `deep_supervision=True` UNet 3+ in eval returns d1, the
+# full-resolution head, only ("fast mode"). U-Net++ (lesson 4) instead returns the mean of its heads'
+# *logits* in eval; the U-Net++ paper's "accurate mode" averages the heads' *sigmoid outputs*. The
+# two averages differ (the mean of logits is not the logit of the mean probability), and the coarse
+# heads can pull the average down: lesson 11 measures both rules.
 
 # %% [markdown]
 # ## Step 5: the hybrid loss

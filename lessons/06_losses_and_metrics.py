@@ -4,7 +4,7 @@
 # their gradients dL/dlogits drawn as pictures: where does each loss push? Then the metrics and the
 # empty-mask policy.
 # Exercise: `lessons/exercises/07_dice.py` (the Dice loss and its gradient; `python -m npunet check 7`).
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 s, `--class` 3 s, `--fast` 2 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 3 s, `--class` 3 s, `--fast` 2 s.
 
 # %%
 import matplotlib.pyplot as plt
@@ -40,10 +40,14 @@ print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y
 # %% [markdown]
 # ## Step 2: the losses and their gradients
 # Each loss object: forward(z, y) -> float and backward() -> dL/dz (definitions: the docstrings in npunet/losses.py).
-# BCE pushes every pixel equally; U-Net's loss (Ronneberger et al. 2015, eq. 1) is the softmax
-# cross-entropy weighted per pixel by the map of eq. 2, so it pushes hardest in the gaps between
-# touching cells; focal mutes the easy ones; Dice/IoU weigh pixels by the region sums; MS-SSIM
-# pushes along structure (edges) at several scales.
+# BCE gives every pixel the same *weight*, but not the same push: its gradient is (p − y)/M
+# (M pixels), growing with the pixel's error, so the wrong pixels already get the largest share.
+# U-Net's loss (Ronneberger et al. 2015, eq. 1) is the softmax cross-entropy weighted per pixel by
+# the map of eq. 2, so it pushes hardest in the gaps between touching cells. Focal loss multiplies by
+# (1 − p_t)^γ, muting the pixels that are already right, and by α_t: with the default α = 0.25
+# (torchvision's and the RetinaNet paper's), foreground pixels weigh 0.25 and background 0.75, i.e.
+# the (usually minority) foreground is *down*-weighted 3:1, the opposite of class balancing. Dice/IoU
+# weigh pixels by the region sums; MS-SSIM pushes along structure (edges) at several scales.
 
 # %%
 L.step("values and gradient maps")
@@ -70,7 +74,9 @@ cands = [("BCE", losses.BCEWithLogitsLoss()), ("weighted CE (U-Net)", WeightedCE
          ("focal", losses.FocalLoss()), (f"MS-SSIM ({scales} scales)", losses.MSSSIMLoss(scales=scales))]
 fig, ax = plt.subplots(2, 4, figsize=(16, 7.6))
 ax = ax.ravel()
-ax[0].imshow(mask, cmap="gray"); ax[0].set_title("target"); ax[0].axis("off")
+im = ax[0].imshow(mask, cmap="gray", vmin=0, vmax=1)    # a colour bar too: every panel the same size
+ax[0].set_title("target", fontsize=9); ax[0].axis("off")
+fig.colorbar(im, ax=ax[0], fraction=0.046)
 im = ax[1].imshow(1 / (1 + np.exp(-z[0, 0])), cmap="gray", vmin=0, vmax=1)
 ax[1].set_title("prediction sigmoid(z): shifted, a cell missed, blurred", fontsize=9); ax[1].axis("off")
 fig.colorbar(im, ax=ax[1], fraction=0.046)

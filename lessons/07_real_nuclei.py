@@ -3,7 +3,7 @@
 # One 512x512 fluorescence image with 125 labelled nuclei (Caicedo et al., Nature Methods 2019),
 # shipped inside npunet. We cut it into 128x128 tiles (12 to train, 4 held out) and compare U-Net,
 # U-Net++ and UNet 3+ fairly: the same parameter budget, recipe and epochs, three seeds each.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 min, `--class` 43 s, `--fast` 6 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 3 min, `--class` 43 s, `--fast` 6 s.
 
 # %%
 import numpy as np
@@ -32,18 +32,25 @@ print("train tiles", xtr.shape, "held-out tiles", xte.shape)
 # ## Step 2: three models, one parameter budget, three seeds
 # A fair comparison holds everything but the architecture fixed: all three are padded, with BatchNorm,
 # two output classes, cross-entropy with the U-Net weight map, Adam 3e-3 with a cosine schedule, the
-# same augmentation, the same epochs, and about the same number of parameters (U-Net base 16, depth 3:
-# 483,170; U-Net++ filters 15…120: 492,621; UNet 3+ filters 8…144, cat_channels 8: 482,146, all within
-# 2.2 %). U-Net++ and UNet 3+ train with deep supervision, as their papers do. Each is trained from
-# three seeds (weights and data order): the spread between seeds is the yardstick for any difference.
+# same augmentation, the same epochs, about the same number of parameters (U-Net base 16, depth 3;
+# U-Net++ filters 15…120; UNet 3+ filters 8…144, cat_channels 8: the counts are printed below), and
+# the same inference rule: one full-resolution output. So **none** of them uses deep supervision here:
+# U-Net has no heads to supervise, and with it U-Net++'s eval output would be the mean of four heads
+# (its weak L1 head included) while UNet 3+'s is d1 alone, three different rules. What deep supervision
+# changes is lesson 11's subject. Each model is trained from three seeds (weights and data order; two
+# in `--class`, one in `--fast`): the spread between seeds is the yardstick for any difference.
+#
+# A caveat on the data: the held-out tiles are other tiles *of the same image* (same microscope, same
+# staining, same day). The scores say how well each model fills in the rest of an image it has seen
+# part of, not how it does on new images.
 
 # %%
-L.step("train U-Net, U-Net++ and UNet 3+ from three seeds")
+L.step("train U-Net, U-Net++ and UNet 3+ from several seeds")
 epochs = L.pick(25, 1, klass=8)
 seeds = L.pick((0, 1, 2), (0,), klass=(0, 1))
 nets = {"U-Net": lambda: UNet(1, 2, 16, depth=3, padding="same", batch_norm=True),
-        "U-Net++": lambda: UNetPlusPlus(1, 2, filters=(15, 30, 60, 120), depth=3, deep_supervision=True),
-        "UNet 3+": lambda: UNet3Plus(1, 2, filters=(8, 16, 32, 64, 144), cat_channels=8, deep_supervision=True)}
+        "U-Net++": lambda: UNetPlusPlus(1, 2, filters=(15, 30, 60, 120), depth=3),
+        "UNet 3+": lambda: UNet3Plus(1, 2, filters=(8, 16, 32, 64, 144), cat_channels=8)}
 ds = SegmentationDataset(xtr, mtr, ltr, weight_map=True)
 scores, preds, params, seconds = {}, {}, {}, {}
 for name, make in nets.items():
@@ -63,15 +70,18 @@ for name, make in nets.items():
 
 
 def spread(name, key):
+    """Mean and sample standard deviation (ddof=1; 0 for one seed) across seeds."""
     v = np.array([r[key] for r in scores[name]])
-    return v.mean(), v.std()
+    return v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
 
 
 rows = [[name, f"{params[name]:,}", f"{np.mean(seconds[name]):.0f}"]
         + [f"{spread(name, k)[0]:.3f} ± {spread(name, k)[1]:.3f}" for k in ("dice", "iou", "instance_f1")]
         for name in nets]
 table(rows, ["model", "parameters", "train s / seed", "Dice", "IoU", "instance F1"])
-print(f"({len(seeds)} seed(s), {epochs} epochs each; ± is the standard deviation across seeds)")
+print(f"({len(seeds)} seed(s), {epochs} epochs each; ± is the sample standard deviation across seeds)")
+budget = max(params.values()) / min(params.values()) - 1
+print(f"parameter budgets equal within {budget:.1%}")
 
 # %% [markdown]
 # ## Step 3: what the numbers allow us to say
@@ -118,3 +128,34 @@ print("figure:", L.fig("nuclei_predictions.png"))
 
 # %%
 L.finish()
+
+# %% [markdown]
+# ## Where next: graduate to PyTorch
+# When a project outgrows one CPU, carry the trained model over: `npunet.export.to_pytorch` writes it as
+# a standalone PyTorch module (`model.py`, the same layer names, so the same state_dict keys), its
+# weights, and `train_ddp.py`, which continues training with this lesson's recipe on many processes
+# (`torchrun`, DistributedDataParallel). The last model trained above (a UNet 3+) goes
+# over, with the training tiles as an images/ + masks/ folder. From the shell: `npunet export
+# --checkpoint RUN/checkpoint.npz --out DIR` does the same for any `npunet train` run.
+
+# %%
+import os  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from npunet.export import to_pytorch  # noqa: E402
+from npunet.runs import input_range  # noqa: E402
+
+print("\n## Where next: export to PyTorch")
+out = L.scratch("export") if L.size == "fast" else os.path.join(os.path.dirname(L.figdir), "runs", "nuclei_pytorch")
+recipe = dict(loss="ce", weight_map=True, optimizer="adam", lr=3e-3, schedule="cosine", epochs=epochs, batch_size=4,
+              seed=seeds[-1], augment=dict(elastic_p=0.3))
+paths = to_pytorch(net, out, run_config=recipe, input_range=input_range(xtr))
+for sub in ("images", "masks"):
+    os.makedirs(os.path.join(out, "data", sub), exist_ok=True)
+for i in range(len(xtr)):
+    np.save(os.path.join(out, "data", "images", f"tile{i:02d}.npy"), xtr[i, 0])
+    Image.fromarray((mtr[i] > 0).astype(np.uint8) * 255).save(os.path.join(out, "data", "masks", f"tile{i:02d}.png"))
+print("wrote", ", ".join(os.path.basename(p) for p in paths), "and data/ in", out)
+print("continue training in PyTorch on 2 processes (pip install torch safetensors pillow):")
+print(f"  torchrun --nproc_per_node 2 {paths[2]} --data {os.path.join(out, 'data')} --epochs {epochs}")

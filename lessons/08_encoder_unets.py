@@ -1,13 +1,16 @@
 # %% [markdown]
 # # Lesson 8: another version of U-Net: swapping the encoder
 # Keep U-Net's decoder and skips, replace its contracting path with a classification network:
-# a ResNet (Residual U-Net), a MobileNetV2 (Mobile U-Net) or an EfficientNet (Eff-UNet). This is
+# a ResNet (a ResNet-encoder U-Net), a MobileNetV2 (Mobile U-Net) or an EfficientNet (Eff-UNet).
+# (The name "Residual U-Net" belongs to another model: ResUNet, Zhang, Liu & Wang 2018, which puts
+# residual units inside U-Net's own encoder and decoder; npunet's `UNet(block="residual")` in lesson 2
+# is in that spirit. Here only the encoder is a ResNet, the decoder is U-Net's.) This is
 # what segmentation_models_pytorch's `smp.Unet(encoder_name=...)` builds, and npunet's
 # `EncoderUNet` is that model weight for weight: the same `state_dict` keys and shapes, the same
 # outputs and gradients, so weights move between the two as `.safetensors` files.
 #
 # Run: `python lessons/08_encoder_unets.py [--fast] [--step]`, or open it as a notebook.
-# Run time on a 2-core CPU (Numba's cache warm; a first run compiles for up to ~30 s more): full 3 min, `--class` 50 s, `--fast` 20 s.
+# Run time on a 2-core CPU after `npunet warmup` (run it once per machine before class; without it a first run compiles for up to ~30 s more): full 3 min, `--class` 50 s, `--fast` 20 s, before step 7 (transfer learning), which adds about 20 s to `--fast` and more to the longer sizes.
 
 # %%
 import os
@@ -24,13 +27,15 @@ from npunet.models import EncoderUNet
 
 L = Lesson("Lesson 8: another version of U-Net: swapping the encoder")
 rng = np.random.default_rng(0)
-ENCODERS = {"resnet34": "Residual U-Net", "mobilenet_v2": "Mobile U-Net", "efficientnet-b0": "Eff-UNet"}
+ENCODERS = {"resnet34": "ResNet-encoder U-Net", "mobilenet_v2": "Mobile U-Net", "efficientnet-b0": "Eff-UNet"}
 
 # %% [markdown]
 # ## Step 1: three encoders under one decoder
 # Every encoder returns five feature maps at 1/2, 1/4, 1/8, 1/16 and 1/32 of the input; the decoder
 # upsamples the deepest by 2 (nearest), concatenates the next shallower one and applies two 3x3
-# conv-BN-ReLU, five times, then a 3x3 conv makes the logits. Input sides must divide by 32.
+# conv-BN-ReLU. There are five decoder blocks but only four skips: the fifth block, back at full
+# resolution, has no encoder map to concatenate (the encoder's first map is already at 1/2). Then a
+# 3x3 conv makes the logits. Input sides must divide by 32.
 
 # %%
 L.step("parameters, FLOPs, memory and speed side by side")
@@ -148,6 +153,61 @@ state = npunet.io.load_state(path)
 print(f"{len(state)} tensors, e.g. {list(state)[:3]}; {os.path.getsize(path) / 2**20:.0f} MiB")
 again = EncoderUNet("resnet34").load(path)
 print("loaded back identical:", all(np.array_equal(v, again.state_dict()[k]) for k, v in m.state_dict().items()))
+
+# %% [markdown]
+# ## Step 7: transfer learning: a pretrained encoder, frozen
+# SMP users start the encoder from ImageNet: `smp.Unet("resnet18", encoder_weights="imagenet")`. npunet
+# never downloads; with a local file (timm's `model.safetensors` from huggingface.co/timm/resnet18.a1_in1k)
+# `EncoderUNet("resnet18", in_channels=1, encoder_weights="resnet18.safetensors")` loads it (for a grey
+# image the first conv's RGB filters are summed, as SMP does) and records ImageNet's mean and std, which
+# training and `predict` then apply. Set the environment variable NPUNET_RESNET18 to such a file to use it here.
+#
+# Without one, the lesson makes its own "pretrained" encoder: it trains a ResNet-18 U-Net on synthetic
+# touching cells (a source task with as much data as we like), saves the encoder under torchvision's names
+# and loads that. Then, on the nuclei tiles of lesson 7: the pretrained encoder frozen
+# (`net.encoder.requires_grad_(False)`: only the decoder learns, and the encoder's weight-gradient GEMMs are
+# skipped) against the same U-Net trained from scratch, the same steps.
+
+# %%
+L.step("transfer learning: a frozen pretrained encoder vs from scratch on the nuclei tiles")
+from npunet import losses, optim  # noqa: E402
+from npunet.data import DataLoader, SegmentationDataset, make_cells, nuclei_split  # noqa: E402
+from npunet.io import save_safetensors  # noqa: E402
+from npunet.models import load_encoder_weights  # noqa: E402
+from npunet.train import Trainer, evaluate  # noqa: E402
+
+small = dict(in_channels=1, encoder_depth=3, decoder_channels=(32, 16, 8))
+weights = os.environ.get("NPUNET_RESNET18")
+if not weights:
+    npunet.manual_seed(0)
+    src = EncoderUNet("resnet18", **small)
+    xs, ls, ms = make_cells(L.pick(48, 8), 64, seed=3)
+    opt = optim.Adam(src.parameters(), 3e-3)
+    Trainer(src, losses.BCEWithLogitsLoss(), opt, DataLoader(SegmentationDataset(xs, ms, ls, weight_map=False), 8, seed=0),
+            progress=False, log=None).fit(L.pick(6, 1))
+    weights = os.path.join(L.scratch("lesson8_pretrain"), "resnet18_cells.safetensors")
+    save_safetensors(weights, {k[len("encoder."):]: v for k, v in src.state_dict().items() if k.startswith("encoder.")})
+    print("pretrained on synthetic cells; encoder saved with torchvision's names:", weights)
+split = nuclei_split(tile=L.pick(128, 64))
+(xtr, ltr, mtr), (xte, lte, mte) = split["train"], split["test"]
+rows = []
+for label, pretrained in (("pretrained encoder, frozen", True), ("from scratch", False)):
+    npunet.manual_seed(1)
+    net = EncoderUNet("resnet18", **small)
+    if pretrained:
+        load_encoder_weights(net, weights, log=None)
+        if not os.environ.get("NPUNET_RESNET18"):
+            net.input_norm = None     # our own encoder saw raw [0, 1] images, not ImageNet-normalised ones
+        net.encoder.requires_grad_(False)
+    trainable = sum(p.size for p in net.parameters() if p.requires_grad)
+    opt = optim.Adam([p for p in net.parameters() if p.requires_grad], 3e-3)
+    tr = Trainer(net, losses.BCEWithLogitsLoss(), opt, DataLoader(SegmentationDataset(xtr, mtr, ltr, weight_map=False),
+                 4, seed=0), progress=False, log=None)
+    t0 = time.perf_counter()
+    tr.fit(L.pick(8, 1))
+    r = evaluate(net, xte, mte, lte)
+    rows.append([label, f"{trainable:,}", f"{r['dice']:.3f}", f"{r['instance_f1']:.3f}", f"{time.perf_counter() - t0:.0f}"])
+table(rows, ["ResNet-18 U-Net", "trained parameters", "held-out Dice", "instance F1", "seconds"])
 
 # %%
 L.finish()

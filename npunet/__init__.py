@@ -5,20 +5,53 @@ import os as _os
 # for the GEMM that follows (measured 5x slower GEMMs).  Only when the user has not chosen.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import jitcache as _jitcache  # noqa: E402
+
+_jitcache.install()  # before any kernel module: where Numba caches them, and the first-compile line
+
 from . import backends, functional, kernels, nn, init  # noqa: E402
 from .backends import backend, get_backend, set_backend  # noqa: E402
 from .backends.fast.options import fast_options  # noqa: E402
 from .init import manual_seed  # noqa: E402
+from .nn.module import inference_mode, is_grad_enabled, no_grad  # noqa: E402
 from .gradcheck import gradcheck, gradcheck_fn  # noqa: E402
 
-__version__ = "0.1.0"
+
+
+def _version():
+    """The version in the package metadata (pyproject.toml's, single source); from a clone that was not
+    installed, pyproject.toml itself."""
+    here = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    project = _os.path.join(here, "pyproject.toml")
+    if _os.path.isfile(project):
+        import re
+        with open(project, encoding="utf-8") as f:
+            m = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M)
+        if m:
+            return m.group(1)
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("npunet")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
+_LAZY = ("models", "losses", "metrics", "data", "optim", "train", "viz", "bench", "teach")
 
 
 def __getattr__(name):  # lazy: models pull in more code
     if name == "summary":
         from .models.summary import summary
         return summary
+    if name == "predict":
+        from .data.inference import predict
+        return predict
     import importlib
-    if name in ("models", "losses", "metrics", "data", "optim", "train", "viz", "bench"):
+    if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(name)
+
+
+def __dir__():  # tab completion finds the lazily imported submodules too
+    return sorted(set(globals()) | set(_LAZY) | {"summary"})

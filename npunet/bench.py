@@ -117,7 +117,7 @@ MODEL_CASES = {  # name: (label, model class, config, input shape, backend)
     "unet3plus": ("UNet 3+ filters 16..256, cat 16, 1 -> 2, batch 4 @ 128^2", "UNet3Plus",
                   dict(in_channels=1, num_classes=2, filters=(16, 32, 64, 128, 256), cat_channels=16), (4, 1, 128, 128),
                   "fast"),
-    "resnet34": ("Residual U-Net (resnet34 encoder), 3 -> 1, batch 1 @ 256^2", "EncoderUNet",
+    "resnet34": ("ResNet-encoder U-Net (resnet34), 3 -> 1, batch 1 @ 256^2", "EncoderUNet",
                  dict(encoder_name="resnet34"), (1, 3, 256, 256), "fast"),
     "mobilenet_v2": ("Mobile U-Net (mobilenet_v2 encoder), 3 -> 1, batch 1 @ 256^2", "EncoderUNet",
                      dict(encoder_name="mobilenet_v2"), (1, 3, 256, 256), "fast"),

@@ -8,9 +8,19 @@ import numpy as np
 from .runs import build_run
 
 def _cmd_demo(args):
+    from .config import ConfigError
     from .demo import run_demo
-    r = run_demo(model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, out=args.out,
-                 weight_map=not args.no_weight_map, n_train=args.n_train, progress=not args.quiet)
+    from .io import InputError
+    for flag, v in (("--epochs", args.epochs), ("--n-train", args.n_train)):
+        if v < 1:  # checked before anything runs: no figure, no checkpoint, nothing reported
+            _fail(f"npunet demo: {flag} must be >= 1, got {v}")
+    if args.seed < 0:
+        _fail(f"npunet demo: --seed must be >= 0, got {args.seed}")
+    try:
+        r = run_demo(model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, out=args.out,
+                     weight_map=not args.no_weight_map, n_train=args.n_train, progress=not args.quiet)
+    except (ConfigError, InputError, OSError) as e:
+        _fail(f"npunet demo: {e}")
     m = r["metrics"]
     ok = m["dice"] >= 0.9 and m.get("instance_f1", 0) >= 0.8
     print(f"demo {'reached' if ok else 'did not reach'} the classroom targets (Dice >= 0.90, instance F1 >= 0.80) "
@@ -21,12 +31,12 @@ def _fail(msg):
     raise SystemExit(msg)
 
 
-def _read_config(path):
+def _read_config(path, cmd="train"):
+    from .io import InputError, read_json
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        _fail(f"npunet train: cannot read config '{path}': {e}")
+        return read_json(path, "config")
+    except InputError as e:
+        _fail(f"npunet {cmd}: {e}")
 
 
 def _config_diffs(saved, mine):
@@ -43,6 +53,8 @@ def _config_diffs(saved, mine):
 
 def _cmd_train(args):
     from .config import ConfigError, describe, merge
+    from .io import InputError, check_out_path, lock_folder, unlock_folder
+    from .train import read_checkpoint
     if args.help_config:
         print(describe())
         return
@@ -51,18 +63,32 @@ def _cmd_train(args):
     user = _read_config(args.config) if args.config else {}
     if isinstance(user, dict):
         user = dict(user)
+        if args.data:
+            user["data"] = args.data
         if args.out:
             user["out"] = args.out
         if args.epochs is not None:
             user["epochs"] = args.epochs
     try:
         cfg = merge(user)
-        ck = os.path.join(cfg["out"], "checkpoint.npz")
-        resume = args.resume and os.path.exists(ck)
+        check_out_path(cfg["out"], "folder")
+        # one process per run folder: taken before the folder is read, held until this process exits
+        lock_folder(cfg["out"], log=lambda m: print(f"npunet train: {m}", file=sys.stderr))
+    except (ConfigError, InputError) as e:
+        _fail(f"npunet train: {e}")
+
+    def _refuse(msg):  # a refused run leaves no trace of itself in the folder
+        unlock_folder(cfg["out"], cleanup=True)
+        raise SystemExit(msg)
+
+    ck = os.path.join(cfg["out"], "checkpoint.npz")
+    resume = args.resume and os.path.lexists(ck)
+    try:
         if resume:
-            from .io import load_npz
-            from .train import read_meta
-            meta = read_meta(load_npz(ck), ck)
+            try:
+                _, meta = read_checkpoint(ck)
+            except (OSError, ValueError) as e:
+                _refuse(f"npunet train --resume: {e}")
             saved = merge(meta["config"])
             mine = merge({k: v for k, v in user.items() if k not in ("out", "epochs")}, base=saved)
             diffs = _config_diffs(saved, mine)
@@ -71,118 +97,111 @@ def _cmd_train(args):
                       f"The run continues with the checkpoint's values, so that it resumes exactly; to train with "
                       f"the new values start over with --force.", file=sys.stderr)
             cfg = dict(saved, out=cfg["out"], epochs=cfg["epochs"])
-        elif os.path.exists(ck) and not args.force:
-            _fail(f"npunet train: '{cfg['out']}' already holds a run ({ck}); continue it with --resume, or start "
+        elif os.path.lexists(ck) and not args.force:
+            _refuse(f"npunet train: '{cfg['out']}' already holds a run ({ck}); continue it with --resume, or start "
                   f"over with --force (the checkpoint is replaced), or choose another folder with --out")
         elif args.resume:
             print(f"npunet train --resume: no checkpoint in '{cfg['out']}' yet; starting a new run", file=sys.stderr)
-        trainer = build_run(cfg)
-    except ConfigError as e:
-        _fail(f"npunet train: {e}")
+        trainer = build_run(cfg, user=None if resume else user)
+    except (ConfigError, InputError) as e:
+        _refuse(f"npunet train: {e}")
     except (TypeError, ValueError) as e:  # a model constructor's own check of model_config
-        _fail(f"npunet train: config key 'model_config': {e}")
-    if resume:
-        trainer.load(ck)
-        print(f"resumed from {ck} at epoch {trainer.epoch}, step {trainer.step}")
-    elif args.force and os.path.exists(ck):
-        os.remove(ck)  # starting over: the old run must not be resumed by mistake later
-    trainer.fit(cfg["epochs"])
+        _refuse(f"npunet train: config key 'model_config': {e}")
+    try:
+        if resume:
+            trainer.load(ck)
+            print(f"resumed from {ck} at epoch {trainer.epoch}, step {trainer.step}")
+        elif args.force and os.path.exists(ck):
+            os.remove(ck)  # starting over: the old run must not be resumed by mistake later
+    except (OSError, ValueError) as e:
+        _refuse(f"npunet train: {e}")
+    try:
+        trainer.fit(cfg["epochs"])
+    except OSError as e:  # a full disk: the last checkpoint is intact, --resume continues from it
+        _refuse(f"npunet train: {e}; continue later with --resume")
     print(f"done: checkpoint {ck}")
-
-
-def read_image(path, in_channels):
-    """An image file as (C, H, W) float64 raw values, C = in_channels.  Grey, RGB, RGBA (alpha dropped)
-    and palette PNG/TIFF/JPEG; .npy arrays (H, W), (C, H, W), channel-last (H, W, C) or one image (1, C, H, W).
-    Returns (array, note) where note says what was done to fit the model, or ''."""
-    note = ""
-    if path.endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            _fail(f"npunet predict: '{path}' is not a plain numeric .npy array ({e})")
-        if a.dtype.kind not in "uif":
-            _fail(f"npunet predict: '{path}' holds {a.dtype} values; expected a numeric image")
-    else:
-        from PIL import Image
-        try:
-            img = Image.open(path)
-        except (OSError, ValueError) as e:
-            _fail(f"npunet predict: cannot read '{path}' as an image ({e})")
-        if img.mode in ("P", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-            img = img.convert("RGB")
-        elif img.mode == "LA":
-            img = img.convert("L")
-        a = np.asarray(img)
-    a = np.asarray(a, np.float64)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a, note = a[0], "dropped the batch axis of (1, C, H, W)"
-    if a.ndim == 2:
-        a = a[None]
-    elif a.ndim == 3 and a.shape[0] != in_channels and a.shape[-1] == in_channels:
-        a, note = a.transpose(2, 0, 1), f"channel-last (H, W, {in_channels}) read as ({in_channels}, H, W)"
-    elif a.ndim == 3 and in_channels == 1 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
-        a, note = a[..., :3].mean(axis=-1)[None], "RGB averaged to grey for a 1-channel model"
-    if a.ndim != 3 or a.shape[0] != in_channels:
-        _fail(f"npunet predict: '{path}' has shape {a.shape}; the model takes {in_channels} channel(s): give an image "
-              f"(H, W)" + (f", ({in_channels}, H, W) or (H, W, {in_channels})" if in_channels > 1 else " or (1, H, W)"))
-    if min(a.shape[1:]) < 2:
-        _fail(f"npunet predict: '{path}' has shape {a.shape}; an image needs at least 2x2 pixels")
-    if not np.isfinite(a).all():
-        _fail(f"npunet predict: '{path}' contains NaN/Inf values")
-    return a, note
 
 
 def fit_range(a, lo, hi):
     """Map the image's own [min, max] onto [lo, hi], the training images' typical range: the same
     picture gives the same input whatever the file's scale (0..255 PNG, 0..1 float .npy)."""
-    span = float(a.max() - a.min())
-    return lo + (a - a.min()) * ((hi - lo) / span) if span > 0 else np.full_like(a, lo)
+    a = np.asarray(a, np.float64)
+    amin, amax = float(a.min()), float(a.max())
+    scale = max(abs(amin), abs(amax), 1e-300)
+    if not np.isfinite(amax - amin):  # values near the float64 limit (±1.7e308): scale before subtracting
+        a, amin, amax = a / scale, amin / scale, amax / scale
+    span = amax - amin
+    return lo + (a - amin) * ((hi - lo) / span) if span > 0 else np.full_like(a, lo)
+
+
+def check_predict_paths(inp, out, exts=(".png",)):
+    """The path checks of ``npunet predict`` before any work: ``out`` must be a writable file path with a
+    known extension in an existing folder, and never the input itself.  Raises InputError."""
+    from .io import InputError, check_input_file, check_out_path
+    check_input_file(inp, "input")
+    if os.path.abspath(out) == os.path.abspath(inp) or (os.path.exists(out) and os.path.samefile(out, inp)):
+        raise InputError(f"--out '{out}' is the input image; the mask would replace it. Choose another --out")
+    check_out_path(out, "file", exts=exts)
 
 
 def _cmd_predict(args):
-    from .train import load_model, predict_masks
+    from .data.files import DataError
+    from .data.inference import expand_inputs, predict_files
+    from .io import InputError, check_out_path
+    from .train import load_model
+    try:
+        check_out_path(args.out, "folder")  # before the checkpoint is read or anything is predicted
+    except InputError as e:
+        _fail(f"npunet predict: {e}")
     try:
         model, meta = load_model(args.checkpoint)
     except (OSError, ValueError) as e:
         _fail(f"npunet predict: {e}")
-    img, note = read_image(args.input, model.in_channels)
-    lo, hi = meta.get("input_range") or (0.0, 1.0)
-    x = fit_range(img, lo, hi).astype(model.dtype)
-    mask = predict_masks(model, x[None])[0]
-    out = args.out or os.path.splitext(args.input)[0] + "_mask.png"
-    from PIL import Image
-    Image.fromarray((mask > 0).astype(np.uint8) * 255).save(out)
-    print(f"{args.input}: {mask.shape[0]}x{mask.shape[1]}{' (' + note + ')' if note else ''}, "
-          f"foreground {100 * (mask > 0).mean():.1f}% -> {out}")
+    fallback = None
+    if meta.get("normalization") is None and meta.get("input_range"):
+        fallback = meta["input_range"]  # a checkpoint from before normalisation records: the old min-max rule
+    try:
+        files = expand_inputs(args.input)
+        predict_files(model, files, args.out, overlay_=args.overlay, probabilities=args.probabilities,
+                      force=args.force, progress=not args.quiet, fallback_range=fallback)
+    except (DataError, ValueError) as e:
+        _fail(f"npunet predict: {e}")
 
 
 def _cmd_summary(args):
-    from . import models
+    from . import init, models
     from .models.summary import summary
+    for name in ("size", "base", "depth"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            _fail(f"npunet summary: --{name} must be >= 1, got {v}")
+    if args.in_channels < 1 or args.classes < 1:
+        _fail(f"npunet summary: --in-channels and --classes must be >= 1, got {args.in_channels} and {args.classes}")
     try:
-        if args.model == "unet":
-            m = models.UNet(args.in_channels, args.classes, args.base or 64, depth=args.depth or 4,
-                            padding="same" if args.same else "valid")
-        elif args.model == "unetpp":
-            base, depth = args.base or 32, args.depth or 4
-            m = models.UNetPlusPlus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(depth + 1)],
-                                    depth=depth, deep_supervision=True)
-        else:
-            if args.depth not in (None, 4):
-                _fail(f"npunet summary: UNet 3+ has five levels (depth 4), got --depth {args.depth}")
-            base = args.base or 64
-            m = models.UNet3Plus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(5)],
-                                 cat_channels=base, deep_supervision=True, cgm=True)
+        with init.shapes_only():  # shapes only, as documented: no weight is allocated, whatever the size
+            if args.model == "unet":
+                m = models.UNet(args.in_channels, args.classes, 64 if args.base is None else args.base,
+                                depth=4 if args.depth is None else args.depth, padding="same" if args.same else "valid")
+            elif args.model == "unetpp":
+                base, depth = args.base or 32, args.depth or 4
+                m = models.UNetPlusPlus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(depth + 1)],
+                                        depth=depth, deep_supervision=True)
+            else:
+                if args.depth not in (None, 4):
+                    _fail(f"npunet summary: UNet 3+ has five levels (depth 4), got --depth {args.depth}")
+                base = args.base or 64
+                m = models.UNet3Plus(args.in_channels, args.classes, filters=[base * 2 ** i for i in range(5)],
+                                     cat_channels=base, deep_supervision=True, cgm=True)
         size = args.size or (572 if args.model == "unet" and not args.same else 256)
         summary(m, (1, args.in_channels, size, size))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         _fail(f"npunet summary: {e}")
 
 
 def _cmd_cv(args):
     from .config import ConfigError
     from .cv import cross_validate, format_table, parse_grid
-    user = _read_config(args.config) if args.config else {}
+    user = _read_config(args.config, "cv") if args.config else {}
     try:
         if isinstance(user, dict):
             user = dict(user, out=args.out)
@@ -193,14 +212,14 @@ def _cmd_cv(args):
                            progress=not args.quiet)
     except ConfigError as e:
         _fail(f"npunet cv: {e}")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OSError) as e:
         _fail(f"npunet cv: {e}")
     print()
     print(format_table(r))
     print(f"\nbest (by mean validation {r['select']}): setting {r['best']['index']} {json.dumps(r['best']['setting'])}")
-    print("test set, evaluated once: " + ", ".join(f"{k} {v:.3f}" for k, v in r["test"].items()
-                                                  if k in ("dice", "iou", "precision", "recall", "f1", "accuracy",
-                                                           "instance_f1")))
+    shown = ("dice", "iou", "precision", "recall", "f1", "accuracy", "instance_f1")
+    print("test set, evaluated once: " + ", ".join(f"{k} {v:.3f}" for k, v in r["test"].items() if k in shown)
+          + f" (the final model of setting {r['test_setting']['index']} {json.dumps(r['test_setting']['setting'])})")
     print(f"outputs in {args.out}: cv_results.csv, cv_curves.png, cv_dice.png, test_predictions.png, "
           f"final/checkpoint.npz, cv_split in cv_plan.json")
 
@@ -219,8 +238,18 @@ def add_commands(sub):
     d.add_argument("--no-weight-map", action="store_true", help="train without the U-Net border weight map")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
-    t = sub.add_parser("train", help="train from a JSON config (keys: see npunet.runs.DEFAULT_TRAIN_CONFIG)")
-    t.add_argument("--config", help="JSON file overriding the defaults")
+    t = sub.add_parser("train", help="train on your images (--data) or the built-in data, from an optional JSON config",
+                       description="Train a U-Net on a data folder with no config file: npunet train --data DIR --out "
+                       "RUN.  in_channels, num_classes, the mask value/colour -> class mapping and the input "
+                       "normalisation are taken from the data and stored in RUN/checkpoint.npz; then "
+                       "npunet predict --checkpoint RUN/checkpoint.npz --input IMAGES --out PRED.  Every config key, "
+                       "its type, range and default: npunet train --help-config.")
+    t.add_argument("--data", metavar="PATH",
+                   help="a folder with images/ and masks/ (or image/ and label/) paired by file stem (a.png <-> "
+                        "a.png or a_mask.png; .png .tif .tiff .jpg .jpeg .bmp .npy); two TIFF stacks "
+                        "images.tif:masks.tif (or a folder holding one such pair); an .npz with images (N, C, H, W) "
+                        "and masks (N, H, W); 'synthetic' or 'nuclei'.  Overrides the config's \"data\"")
+    t.add_argument("--config", help="JSON file overriding the defaults (keys: npunet train --help-config)")
     t.add_argument("--out", help="run folder (checkpoint.npz is written there after every epoch)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
@@ -241,10 +270,18 @@ def add_commands(sub):
     c.add_argument("--out", default="npunet_cv", help="run folder (an interrupted search resumes there)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cmd_cv)
-    p = sub.add_parser("predict", help="segment an image with a trained checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help=".png/.tif/.jpg or .npy image")
-    p.add_argument("--out", help="mask PNG to write (default: <input>_mask.png)")
+    p = sub.add_parser("predict", help="segment images, folders or globs with a trained checkpoint",
+                       description="Writes OUT/<stem>.png for every input: the mask at the input's size, in the "
+                       "training masks' values (binary: 0/255).  The checkpoint's normalisation is applied; large "
+                       "images and valid-padding models are predicted tile by tile.")
+    p.add_argument("--checkpoint", required=True, help="a run's checkpoint.npz")
+    p.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                   help="image files (.png .tif .tiff .jpg .jpeg .bmp .npy), folders of them, or globs")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the masks (created if missing)")
+    p.add_argument("--overlay", action="store_true", help="also <stem>_overlay.png: the image with the mask outlined")
+    p.add_argument("--probabilities", action="store_true", help="also <stem>.npy: float32 (K, H, W) probabilities")
+    p.add_argument("--force", action="store_true", help="replace outputs that already exist in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     s = sub.add_parser("summary", help="print a model's block table and shape trace (no computation)")
     s.add_argument("--model", choices=["unet", "unetpp", "unet3plus"], default="unet")

@@ -54,32 +54,44 @@ AUGMENT = {
     "elastic_p": Key("float", 0.3, "probability of an elastic deformation per image", 0, 1),
     "elastic_sigma": Key("float", 10.0, "elastic deformation strength (pixels)", 0.1),
     "gray": Key("bool", True, "random gray-value (brightness/contrast) changes"),
-    "crop": Key("int_or_null", None, "random crop side (null: no crop)", 1),
+    "crop": Key("int_or_null", None, "random crop side (null: no crop)", 1, 8192),
 }
 
 SCHEMA = {
     "model": Key("choice", "UNet", "architecture", choices=MODELS),
     "model_config": Key("dict", None, "constructor arguments, merged into the model's defaults "
                                       "(UNet: " + json.dumps(MODEL_DEFAULTS["UNet"]) + ")"),
-    "data": Key("str", "synthetic", "'synthetic' (touching cells), 'nuclei' (the DSB 2018 image), or a .npz "
+    "data": Key("str", "synthetic", "a folder with images/ + masks/ (or image/ + label/) paired by file stem "
+                                    "(a.png <-> a.png or a_mask.png), TIFF stacks 'images.tif:masks.tif', "
+                                    "'synthetic' (touching cells), 'nuclei' (the DSB 2018 image), or an .npz "
                                     "with images (N, C, H, W), masks (N, H, W) [, labels (N, H, W)]"),
-    "n_train": Key("int", 48, "synthetic training images", 1),
-    "n_val": Key("int", 8, "held-out images (synthetic: generated; .npz: the last n_val)", 1),
-    "size": Key("int", 128, "synthetic image side", 16),
+    "n_train": Key("int", 48, "synthetic training images", 1, 100_000),
+    "n_val": Key("int", 8, "held-out images (synthetic: generated; .npz: the last n_val; a folder: chosen by "
+                           "the seed). Default for a folder or .npz: about 20% of the images (1..8)", 1, 100_000),
+    "size": Key("int", 128, "synthetic image side; for a folder, the side of the random training crops when "
+                            "the images are larger or differ in size", 16, 8192),
     "loss": Key("choice", "ce", "loss function", choices=LOSSES),
     "weight_map": Key("bool", True, "the U-Net border weight map in the loss (needs instance labels)"),
-    "optimizer": Key("choice", "adam", "optimiser", choices=("adam", "sgd")),
+    "optimizer": Key("choice", "adam", "optimiser (adamw: decoupled weight decay)", choices=("adam", "adamw", "sgd")),
     "lr": Key("float", 0.003, "learning rate", 1e-12, 10),
     "momentum": Key("float", 0.99, "SGD momentum", 0, 1, high_open=True),
-    "weight_decay": Key("float", 0.0, "L2 weight decay", 0),
-    "schedule": Key("choice", "cosine", "learning-rate schedule", choices=("cosine", "step", "none")),
-    "epochs": Key("int", 20, "training epochs", 1),
-    "batch_size": Key("int", 8, "images per step", 1),
-    "seed": Key("int", 0, "seed of the weights, the data and the augmentation", 0),
+    "weight_decay": Key("float", 0.0, "L2 weight decay", 0, 1),
+    "schedule": Key("choice", "cosine", "learning-rate schedule, stepped once per epoch (plateau: halve the lr "
+                                        "when the validation loss stalls; onecycle: over the epochs)",
+                    choices=("cosine", "step", "multistep", "plateau", "onecycle", "none")),
+    "epochs": Key("int", 20, "training epochs", 1, 1_000_000),
+    "batch_size": Key("int", 8, "images per step (a folder or .npz with fewer training images: all of them)", 1, 4096),
+    "seed": Key("int", 0, "seed of the weights, the data and the augmentation", 0, 2 ** 63 - 1),
     "augment": Key("dict", None, "augmentation, merged into its defaults: " + ", ".join(
         f"{k} ({v.describe()}, default {json.dumps(v.default)})" for k, v in AUGMENT.items())),
     "out": Key("str", "npunet_run", "run folder (checkpoint.npz is written there after every epoch)"),
 }
+
+
+# Upper bounds of model_config's sizes (the constructors check the lower ones and the types): far above
+# anything that trains on one machine, low enough that a typo (base_channels 100000) is named at once.
+MODEL_LIMITS = {"in_channels": 1024, "num_classes": 1024, "base_channels": 4096, "depth": 12,
+                "cat_channels": 4096, "filters": 16384, "decoder_channels": 16384}
 
 
 def defaults():
@@ -149,9 +161,10 @@ def _unknown(where, keys, known):
     return ConfigError(f"{where}: unknown key{'s' if len(keys) > 1 else ''} {', '.join(msgs)}; known: {', '.join(known)}")
 
 
-def merge(user, base=None):
+def merge(user, base=None, check_data=True):
     """Validate ``user`` (a dict from JSON) and merge it into ``base`` (default: the defaults).
-    Returns a new, complete config; raises ConfigError naming the first bad key."""
+    Returns a new, complete config; raises ConfigError naming the first bad key.
+    check_data: False skips the check that a data file exists (a checkpoint's config read for predict)."""
     if not isinstance(user, dict):
         raise ConfigError(f"the config must be a JSON object of key: value pairs, got {_type_name(user)}")
     cfg = json.loads(json.dumps(base)) if base is not None else defaults()
@@ -173,9 +186,19 @@ def merge(user, base=None):
         raise _unknown("config key 'augment'", unknown, list(AUGMENT))
     for k, v in cfg["augment"].items():
         cfg["augment"][k] = _check_value(f"config key 'augment.{k}'", AUGMENT[k], v)
-    if cfg["data"] not in ("synthetic", "nuclei") and not os.path.isfile(cfg["data"]):
-        raise ConfigError(f"config key 'data': expected 'synthetic', 'nuclei' or an existing .npz file, "
-                          f"got {cfg['data']!r} (no such file)")
+    if check_data and cfg["data"] not in ("synthetic", "nuclei"):
+        from .data.files import check_source
+        from .io import InputError, check_input_file
+        why = check_source(cfg["data"])
+        if os.path.lexists(cfg["data"]) and not os.path.isdir(cfg["data"]):
+            try:                                   # a single file: say exactly what is wrong with it
+                check_input_file(cfg["data"], "data file")
+            except InputError as e:
+                why = str(e)
+        if why:
+            raise ConfigError(f"config key 'data': expected a folder with images/ and masks/, TIFF stacks "
+                              f"'images.tif:masks.tif', an .npz file, 'synthetic' or 'nuclei'; got {cfg['data']!r} "
+                              f"({why})")
     return cfg
 
 
@@ -189,6 +212,12 @@ def check_model_config(cfg):
     unknown = [k for k in cfg["model_config"] if k not in params]
     if unknown:
         raise _unknown(f"config key 'model_config' ({cfg['model']})", unknown, params)
+    for k, high in MODEL_LIMITS.items():
+        v = cfg["model_config"].get(k)
+        for i, x in enumerate(v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and x > high:
+                where = f"model_config.{k}" + (f"[{i}]" if isinstance(v, (list, tuple)) else "")
+                raise ConfigError(f"config key '{where}': {x} is above the limit {high}")
     return cls
 
 

@@ -71,11 +71,15 @@ def parse_value(text):
 
 def parse_grid(items):
     """['lr=1e-3,3e-3', 'base_channels=8,16'] -> {'lr': [0.001, 0.003], 'base_channels': [8, 16]}."""
-    grid = {}
+    grid, given = {}, {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--grid {item!r}: expected key=value1,value2,...")
+        if key.strip() in given:  # merging would mislabel the settings: the user says which values
+            raise ConfigError(f"--grid {given[key.strip()]!r} and --grid {item!r} name the same key; give its "
+                              f"values once: --grid {key.strip()}=v1,v2,...")
+        given[key.strip()] = item
         vals = [v for v in values.split(",") if v.strip()]
         if not vals:
             raise ConfigError(f"--grid {item!r}: no values for {key!r}")
@@ -93,6 +97,10 @@ def settings(config, grid):
     paths = {}
     for key, values in grid.items():
         paths[key] = _grid_key(key, config)
+        twin = [k for k in paths if k != key and paths[k] == paths[key]]
+        if twin:
+            raise ConfigError(f"grid keys {twin[0]!r} and {key!r} name the same config key "
+                              f"({'.'.join(paths[key])}); give its values under one of them")
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"grid key {key!r}: expected a non-empty list of values, got {values!r}")
     out = []
@@ -105,8 +113,11 @@ def settings(config, grid):
                 user.setdefault(path[0], {})[path[1]] = v
         try:
             cfg = C.merge(user, base=config)
-            C.check_model_config(cfg)
-        except ConfigError as e:
+            cls = C.check_model_config(cfg)
+            from . import init
+            with init.shapes_only():  # the constructor's own checks, without allocating weights
+                cls(**cfg["model_config"])
+        except (TypeError, ValueError) as e:  # every setting is checked before anything is trained or written
             raise ConfigError(f"grid setting {dict(zip(grid, combo))}: {e}") from None
         out.append((dict(zip(grid, combo)), cfg))
     return out
@@ -141,6 +152,22 @@ def _write_json(path, obj):
     atomic_write(path, lambda f: f.write(data))
 
 
+def _read_json(path, what):
+    from .io import InputError, read_json
+    try:
+        return read_json(path, what)
+    except InputError as e:
+        raise ConfigError(f"{e}; the file is corrupt") from None
+
+
+def _portable(cfg, folder):
+    """A config as the plan stores it: without the run folder, a data file's path relative to ``folder``."""
+    c = {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "out"}
+    if c.get("data") not in (None, "synthetic", "nuclei"):
+        c["data"] = os.path.relpath(os.path.abspath(c["data"]), os.path.abspath(folder))
+    return c
+
+
 def _take(data, idx):
     images, masks, labels = data
     return images[idx], masks[idx], None if labels is None else labels[idx]
@@ -169,20 +196,46 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
     (mean over folds) that picks the best setting, one of METRICS.  Returns a dict with the split,
     per-fold metrics and histories, the per-setting summaries, the best setting and its test metrics.
     """
+    from .io import LOCK_NAME, InputError, check_out_path, lock_folder, unlock_folder
     cfg = C.merge(config)
     if select not in METRICS:
         raise ConfigError(f"select: unknown metric {select!r}; choose from {', '.join(METRICS)}")
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise ConfigError(f"folds: expected an integer >= 2, got {folds!r}")
-    if not 0 < test_fraction < 1:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction: expected a number in (0, 1), got {test_fraction!r}")
     grid_settings = settings(cfg, grid)
     out = out or cfg["out"]
-    os.makedirs(out, exist_ok=True)
-    from .runs import split_data
+    try:
+        check_out_path(out, "folder")
+    except InputError as e:
+        raise ConfigError(str(e)) from None
+    plan_path = os.path.join(out, "cv_plan.json")
+    if os.path.isdir(out) and not os.path.exists(plan_path) and \
+            [f for f in os.listdir(out) if f != LOCK_NAME]:  # never write into a user's folder
+        raise ConfigError(f"'{out}' is not empty and holds no search (no cv_plan.json); choose an empty or "
+                          f"new folder with --out")
+    lock_folder(out, "cv folder", log=log)  # one process per search folder
+    lock_folder(out, "cv folder", log=log)  # one process per search folder
+    try:
+        return _search(cfg, folds, grid, select, test_fraction, out, progress, log, grid_settings, plan_path)
+    finally:
+        unlock_folder(out, cleanup=True)  # a refused search leaves no trace
+
+
+def _search(cfg, folds, grid, select, test_fraction, out, progress, log, grid_settings, plan_path):
+    from .runs import check_memory, split_data
     train, val = split_data(cfg)
     pool = tuple(np.concatenate([a, b]) if a is not None else None for a, b in zip(train, val))
     n = len(pool[0])
+    if select == "instance_f1" and pool[2] is None:
+        raise ConfigError(f"select: 'instance_f1' needs instance labels, and the data ({cfg['data']!r}) has none: "
+                          f"every value would be NaN; select on dice, iou, precision, recall, f1 or accuracy")
+    for label, scfg in grid_settings:  # the memory of every setting, before anything is trained
+        try:
+            check_memory(scfg, (n, pool[0].shape[1], pool[0].shape[2], pool[0].shape[3], 0))
+        except ConfigError as e:
+            raise ConfigError(f"grid setting {label}: {e}" if label else str(e)) from None
     n_test = max(1, int(round(test_fraction * n)))
     if n - n_test < folds:
         raise ConfigError(f"folds: {n} samples leave {n - n_test} after the test set ({n_test}); that is fewer "
@@ -193,14 +246,17 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
     fold_idx = [rest[f] for f in stratified_folds(fg[rest], folds, cfg["seed"])]
     split = dict(n=n, test=test_idx.tolist(), folds=[f.tolist() for f in fold_idx], seed=cfg["seed"],
                  stratified_by="foreground fraction")
-    plan = dict(split=split, settings=[json.loads(json.dumps(c)) for _, c in grid_settings], folds=folds)
-    plan_path = os.path.join(out, "cv_plan.json")
+    # everything that defines a fold's result; paths relative to the folder, so a moved folder is the same search
+    plan = dict(split=split, settings=[_portable(c, out) for _, c in grid_settings], folds=folds,
+                test_fraction=test_fraction, config=_portable(cfg, out),
+                grid={k: list(v) for k, v in (grid or {}).items()})
     if os.path.exists(plan_path):  # an interrupted search resumes only if it is the same search
-        with open(plan_path) as f:
-            if json.load(f) != plan:
-                raise ConfigError(f"'{out}' holds another search (other settings, folds or data split); "
-                                  f"choose another folder with --out")
-    _write_json(plan_path, plan)
+        old = _read_json(plan_path, "search plan")
+        if not isinstance(old, dict) or {k: v for k, v in old.items() if k != "select"} != \
+                json.loads(json.dumps(plan)):
+            raise ConfigError(f"'{out}' holds another search (other settings, grid, folds, test fraction or data "
+                              f"split: {plan_path}); choose another folder with --out")
+    _write_json(plan_path, dict(plan, select=select))
     results = dict(split=split, settings=[], select=select)
     from tqdm.auto import tqdm
     bar = tqdm(total=len(grid_settings) * folds, desc="cross-validation", disable=not progress, leave=True)
@@ -211,8 +267,11 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
             folder = os.path.join(out, f"setting{s + 1}", f"fold{k + 1}")
             done = os.path.join(folder, "result.json")
             if os.path.exists(done):  # finished before an interruption: not trained again
-                with open(done) as f:
-                    per_fold.append(json.load(f))
+                r = _read_json(done, "fold result")
+                if not isinstance(r, dict) or not isinstance(r.get("metrics"), dict) or "history" not in r:
+                    raise ConfigError(f"fold result '{done}' is not a result written by npunet cv; delete it "
+                                      f"and that fold is trained again")
+                per_fold.append(r)
             else:
                 t0 = time.perf_counter()
                 tr = np.concatenate([fold_idx[j] for j in range(folds) if j != k])
@@ -227,14 +286,30 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
         if log:
             log(f"setting {s + 1} {label}: " + ", ".join(f"{m} {v[0]:.3f} ± {v[1]:.3f}" for m, v in summary.items()))
     bar.close()
-    best = max(range(len(grid_settings)), key=lambda i: results["settings"][i]["summary"][select][0])
+    means = [results["settings"][i]["summary"][select][0] for i in range(len(grid_settings))]
+    if all(np.isnan(means)):
+        raise ConfigError(f"select: every setting's mean validation {select} is NaN; select on another metric")
+    best = int(np.nanargmax(means))
     results["best"] = dict(index=best + 1, setting=results["settings"][best]["setting"])
     _write_csv(os.path.join(out, "cv_results.csv"), results, list(grid or {}))
     if log:
         log(f"best by mean validation {select}: setting {best + 1} {results['best']['setting']}; "
             f"retraining it on all {len(rest)} training samples")
+    final = os.path.join(out, "final")
+    chosen = dict(index=best + 1, setting=results["best"]["setting"],
+                  config=_portable(results["settings"][best]["config"], out))
+    chosen_path = os.path.join(final, "setting.json")
+    if os.path.exists(os.path.join(final, "checkpoint.npz")) and (
+            not os.path.exists(chosen_path) or _read_json(chosen_path, "final setting") != json.loads(json.dumps(chosen))):
+        # the final model of another setting (another --select): it is retrained, not reused
+        os.remove(os.path.join(final, "checkpoint.npz"))
+        if log:
+            log(f"the final model in '{final}' was trained for another setting; retraining it for setting {best + 1}")
+    os.makedirs(final, exist_ok=True)
+    _write_json(chosen_path, chosen)
     test_scores, history, trainer = _train_and_score(results["settings"][best]["config"], _take(pool, rest), None,
-                                                     os.path.join(out, "final"), progress)
+                                                     final, progress)
+    results["test_setting"] = dict(index=best + 1, setting=results["best"]["setting"])
     from .train import evaluate, predict_masks
     test = _take(pool, test_idx)
     results["test"] = evaluate(trainer.model, *test)
@@ -243,7 +318,7 @@ def cross_validate(config, folds=5, grid=None, select="dice", test_fraction=0.2,
     _write_json(os.path.join(out, "cv_summary.json"), {k: v for k, v in results.items() if k != "settings"} |
                 {"settings": [{k: v for k, v in s.items() if k != "folds"} for s in results["settings"]]})
     if log:
-        log(f"test set ({len(test_idx)} images, seen once): " +
+        log(f"test set ({len(test_idx)} images, seen once) with setting {best + 1} {results['best']['setting']}: " +
             ", ".join(f"{m} {results['test'][m]:.3f}" for m in METRICS if m in results["test"]))
     return results
 
@@ -292,7 +367,10 @@ def _figures(out, results, test, pred):
     stds = [s["summary"]["dice"][1] for s in results["settings"]]
     colors = ["tab:green" if i + 1 == results["best"]["index"] else "tab:gray" for i in range(S)]
     ax.bar(range(1, S + 1), means, yerr=stds, capsize=4, color=colors)
-    ax.set_xticks(range(1, S + 1)); ax.set_xlabel("setting"); ax.set_ylabel("validation Dice (mean ± std)")
+    names = ["\n".join(f"{k.split('.')[-1]}={v}" for k, v in s["setting"].items()) or "config"
+             for s in results["settings"]]                 # the settings' values, not their numbers
+    ax.set_xticks(range(1, S + 1), names, fontsize=8)
+    ax.set_xlabel("setting (green: the best, retrained on all folds)"); ax.set_ylabel("validation Dice (mean ± std)")
     ax.set_ylim(0, 1)
     dice = save_figure(fig, os.path.join(out, "cv_dice.png"))
     k = min(4, len(test[0]))

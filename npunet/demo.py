@@ -38,8 +38,19 @@ def run_demo(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo
              batch_size=8, lr=3e-3, n_train=48, progress=True, log=print, trace=True):
     """Trains the demo config through the same code as ``npunet train``.
     Returns dict(metrics, history, seconds, out, model, val=(images, masks, labels) held out)."""
-    t0 = time.perf_counter()
+    from .io import _held, lock_folder, unlock_folder
     check_out_dir(out)
+    mine = os.path.realpath(out) not in _held
+    lock_folder(out, "demo folder", log=log)  # one process per output folder
+    try:
+        return _run_demo(model, data, epochs, seed, out, weight_map, batch_size, lr, n_train, progress, log, trace)
+    finally:
+        if mine:
+            unlock_folder(out)
+
+
+def _run_demo(model, data, epochs, seed, out, weight_map, batch_size, lr, n_train, progress, log, trace):
+    t0 = time.perf_counter()
     if trace:
         from .models.summary import summary
         log("The U-Net of the 2015 paper on its 572x572 input tile (shapes only, nothing computed):")

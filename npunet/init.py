@@ -4,10 +4,37 @@ One global generator (``manual_seed`` resets it) draws every initial weight and
 seeds every dropout layer, so a seeded script is reproducible end to end.
 """
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
 _rng = np.random.default_rng(0)
+_shapes_only = False
+
+
+@contextmanager
+def shapes_only():
+    """Inside this block models are built without weights: every initialiser returns a stand-in of the
+    right shape and dtype that takes no memory (one element, zero strides) and draws nothing from the
+    generator.  ``npunet summary`` and the memory estimate before training build models this way."""
+    global _shapes_only
+    old, _shapes_only = _shapes_only, True
+    try:
+        yield
+    finally:
+        _shapes_only = old
+
+
+def building_shapes_only():
+    return _shapes_only
+
+
+def _stand_in(shape, dtype):
+    from numpy.lib.stride_tricks import as_strided
+    shape = tuple(int(s) for s in shape)
+    if math.prod(shape) * np.dtype(dtype).itemsize >= 2 ** 62:
+        raise ValueError(f"a weight of shape {shape} is too large to exist ({math.prod(shape):.3g} values)")
+    return as_strided(np.zeros(1, dtype), shape, (0,) * len(shape))
 
 
 def manual_seed(seed):
@@ -21,6 +48,8 @@ def rng():
 
 
 def uniform(shape, bound, dtype=np.float32):
+    if _shapes_only:
+        return _stand_in(shape, dtype)
     return _rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
@@ -33,6 +62,8 @@ def pytorch_default(shape, fan_in, dtype=np.float32):
 def kaiming_normal(shape, fan, dtype=np.float32):
     """N(0, 2 / fan): He et al. 2015 for ReLU nets (the U-Net paper's N(0, 2/N_in); torchvision's
     ResNet and MobileNetV2 use fan = fan_out = C_out * kh * kw)."""
+    if _shapes_only:
+        return _stand_in(shape, dtype)
     return (_rng.standard_normal(shape) * math.sqrt(2.0 / fan)).astype(dtype)
 
 

@@ -111,11 +111,20 @@ class Loss:
         value, self._cache = self.loss_forward(z, target, weight)
         return value
 
-    def backward(self):
-        """dL/dz of the last forward (same shape and dtype as z)."""
+    def backward(self, grad=None):
+        """dL/dz of the last forward (same shape and dtype as z).  grad: the gradient arriving at the
+        loss (a number; for reduction='none' one per pixel, as PyTorch's ``loss.backward(grad)``)."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}: backward() called before forward()")
-        return self.loss_backward(self._cache)
+        if grad is None:
+            return self.loss_backward(self._cache)
+        if getattr(self, "reduction", "mean") == "none":
+            return self.loss_backward(self._cache, grad)
+        return (self.loss_backward(self._cache) * float(np.asarray(grad))).astype(self._dtype_of_cache())
+
+    def _dtype_of_cache(self):
+        c = self._cache
+        return c[0].dtype if isinstance(c, tuple) and isinstance(c[0], np.ndarray) else np.float64
 
     def loss_forward(self, z, target, weight=None):
         raise NotImplementedError
@@ -142,64 +151,247 @@ def _softplus(z):
 
 # ================================================================== pixel losses
 
-class CrossEntropyLoss(Loss):
-    """L = mean over all N*H*W pixels of w(x) * (-log softmax(z)_target(x)).
+_REDUCTIONS = ("mean", "sum", "none")
 
-    z: (N, C, H, W) logits; target: (N, H, W) int in [0, C); weight: (N, H, W) map or None (then
-    equal to PyTorch's cross_entropy).  The U-Net paper's loss (Ronneberger et al. 2015, eq. 1) with
-    its weight map (eq. 2).
+
+def _reduction(loss, reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{type(loss).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _reduce(per, reduction, denom):
+    """per-pixel losses -> the value forward returns (a float, or the array for reduction='none')."""
+    if reduction == "none":
+        return per
+    total = per.sum()
+    return float(total if reduction == "sum" else total / denom)
+
+
+def _upstream(loss, grad, shape, reduction, denom):
+    """The gradient arriving at each per-pixel loss: 1/denom (mean), 1 (sum) or ``grad`` (none)."""
+    if reduction == "none":
+        if grad is None:
+            raise ValueError(f"{type(loss).__name__}: reduction='none' returns one loss per pixel; pass their "
+                             f"gradient to backward(grad) (shape {shape})")
+        grad = np.asarray(grad, dtype=np.float64)
+        if grad.shape != tuple(shape):
+            raise ValueError(f"{type(loss).__name__}: backward expected a gradient of shape {tuple(shape)}, got {grad.shape}")
+        return grad
+    scale = 1.0 if grad is None else float(np.asarray(grad))
+    return scale if reduction == "sum" else scale / denom
+
+
+class CrossEntropyLoss(Loss):
+    """PyTorch's ``nn.CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing)`` over pixels,
+    times npunet's optional per-pixel weight map (the U-Net paper's eq. 1 with eq. 2's map).
+
+    z: (N, C, H, W) logits; target: (N, H, W) int in [0, C) or ignore_index; weight (in forward): an
+    (N, H, W) map or None.  With logp = log_softmax(z), class weights w (ones if None), eps =
+    label_smoothing, per pixel i (0 where target = ignore_index):
+        l_i = map_i * ((1 - eps) * w[y_i] * -logp[y_i] + eps / C * sum_c w[c] * -logp[c])
+    reduction "mean": sum_i l_i / sum_i w[y_i] over the kept pixels (PyTorch's weighted mean; the map
+    is not in the denominator, so without it the value is PyTorch's); "sum": sum_i l_i; "none": l (N, H, W).
     """
 
     target = "class"
     accepts_weight = True
 
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        self.weight = None if weight is None else np.asarray(weight, dtype=np.float64)
+        if self.weight is not None and (self.weight.ndim != 1 or (self.weight < 0).any()):
+            raise ValueError(f"CrossEntropyLoss: weight must be one non-negative number per class (C,), "
+                             f"got shape {self.weight.shape}")
+        self.ignore_index = int(ignore_index)
+        self.reduction = _reduction(self, reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
     def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
-        y = _check_class_target(self, z, target)
-        w = _check_weight(self, weight, y.shape, z.dtype)
+        C = z.shape[1]
+        y = np.asarray(target)
+        keep = y != self.ignore_index
+        y = _check_class_target(self, z, np.where(keep, y, 0) if not keep.all() else y)
+        if self.weight is not None and self.weight.shape != (C,):
+            raise ValueError(f"CrossEntropyLoss: weight has {self.weight.shape[0]} class weights, the logits {C} classes")
+        m = _check_weight(self, weight, y.shape, np.float64)
+        m = np.ones(y.shape) if m is None else np.broadcast_to(m, y.shape)
+        cw = np.ones(C) if self.weight is None else self.weight
         logp = log_softmax(z.astype(np.float64))
+        wy = np.where(keep, cw[y], 0.0)                                      # (N, H, W)
         nll = -np.take_along_axis(logp, y[:, None].astype(np.int64), axis=1)[:, 0]
-        M = nll.size
-        wv = np.ones_like(nll) if w is None else np.broadcast_to(w, nll.shape)
-        return float((wv * nll).sum() / M), (logp, y, wv, M, z.dtype)
+        eps = self.label_smoothing
+        per = (1 - eps) * wy * nll
+        if eps:
+            smooth = -(logp * cw[None, :, None, None]).sum(axis=1)
+            per = per + eps / C * np.where(keep, smooth, 0.0)
+        per = m * per
+        denom = wy.sum()                                                     # 0 / 0 = nan when all ignored, as PyTorch
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = _reduce(per.astype(z.dtype) if self.reduction == "none" else per, self.reduction, denom)
+        return value, (logp, y, keep, wy, m, cw, denom, z.dtype)
 
-    def loss_backward(self, cache):
-        logp, y, w, M, dtype = cache
-        g = np.exp(logp)
-        np.put_along_axis(g, y[:, None].astype(np.int64), np.take_along_axis(g, y[:, None].astype(np.int64), 1) - 1, 1)
-        return (g * (w / M)[:, None]).astype(dtype)
+    def loss_backward(self, cache, grad=None):
+        logp, y, keep, wy, m, cw, denom, dtype = cache
+        up = _upstream(self, grad, y.shape, self.reduction, denom) * m       # dL / dl_i
+        s = np.exp(logp)
+        eps, C = self.label_smoothing, logp.shape[1]
+        g = s * ((1 - eps) * wy)[:, None]
+        idx = y[:, None].astype(np.int64)
+        np.put_along_axis(g, idx, np.take_along_axis(g, idx, 1) - ((1 - eps) * wy)[:, None], 1)
+        if eps:  # d/dz of -sum_c w_c logp_c = W s - w
+            g = g + eps / C * keep[:, None] * (cw.sum() * s - cw[None, :, None, None])
+        with np.errstate(invalid="ignore"):
+            return (g * up[:, None] if np.ndim(up) else g * up).astype(dtype)
 
 
 class BCEWithLogitsLoss(Loss):
-    """L = mean(w * (max(z, 0) - z*y + log(1 + e^{-|z|}))); target y in {0, 1}, same shape as z.
-    weight: optional, broadcastable to z."""
+    """PyTorch's ``nn.BCEWithLogitsLoss(weight, reduction, pos_weight)``, times npunet's optional map.
+
+    Per element, with q = 1 + (pos_weight - 1) * y:
+        l = weight * map * ((1 - y) * z + q * (log(1 + e^{-|z|}) + max(-z, 0)))
+    (= -w [pos_weight y log p + (1 - y) log(1 - p)], p = sigmoid(z)); target y in {0, 1} of z's shape
+    (or (N, H, W) for one channel); weight, pos_weight: broadcastable to z (pos_weight (C, 1, 1) for one
+    per channel of (N, C, H, W) logits: PyTorch broadcasts from the last axis).  reduction "mean": sum / numel.
+    """
 
     accepts_weight = True
 
+    def __init__(self, weight=None, reduction="mean", pos_weight=None):
+        self.weight = None if weight is None else np.asarray(weight, dtype=np.float64)
+        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+        self.reduction = _reduction(self, reduction)
+
     def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
-        y = _check_binary_target(self, z, target)
-        w = _check_weight(self, weight, z.shape, z.dtype)
+        y = _check_binary_target(self, z, target).astype(np.float64)
+        m = _check_weight(self, weight, z.shape, np.float64)
+        w = 1.0 if m is None else m
+        for name, extra in (("weight", self.weight), ("pos_weight", self.pos_weight)):
+            if extra is not None:
+                try:
+                    np.broadcast_shapes(extra.shape, z.shape)
+                except ValueError:
+                    raise ValueError(f"BCEWithLogitsLoss: {name} of shape {extra.shape} does not broadcast "
+                                     f"to the logits {z.shape}") from None
+        if self.weight is not None:
+            w = w * self.weight
         z64 = z.astype(np.float64)
-        per = np.maximum(z64, 0) - z64 * y + np.log1p(np.exp(-np.abs(z64)))
-        wv = 1.0 if w is None else w
-        return float(np.sum(wv * per) / z.size), (z, y, wv, z.size)
+        q = 1.0 if self.pos_weight is None else 1 + (self.pos_weight - 1) * y
+        per = w * ((1 - y) * z64 + q * (np.log1p(np.exp(-np.abs(z64))) + np.maximum(-z64, 0)))
+        per = np.broadcast_to(per, z.shape)
+        value = _reduce(per.astype(z.dtype) if self.reduction == "none" else per, self.reduction, z.size)
+        return value, (z, y, w, q)
 
-    def loss_backward(self, cache):
-        z, y, w, M = cache
-        return (w * (sigmoid(z.astype(np.float64)) - y) / M).astype(z.dtype)
+    def loss_backward(self, cache, grad=None):
+        z, y, w, q = cache
+        up = _upstream(self, grad, z.shape, self.reduction, z.size)
+        # d/dz softplus(-z) = -sigmoid(-z) = p - 1
+        d = w * ((1 - y) + q * (sigmoid(z.astype(np.float64)) - 1)) * up
+        return np.broadcast_to(d, z.shape).astype(z.dtype)
+
+
+def _focal_terms(z, y, gamma, alpha):
+    """Per element: (loss, dloss/dz) of a_t (1 - p_t)^gamma * ce, ce = BCE-with-logits, p_t = e^{-ce};
+    a_t = alpha y + (1 - alpha)(1 - y) (1 without alpha).  d/dz: ce' = p - y, p_t' = -p_t ce'."""
+    ce = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    pt = np.exp(-ce)
+    one_m = 1 - pt
+    mod = one_m ** gamma
+    p = sigmoid(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dmod = np.where(one_m > 0, gamma * one_m ** (gamma - 1), 0.0) if gamma != 0 else np.zeros_like(one_m)
+    d = (p - y) * (dmod * pt * ce + mod)
+    at = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+    return at * mod * ce, at * d
 
 
 class FocalLoss(Loss):
-    """Binary focal loss, as torchvision's sigmoid_focal_loss (reduction='mean'):
-    ce = BCE-with-logits per pixel, p_t = p*y + (1-p)*(1-y), a_t = a*y + (1-a)*(1-y),
-    L = mean(a_t * (1 - p_t)^gamma * ce).  alpha < 0 disables the a_t factor (torchvision's rule)."""
+    """Focal loss (Lin et al. 2017).  Two signatures:
 
-    def __init__(self, alpha=0.25, gamma=2.0):
-        self.alpha, self.gamma = float(alpha), float(gamma)
+    npunet's / torchvision's ``FocalLoss(alpha=0.25, gamma=2.0)``: binary, torchvision's
+    sigmoid_focal_loss with reduction='mean': L = mean(a_t (1 - p_t)^gamma ce), p_t = p y + (1-p)(1-y);
+    alpha < 0 drops a_t.
+    SMP's ``FocalLoss(mode, alpha=None, gamma=2.0, ignore_index=None, reduction="mean")`` (mode
+    "binary" | "multilabel" | "multiclass", given first or by name): per class c (one-vs-rest
+    sigmoid focal of channel c; multiclass targets y == c), the mean over the pixels whose target is
+    not ignore_index; L = mean (or sum) over the classes.  SMP's normalized / reduced_threshold are not
+    implemented (refused).
+    """
+
+    def __init__(self, *args, **kwargs):
+        smp = (args and isinstance(args[0], str)) or "mode" in kwargs
+        if not smp:
+            names = ("alpha", "gamma")
+            kw = dict(zip(names, args), **kwargs)
+            unknown = set(kw) - set(names)
+            if unknown or len(args) > 2:
+                raise TypeError(f"FocalLoss: unexpected arguments {sorted(unknown)}; npunet's signature is "
+                                f"FocalLoss(alpha=0.25, gamma=2.0), SMP's FocalLoss(mode, alpha=None, gamma=2.0, "
+                                f"ignore_index=None, reduction='mean')")
+            self.mode, self.alpha, self.gamma, self.ignore_index, self.reduction = None, float(kw.get("alpha", 0.25)), \
+                float(kw.get("gamma", 2.0)), None, "mean"
+            return
+        names = ("mode", "alpha", "gamma", "ignore_index", "from_logits", "eps", "reduction", "normalized",
+                 "reduced_threshold")
+        if len(args) > len(names):
+            raise TypeError(f"FocalLoss: at most {len(names)} positional arguments, got {len(args)}")
+        kw = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k in kw:
+                raise TypeError(f"FocalLoss: got '{k}' twice")
+            if k not in names:
+                raise TypeError(f"FocalLoss: unexpected keyword '{k}'; SMP's signature is FocalLoss(mode, alpha=None, "
+                                f"gamma=2.0, ignore_index=None, reduction='mean')")
+            kw[k] = v
+        self.mode = kw["mode"]
+        if self.mode not in _RegionLoss.MODES:
+            raise ValueError(f"FocalLoss: mode must be one of {_RegionLoss.MODES}, got {self.mode!r}")
+        if kw.get("normalized") or kw.get("reduced_threshold") is not None or kw.get("from_logits", True) is not True:
+            raise ValueError("FocalLoss: SMP's normalized=True, reduced_threshold and from_logits=False are not "
+                             "implemented in npunet; pass logits with the defaults")
+        a = kw.get("alpha")
+        self.alpha = None if a is None else float(a)
+        self.gamma = float(kw.get("gamma", 2.0))
+        self.ignore_index = kw.get("ignore_index")
+        self.reduction = kw.get("reduction", "mean")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"FocalLoss: reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        self.target = "class" if self.mode == "multiclass" else "binary"
 
     def loss_forward(self, z, target, weight=None):
         _check_logits(self, z)
+        if self.mode is None:
+            return self._torchvision_forward(z, target)
+        z64 = z.astype(np.float64)
+        y = np.asarray(target)
+        if self.mode == "multiclass":
+            keep = y != self.ignore_index if self.ignore_index is not None else np.ones(y.shape, bool)
+            y = _check_class_target(self, z, np.where(keep, y, 0))
+            Y = (y[:, None] == np.arange(z.shape[1])[None, :, None, None]).astype(np.float64)
+            keep = np.broadcast_to(keep[:, None], z.shape)
+        else:
+            if self.mode == "binary" and y.shape == (z.shape[0],) + z.shape[2:] and z.shape[1] == 1:
+                y = y[:, None]
+            keep = y != self.ignore_index if self.ignore_index is not None else np.ones(y.shape, bool)
+            Y = _check_binary_target(self, z, np.where(keep, y, 0)).astype(np.float64)
+            keep = np.broadcast_to(keep, z.shape)
+        per, d = _focal_terms(z64, Y, self.gamma, self.alpha)
+        # binary: one class over all elements; else one class per channel
+        axes = tuple(range(z.ndim)) if self.mode == "binary" else (0,) + tuple(range(2, z.ndim))
+        n = keep.sum(axis=axes)                                   # kept pixels per class
+        per = np.where(keep, per, 0.0)
+        cls = per.sum(axis=axes) if self.reduction == "sum" else per.sum(axis=axes) / n
+        K = np.size(cls)
+        scale = np.ones_like(np.asarray(cls, dtype=np.float64)) if self.reduction == "sum" else 1.0 / n
+        ex = (slice(None), slice(None)) + (None,) * (z.ndim - 2)
+        scale = np.broadcast_to(scale, (1,))[0] if self.mode == "binary" else np.asarray(scale)[ex[1:]][None]
+        grad = np.where(keep, d, 0.0) * scale / K
+        return float(np.mean(cls)), (z, grad)
+
+    def _torchvision_forward(self, z, target):
         y = _check_binary_target(self, z, target)
         z64 = z.astype(np.float64)
         p = sigmoid(z64)
@@ -210,6 +402,9 @@ class FocalLoss(Loss):
         return float(np.mean(at * mod * ce)), (z, y, p, ce, pt, at)
 
     def loss_backward(self, cache):
+        if self.mode is not None:
+            z, grad = cache
+            return grad.astype(z.dtype)
         z, y, p, ce, pt, at = cache
         g = self.gamma
         one_m = 1 - pt
@@ -242,41 +437,142 @@ def _region_backward(dp, p, mode):
 
 
 class _RegionLoss(Loss):
-    MODES = ("binary", "multilabel", "multiclass")
+    """Dice / IoU with two signatures.
 
-    def __init__(self, smooth=1.0, mode="binary"):
+    npunet's ``DiceLoss(smooth=1.0)`` (no mode): binary, per image and channel
+    s = score(sum over H, W), L = 1 - mean(s) (the classic soft Dice / IoU with additive smoothing).
+    SMP's ``DiceLoss(mode, classes=None, log_loss=False, from_logits=True, smooth=0.0, ignore_index=None,
+    eps=1e-7)`` (mode given, first or by name): per class, sums over the batch and the pixels (pixels
+    whose target is ignore_index left out); Dice = (I + s) / max((Sp + Sy) / 2 + s, eps), IoU = (I + s) /
+    max(Sp + Sy - I + s, eps); loss_c = 1 - score (or -log(max(score, eps)) with log_loss), zero for a
+    class absent from the target; L = mean over ``classes`` (all if None).  SMP's numbers and gradients.
+    """
+
+    MODES = ("binary", "multilabel", "multiclass")
+    _SMP = ("mode", "classes", "log_loss", "from_logits", "smooth", "ignore_index", "eps")
+
+    def __init__(self, *args, **kwargs):
+        name = type(self).__name__
+        self.smp = bool(args and isinstance(args[0], str)) or "mode" in kwargs or \
+            bool(set(kwargs) & {"classes", "log_loss", "from_logits", "ignore_index", "eps"})
+        names = self._SMP if self.smp else ("smooth", "mode")
+        if len(args) > len(names):
+            raise TypeError(f"{name}: at most {len(names)} positional arguments, got {len(args)}")
+        kw = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k in kw or k not in self._SMP:
+                raise TypeError(f"{name}: unexpected or repeated argument '{k}'; signatures: {name}(smooth=1.0) "
+                                f"(npunet) or {name}(mode, classes=None, log_loss=False, from_logits=True, "
+                                f"smooth=0.0, ignore_index=None, eps=1e-7) (SMP)")
+            kw[k] = v
+        mode = kw.get("mode", "binary")
         if mode not in self.MODES:
-            raise ValueError(f"{type(self).__name__}: mode must be one of {self.MODES}, got {mode!r}")
-        if not smooth > 0:
-            raise ValueError(f"{type(self).__name__}: smooth must be > 0 (it keeps the score defined on an empty "
-                             f"mask, where sum(p) + sum(y) can be 0), got {smooth}")
-        self.smooth, self.mode = float(smooth), mode
+            raise ValueError(f"{name}: mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
         self.target = "class" if mode == "multiclass" else "binary"
+        if not self.smp:
+            smooth = kw.get("smooth", 1.0)
+            if not smooth > 0:
+                raise ValueError(f"{name}: smooth must be > 0 (it keeps the score defined on an empty "
+                                 f"mask, where sum(p) + sum(y) can be 0), got {smooth}")
+            self.smooth = float(smooth)
+            return
+        self.classes = kw.get("classes")
+        if self.classes is not None:
+            if mode == "binary":
+                raise ValueError(f"{name}: classes= selects classes of a multiclass/multilabel output, not binary")
+            self.classes = [int(c) for c in self.classes]
+        self.log_loss, self.from_logits = bool(kw.get("log_loss", False)), bool(kw.get("from_logits", True))
+        self.smooth, self.eps = float(kw.get("smooth", 0.0)), float(kw.get("eps", 1e-7))
+        self.ignore_index = kw.get("ignore_index")
 
     def loss_forward(self, z, target, weight=None):
-        _check_logits(self, z)
+        if not self.smp or self.from_logits:
+            _check_logits(self, z)
         if self.mode == "binary" and z.ndim >= 2 and z.shape[1] != 1:
             raise ValueError(f"{type(self).__name__}: mode='binary' expects logits with 1 channel, got {z.shape}; "
                              f"use mode='multilabel' (sigmoid per channel) or 'multiclass' (softmax)")
+        if self.smp:
+            return self._smp_forward(z, target)
         p, y = _region_probs(self, z, target)
         ax = tuple(range(2, z.ndim))
         I, Sp, Sy = (p * y).sum(axis=ax), p.sum(axis=ax), y.sum(axis=ax)
         return float(1 - np.mean(self._score(I, Sp, Sy))), (z, p, y, I, Sp, Sy)
 
     def loss_backward(self, cache):
+        if self.smp:
+            return self._smp_backward(cache)
         z, p, y, I, Sp, Sy = cache
         dI, dS = self._score_grads(I, Sp, Sy)  # d score / dI, d score / d(sum p), per (n, c)
         ex = (slice(None), slice(None)) + (None,) * (z.ndim - 2)
         dp = -(dI[ex] * y + dS[ex]) / I.size
         return _region_backward(dp, p, self.mode).astype(z.dtype)
 
+    # ---------------------------------------------------------------- SMP's variant
+    def _smp_forward(self, z, target):
+        N, C = z.shape[:2]
+        z64 = z.astype(np.float64)
+        if self.from_logits:
+            p = softmax(z64) if self.mode == "multiclass" else sigmoid(z64)
+        else:
+            p = z64
+        y = np.asarray(target)
+        ign = self.ignore_index
+        if self.mode == "multiclass":
+            keep = (y != ign) if ign is not None else np.ones(y.shape, bool)
+            y = _check_class_target(self, z, np.where(keep, y, 0))
+            Y = (y[:, None] == np.arange(C)[None, :, None, None]).astype(np.float64)
+            keep = np.broadcast_to(keep[:, None], z.shape)
+        else:
+            if y.shape == (N,) + z.shape[2:] and C == 1:
+                y = y[:, None]
+            keep = (y != ign) if ign is not None else np.ones(y.shape, bool)
+            Y = _check_binary_target(self, z, np.where(keep, y, 0)).astype(np.float64)
+            keep = np.broadcast_to(keep, z.shape)
+        P, Y = p * keep, Y * keep
+        ax = (0,) + tuple(range(2, z.ndim))
+        Sp, Sy = P.sum(axis=ax), Y.sum(axis=ax)
+        I = (Sp + Sy - np.abs(P - Y).sum(axis=ax)) / 2                          # SMP's intersection
+        D = self._smp_denominator(I, Sp, Sy)
+        Dc = np.maximum(D, self.eps)
+        score = (I + self.smooth) / Dc
+        loss = -np.log(np.maximum(score, self.eps)) if self.log_loss else 1.0 - score
+        present = Sy > 0
+        loss = loss * present
+        sel = np.arange(C) if self.classes is None else np.asarray(self.classes)
+        value = float(np.mean(loss[sel]))
+        return value, (z, p, P, Y, keep, I, Sp, Sy, D, Dc, score, present, sel)
+
+    def _smp_backward(self, cache):
+        z, p, P, Y, keep, I, Sp, Sy, D, Dc, score, present, sel = cache
+        C = z.shape[1]
+        pick = np.zeros(C)
+        np.add.at(pick, sel, 1.0 / len(sel))
+        if self.log_loss:
+            dscore = np.where(score > self.eps, -1.0 / np.maximum(score, self.eps), 0.0)
+        else:
+            dscore = -np.ones(C)
+        dscore = dscore * present * pick                                         # dL / dscore_c
+        dDc = np.where(D > self.eps, 1.0, 0.0)                                   # clamp_min's gradient
+        num = I + self.smooth
+        dD_dI, dD_dSp = self._smp_denominator_grads()
+        dI = dscore * (1 / Dc - num / Dc ** 2 * dDc * dD_dI)
+        dSp = dscore * (-num / Dc ** 2 * dDc * dD_dSp)
+        ex = (None, slice(None)) + (None,) * (z.ndim - 2)
+        # I = (Sp + Sy - sum|P - Y|) / 2 gives dI/dP = (1 - sign(P - Y)) / 2; Sp's own path adds dSp;
+        # P = p * keep
+        dp = (dI[ex] * (1 - np.sign(P - Y)) / 2 + dSp[ex]) * keep
+        if not self.from_logits:
+            return dp.astype(z.dtype)
+        return _region_backward(dp, p, self.mode).astype(z.dtype)
+
 
 class DiceLoss(_RegionLoss):
-    """Per (n, c): d = (2*sum(p*y) + s) / (sum(p) + sum(y) + s); L = 1 - mean(d).
-
-    mode='binary' (default): z (N, 1, H, W), p = sigmoid(z), y in {0, 1} of z's shape or (N, H, W).
-    mode='multilabel': sigmoid per channel, y (N, C, H, W) in {0, 1}.
-    mode='multiclass': p = softmax over C, y = one-hot of an int target (N, H, W).
+    """Dice loss (Milletari et al. 2016).  npunet's ``DiceLoss(smooth=1.0)``: per (n, c)
+    d = (2*sum(p*y) + s) / (sum(p) + sum(y) + s); L = 1 - mean(d); p = sigmoid(z), y in {0, 1} of z's
+    shape or (N, H, W).  SMP's ``DiceLoss(mode, classes, log_loss, from_logits, smooth, ignore_index,
+    eps)``: see _RegionLoss (mode "binary" | "multilabel" (sigmoid per channel) | "multiclass" (softmax,
+    int target (N, H, W))).
     """
 
     def _score(self, I, Sp, Sy):
@@ -286,10 +582,17 @@ class DiceLoss(_RegionLoss):
         D = Sp + Sy + self.smooth
         return 2 / D, -(2 * I + self.smooth) / D ** 2
 
+    def _smp_denominator(self, I, Sp, Sy):        # Tversky 0.5/0.5: I + (Sp - I)/2 + (Sy - I)/2 + s
+        return I + 0.5 * (Sp - I) + 0.5 * (Sy - I) + self.smooth
+
+    def _smp_denominator_grads(self):
+        return 0.0, 0.5
+
 
 class IoULoss(_RegionLoss):
-    """Per (n, c): j = (sum(p*y) + s) / (sum(p) + sum(y) - sum(p*y) + s); L = 1 - mean(j).
-    Modes as DiceLoss."""
+    """IoU / Jaccard loss.  npunet's ``IoULoss(smooth=1.0)``: per (n, c) j = (sum(p*y) + s) /
+    (sum(p) + sum(y) - sum(p*y) + s); L = 1 - mean(j).  SMP's ``JaccardLoss(mode, ...)`` signature
+    as DiceLoss's (see _RegionLoss)."""
 
     def _score(self, I, Sp, Sy):
         return (I + self.smooth) / (Sp + Sy - I + self.smooth)
@@ -298,6 +601,15 @@ class IoULoss(_RegionLoss):
         U = Sp + Sy - I + self.smooth
         num = I + self.smooth
         return 1 / U + num / U ** 2, -num / U ** 2
+
+    def _smp_denominator(self, I, Sp, Sy):        # Tversky 1/1: I + (Sp - I) + (Sy - I) + s
+        return I + (Sp - I) + (Sy - I) + self.smooth
+
+    def _smp_denominator_grads(self):
+        return -1.0, 1.0
+
+
+JaccardLoss = IoULoss
 
 
 # ================================================================== SSIM / MS-SSIM

@@ -55,7 +55,7 @@ def test_grid_keys_and_values():
 ])
 def test_bad_grids_are_named(grid, msg, tmp_path):
     if msg is None:
-        with pytest.raises(TypeError, match="UNet: base_channels must be an integer"):
+        with pytest.raises(ConfigError, match="grid setting {.base_channels.: .8.}: UNet: base_channels must be an integer"):
             cv.cross_validate(TINY, folds=2, grid=grid, out=str(tmp_path), progress=False, log=None)
         return
     with pytest.raises(ConfigError) as e:

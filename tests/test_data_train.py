@@ -333,8 +333,9 @@ def test_cli_summary_train_predict(tmp_path):
     assert r.returncode == 0 and "resumed from" in r.stdout, r.stderr
     img = tmp_path / "img.npy"
     np.save(img, np.random.default_rng(0).random((40, 37)).astype(np.float32))
-    r = run("predict", "--checkpoint", str(tmp_path / "run" / "checkpoint.npz"), "--input", str(img))
-    assert r.returncode == 0 and (tmp_path / "img_mask.png").exists(), r.stderr
+    r = run("predict", "--checkpoint", str(tmp_path / "run" / "checkpoint.npz"), "--input", str(img), "--out",
+            str(tmp_path / "pred"))
+    assert r.returncode == 0 and (tmp_path / "pred" / "img.png").exists(), r.stderr
     (tmp_path / "bad.json").write_text('{"modle": "UNet"}')
     r = run("train", "--config", str(tmp_path / "bad.json"))
     assert r.returncode != 0 and "unknown key 'modle' (did you mean 'model'?)" in r.stderr

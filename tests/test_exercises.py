@@ -50,7 +50,7 @@ def test_untouched_exercise_fails_and_says_what_to_write(name, capsys):
     out = capsys.readouterr().out
     first = E.EXERCISES[name].functions[0]
     assert f"not written yet: {first}" in out
-    assert "solutions/" in out                                              # where the teacher's answer is
+    assert "solutions/" in out                                             # where the teacher's answer is
 
 
 def test_the_reference_gradients_equal_finite_differences_of_the_reference_forward():
@@ -167,7 +167,11 @@ def test_exercise_runs_as_a_notebook_and_checks_its_own_cells(tmp_path):
             stub[0].source = solution
         nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                 resources={"metadata": {"path": EXDIR}}).execute()
-        text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        text = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
+        shown = [o for o in outputs if o.get("output_type") == "execute_result"]
+        assert len(shown) == 1 and "text/html" in shown[0]["data"]            # the report, displayed once
+        assert "Finding(" not in text and "findings=" not in text             # not a dataclass dump
         assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert ("all checks passed" in text) == fill, text
         assert ("not written yet" in text) != fill, text

@@ -10,7 +10,7 @@ LESSONS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "lesson
 
 
 def test_all_lessons_found():
-    assert len(LESSONS) == 9
+    assert len(LESSONS) == 11
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
@@ -27,15 +27,36 @@ def test_lesson_runs_in_fast_mode(path, tmp_path):
         assert figs, "the lesson promised figures but wrote none"
 
 
-def test_figures_go_to_the_repository_however_the_lesson_is_started(tmp_path):
+def test_figures_go_under_the_working_directory_never_into_the_repositorys_figures(tmp_path):
     from npunet.lesson import figure_dir
+    assert figure_dir(str(tmp_path)) == os.path.join(str(tmp_path), "npunet_figures")
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-    lessons = os.path.join(root, "lessons")
-    want = os.path.join(root, "figures")
-    assert figure_dir(os.path.join(lessons, "02_unet_2015.py"), str(tmp_path)) == want          # python lessons/02...
-    launcher = "/usr/lib/python3/site-packages/ipykernel_launcher.py"
-    assert figure_dir(launcher, lessons) == want                                                 # Jupyter, VS Code
-    assert figure_dir("", str(tmp_path)) == os.path.join(str(tmp_path), "figures")             # anywhere else
+    assert figure_dir(os.path.join(root, "lessons")) != os.path.join(root, "figures")
+
+
+def test_a_lesson_run_from_a_clone_leaves_git_status_clean():
+    """A teacher's rehearsal: `python lessons/06_losses_and_metrics.py --fast` from the clone's root
+    writes its figures into ./npunet_figures/ (ignored by git) and changes no tracked file."""
+    import shutil
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    if not os.path.isdir(os.path.join(root, ".git")):
+        pytest.skip("not a git clone")
+    status = lambda: subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+                                    capture_output=True, text=True, check=True).stdout
+    figs = os.path.join(root, "npunet_figures")
+    existed = os.path.isdir(figs)
+    before = status()
+    env = {k: v for k, v in os.environ.items() if k not in ("NPUNET_FIG_DIR", "NPUNET_FAST")}
+    try:
+        r = subprocess.run([sys.executable, os.path.join("lessons", "06_losses_and_metrics.py"), "--fast"], cwd=root,
+                           capture_output=True, text=True, env=dict(env, MPLBACKEND="Agg"), timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert os.path.isfile(os.path.join(figs, "loss_gradients.png"))
+        assert "figures in " + figs in r.stdout
+        assert status() == before
+    finally:
+        if not existed:
+            shutil.rmtree(figs, ignore_errors=True)
 
 
 @pytest.mark.parametrize("backend,stays_open", [("Agg", False), ("module://matplotlib_inline.backend_inline", True)])

@@ -264,3 +264,92 @@ def test_deep_supervision_keeps_no_copies_of_the_loss(rng):
     np.testing.assert_allclose(g2, loss.loss_backward(loss.loss_forward(z2, y)[1]) / 2)
     assert math.isclose(v, (loss.forward(z1, y) + loss.forward(z2, y)) / 2)
     assert [k for k in vars(ds) if k not in ("loss", "target", "accepts_weight", "values", "_cache")] == []
+
+
+# ---------------------------------------------------------------- PyTorch's and SMP's signatures
+# Recorded values: torch 2.13 / segmentation_models_pytorch 0.6 on these inputs (float64), computed once;
+# npunet equals them to float64 rounding across every option (a private comparison).
+
+Z = np.array([[[[0.0, 0.6, -0.55], [-1.78, -0.91, -1.98]], [[0.12, 2.68, -0.98], [-1.24, 0.98, 0.71]],
+               [[0.21, -1.86, -0.06], [1.39, -2.69, -0.92]]],
+              [[[-3.8, -2.58, -3.68], [-0.47, -2.53, 0.54]], [[0.31, -0.37, -5.03], [-1.08, -0.1, 0.23]],
+               [[-3.06, -0.96, -1.96], [-1.62, 2.12, -1.62]]]])
+Y = np.array([[[255, 0, 1], [2, 1, 0]], [[1, 0, 2], [2, 0, 255]]])
+YB = np.array([[[[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]], [[[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]])
+
+
+def _vg(loss, z, y, w=None):
+    v = loss.forward(z, y, w)
+    return v, loss.backward()
+
+
+def test_cross_entropy_weight_ignore_smoothing_equal_pytorch():
+    ce = L.CrossEntropyLoss(weight=[0.5, 2.0, 1.0], ignore_index=255, label_smoothing=0.1)
+    v, g = _vg(ce, Z, Y)
+    assert v == pytest.approx(1.1532887777741723, rel=1e-14)
+    np.testing.assert_allclose(g[1, :, 0, 0], [0.0012055731246220173, -0.0038777334919802148, 0.0026721603673581992],
+                               rtol=1e-13)
+    assert (g[0, :, 0, 0] == 0).all() and (g[1, :, 1, 2] == 0).all()          # ignored pixels
+    assert L.CrossEntropyLoss(weight=[0.5, 2.0, 1.0], ignore_index=255, reduction="sum").forward(Z, Y) == \
+        pytest.approx(12.049732068314597, rel=1e-14)
+    assert check(ce, Z, Y) <= TOL
+    # a weight map multiplies each pixel's loss; the mean still divides by sum w[y] (PyTorch's rule)
+    m = np.random.default_rng(0).uniform(0.5, 2, Y.shape)
+    per = L.CrossEntropyLoss(weight=[0.5, 2.0, 1.0], ignore_index=255, label_smoothing=0.1, reduction="none")
+    l = per.forward(Z, Y)
+    kept = Y != 255
+    denom = np.array([0.5, 2.0, 1.0])[np.where(kept, Y, 0)][kept].sum()
+    assert ce.forward(Z, Y, m) == pytest.approx((l * m).sum() / denom, rel=1e-13)
+    assert check(ce, Z, Y, m) <= TOL
+    up = np.random.default_rng(1).standard_normal(Y.shape)
+    r = gradcheck_fn(lambda z: float((per.forward(z, Y) * up).sum()), lambda g: g * per.backward(up), Z)
+    assert r.max_rel_error <= TOL
+    with pytest.raises(ValueError, match="reduction='none' returns one loss per pixel"):
+        per.forward(Z, Y)
+        per.backward()
+    with pytest.raises(ValueError, match=r"target labels must lie in \[0, 3\)"):
+        L.CrossEntropyLoss().forward(Z, Y)                                   # 255 without ignore_index
+
+
+def test_bce_with_logits_pos_weight_equal_pytorch():
+    z = Z[:, :1]
+    bce = L.BCEWithLogitsLoss(pos_weight=np.array([3.0]))
+    v, g = _vg(bce, z, YB)
+    assert v == pytest.approx(0.7125678426233711, rel=1e-14)
+    np.testing.assert_allclose(g[0, 0, 0], [0.041666666666666664, -0.08858592344355115, 0.030488700749099946], rtol=1e-13)
+    w = np.random.default_rng(2).uniform(0.1, 2, z.shape)
+    for loss in (bce, L.BCEWithLogitsLoss(weight=w, pos_weight=np.array([0.5]), reduction="sum")):
+        assert check(loss, z, YB) <= TOL
+    # by hand: -w (pw y log p + (1 - y) log(1 - p)), summed
+    p = 1 / (1 + np.exp(-z))
+    by_hand = -(w * (0.5 * YB * np.log(p) + (1 - YB) * np.log(1 - p))).sum()
+    assert L.BCEWithLogitsLoss(weight=w, pos_weight=np.array([0.5]), reduction="sum").forward(z, YB) == \
+        pytest.approx(by_hand, rel=1e-13)
+
+
+def test_smp_dice_jaccard_focal_signatures_equal_smp():
+    ym = np.where(Y == 255, -1, Y)
+    v, g = _vg(L.DiceLoss("multiclass", ignore_index=-1), Z, ym)
+    assert v == pytest.approx(0.6149834701896987, rel=1e-13)
+    np.testing.assert_allclose(g[1, :, 0, 0], [0.0010169589657990112, -0.0038525401170551605, 0.002835581151256153],
+                               rtol=1e-12)
+    v, g = _vg(L.JaccardLoss("binary", smooth=1.0, log_loss=True), Z[:, :1], YB)
+    assert v == pytest.approx(0.7999080015409488, rel=1e-13)
+    np.testing.assert_allclose(g[0, 0, 0], [0.043807351588190456, -0.08921311959805961, 0.040654561591476984], rtol=1e-12)
+    v, g = _vg(L.FocalLoss("multiclass", ignore_index=-1, alpha=0.25), Z, ym)
+    assert v == pytest.approx(0.21553299969483297, rel=1e-13)
+    np.testing.assert_allclose(g[1, :, 0, 0], [7.79966796597663e-07, -0.0015781411981095805, 6.635971737238432e-06],
+                               rtol=1e-11)
+    # SMP's Dice by hand: one score per class over the whole batch, (I + s) / ((Sp + Sy) / 2 + s)
+    p = 1 / (1 + np.exp(-Z[:, :1]))
+    d = (np.sum(p * YB) + 0.5) / ((p.sum() + YB.sum()) / 2 + 0.5)
+    assert L.DiceLoss("binary", smooth=0.5).forward(Z[:, :1], YB) == pytest.approx(1 - d, rel=1e-13)
+    for loss, z, y in ((L.DiceLoss("multiclass", classes=[0, 2], ignore_index=-1), Z, ym),
+                       (L.IoULoss(mode="multilabel", log_loss=True, smooth=0.1), Z, (Z > 0.2).astype(float)),
+                       (L.FocalLoss("binary", gamma=1.5), Z[:, :1], YB[:, 0])):
+        assert check(loss, z, y) <= TOL
+    assert L.DiceLoss(smooth=1.0).smp is False and L.DiceLoss("binary").smp is True
+    with pytest.raises(ValueError, match="classes= selects classes"):
+        L.DiceLoss("binary", classes=[0])
+    with pytest.raises(TypeError, match="signatures: DiceLoss"):
+        L.DiceLoss(smoth=1.0)

@@ -20,14 +20,14 @@ TINY = {"n_train": 4, "n_val": 2, "size": 32, "batch_size": 2, "epochs": 1,
 # ---------------------------------------------------------------- the training config
 
 @pytest.mark.parametrize("user,msg", [
-    ({"epochs": "3"}, "config key 'epochs': expected integer >= 1, got \"3\" (a string)"),
-    ({"epochs": -1}, "config key 'epochs': expected integer >= 1, got -1"),
-    ({"epochs": 2.5}, "config key 'epochs': expected integer >= 1, got 2.5"),
+    ({"epochs": "3"}, "config key 'epochs': expected integer in [1, 1000000], got \"3\" (a string)"),
+    ({"epochs": -1}, "config key 'epochs': expected integer in [1, 1000000], got -1"),
+    ({"epochs": 2.5}, "config key 'epochs': expected integer in [1, 1000000], got 2.5"),
     ({"lr": "fast"}, "config key 'lr': expected number in [1e-12, 10], got \"fast\" (a string)"),
     ({"lr": 0}, "config key 'lr': expected number in [1e-12, 10], got 0"),
-    ({"schedule": "linear"}, "config key 'schedule': expected one of 'cosine', 'step', 'none', got \"linear\""),
-    ({"n_val": 0}, "config key 'n_val': expected integer >= 1, got 0"),
-    ({"optimizer": "adamw"}, "config key 'optimizer': expected one of 'adam', 'sgd', got \"adamw\" (a string); did you mean 'adam'?"),
+    ({"schedule": "linear"}, "config key 'schedule': expected one of 'cosine', 'step', 'multistep', 'plateau', 'onecycle', 'none', got \"linear\""),
+    ({"n_val": 0}, "config key 'n_val': expected integer in [1, 100000], got 0"),
+    ({"optimizer": "adamm"}, "config key 'optimizer': expected one of 'adam', 'adamw', 'sgd', got \"adamm\" (a string); did you mean 'adam'?"),
     ({"optimizer": "Adam"}, "did you mean 'adam'?"),
     ({"weight_map": 1}, "config key 'weight_map': expected true/false, got 1"),
     ({"momentum": 1.0}, "config key 'momentum': expected number in [0, 1), got 1.0"),
@@ -35,7 +35,7 @@ TINY = {"n_train": 4, "n_val": 2, "size": 32, "batch_size": 2, "epochs": 1,
     ({"augment": {"elastic": 0.5}}, "config key 'augment': unknown key 'elastic' (did you mean 'elastic_p'?)"),
     ({"augment": {"elastic_p": 2}}, "config key 'augment.elastic_p': expected number in [0, 1], got 2"),
     ({"model_config": [1, 2]}, "config key 'model_config': expected an object of key: value pairs, got a list"),
-    ({"data": "no/such/file.npz"}, "config key 'data': expected 'synthetic', 'nuclei' or an existing .npz file"),
+    ({"data": "no/such/file.npz"}, "config key 'data': expected a folder with images/ and masks/"),
     ([1, 2, 3], "the config must be a JSON object of key: value pairs, got a list"),
     ({"lrate": 0.1}, "config: unknown key 'lrate' (did you mean 'lr'?)"),
 ])
@@ -83,7 +83,7 @@ def test_help_config_documents_every_key(capsys):
     assert out == describe() + "\n"
     for k in defaults():
         assert f"  {k} " in out
-    assert "elastic_p" in out and "[0, 1]" in out and "'cosine', 'step', 'none'" in out
+    assert "elastic_p" in out and "[0, 1]" in out and "'cosine', 'step', 'multistep', 'plateau', 'onecycle', 'none'" in out
 
 
 # ---------------------------------------------------------------- run folders
@@ -160,9 +160,9 @@ def checkpoints(tmp_path_factory):
 
 def _predict(ck, path, tmp_path, name):
     from PIL import Image
-    out = tmp_path / f"{name}_mask.png"
-    main(["predict", "--checkpoint", str(ck), "--input", str(path), "--out", str(out)])
-    return np.asarray(Image.open(out))
+    out = tmp_path / f"pred_{name}"
+    main(["predict", "--checkpoint", str(ck), "--input", str(path), "--out", str(out), "--quiet"])
+    return np.asarray(Image.open(out / (os.path.splitext(os.path.basename(str(path)))[0] + ".png")))
 
 
 def test_png_and_npy_of_one_image_give_one_mask(checkpoints, tmp_path):
@@ -172,7 +172,7 @@ def test_png_and_npy_of_one_image_give_one_mask(checkpoints, tmp_path):
     u8 = np.round((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)   # the picture as a 0..255 file
     Image.fromarray(u8).save(tmp_path / "img.png")
     np.save(tmp_path / "img_u8.npy", u8)
-    np.save(tmp_path / "img_f.npy", u8.astype(np.float64) / 255)                 # the same picture, 0..1
+    np.save(tmp_path / "img_f.npy", u8.astype(np.float64))                       # the same values as floats
     masks = [_predict(checkpoints[0], tmp_path / f, tmp_path, f.split(".")[0]) for f in ("img.png", "img_u8.npy", "img_f.npy")]
     assert (masks[0] == masks[1]).all() and (masks[0] == masks[2]).all()
     from npunet.runs import input_range
@@ -186,29 +186,32 @@ def test_rgb_image_into_a_three_channel_model(checkpoints, tmp_path, capsys):
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     mask = _predict(checkpoints[1], tmp_path / "rgb.png", tmp_path, "rgb")
     assert mask.shape == (32, 32)
-    assert "channel-last (H, W, 3) read as (3, H, W)" in capsys.readouterr().out
-    capsys.readouterr()
+    np.save(tmp_path / "rgb_last.npy", rgb)
+    _predict(checkpoints[1], tmp_path / "rgb_last.npy", tmp_path, "rgb_last")
+    assert "channel-last (H, W, 3) .npy images read as (3, H, W)" in capsys.readouterr().out
     _predict(checkpoints[0], tmp_path / "rgb.png", tmp_path, "grey")            # RGB into a 1-channel model
     assert "RGB averaged to grey for a 1-channel model" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("array,msg", [
-    (np.zeros(10), "has shape (10,); the model takes 1 channel(s)"),
-    (np.zeros((2, 1, 16, 16)), "has shape (2, 1, 16, 16); the model takes 1 channel(s)"),
-    (np.zeros((5, 16, 16)), "has shape (5, 16, 16); the model takes 1 channel(s)"),
+    (np.zeros(10), "array of shape (10,); expected an image (H, W), (C, H, W) or channel-last (H, W, C)"),
+    (np.zeros((2, 1, 16, 16)), "array of shape (2, 1, 16, 16); expected an image"),
+    (np.zeros((5, 16, 16)), "array of shape (5, 16, 16); expected an image"),
     (np.array([["a", "b"], ["c", "d"]]), "holds <U1 values; expected a numeric image"),
     (np.full((16, 16), np.nan), "contains NaN/Inf values"),
 ])
 def test_predict_rejects_arrays_it_cannot_read(checkpoints, tmp_path, array, msg):
     np.save(tmp_path / "bad.npy", array)
     with pytest.raises(SystemExit) as e:
-        main(["predict", "--checkpoint", str(checkpoints[0]), "--input", str(tmp_path / "bad.npy")])
+        main(["predict", "--checkpoint", str(checkpoints[0]), "--input", str(tmp_path / "bad.npy"),
+              "--out", str(tmp_path / "p")])
     assert msg in str(e.value)
 
 
 def test_predict_accepts_one_image_with_a_batch_axis(checkpoints, tmp_path, capsys):
     np.save(tmp_path / "one.npy", np.random.default_rng(0).random((1, 1, 24, 24)))
-    main(["predict", "--checkpoint", str(checkpoints[0]), "--input", str(tmp_path / "one.npy")])
+    main(["predict", "--checkpoint", str(checkpoints[0]), "--input", str(tmp_path / "one.npy"), "--out",
+          str(tmp_path / "p"), "--quiet"])
     assert "dropped the batch axis of (1, C, H, W)" in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
 """Figures drawn from the models: the U-Net as the paper's Fig. 1."""
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -52,7 +53,8 @@ def test_unetpp_heads_above_row_0_dense_arcs_and_the_nested_unet_outlined():
     from npunet.viz import draw_architecture
     fig = draw_architecture(UNetPlusPlus(1, 1, filters=(4, 8, 16, 32, 64), deep_supervision=True), (1, 1, 64, 64))
     ax = fig.axes[0]
-    boxes = {t.get_text(): t.get_position()[1] for t in ax.texts if t.get_text().startswith(("x", "final"))}
+    boxes = {t.get_text().split("\n")[0]: t.get_position()[1] for t in ax.texts
+             if t.get_text().startswith(("x", "final"))}
     assert all(boxes[f"final{j}"] > boxes["x0_0"] for j in range(1, 5))          # heads off row 0, above it
     outlined = [p for p in ax.patches if getattr(p, "get_linewidth", lambda: 0)() > 2 and hasattr(p, "get_width")]
     assert len(outlined) == 9                                                     # X^{i,0} and X^{i,4-i}
@@ -71,5 +73,51 @@ def test_unet3plus_legend_names_pool_same_scale_and_upsample_and_heads_are_full_
     for words in ("max-pooled", "same scale", "up-sampled", "deep supervision head"):
         assert any(words in t for t in labels), labels
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts.count("1×64×64") == 1 + 5                                        # the input and every head
+    assert sum(t.endswith("1×64×64") for t in texts) == 1 + 5                     # the input and every head
+    plt.close("all")
+
+
+def _struck(fig):
+    """(label, arrow) pairs where an arrow's drawn path crosses a label's box (display coordinates)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    hits = []
+    for a in ax.patches:
+        if not hasattr(a, "get_connectionstyle"):
+            continue
+        path = a.get_path().transformed(a.get_transform())
+        pts = np.concatenate([seg(np.linspace(0, 1, 60)) for seg, _ in path.iter_bezier()])
+        for t in ax.texts:
+            bb = t.get_window_extent(r)
+            inside = (pts[:, 0] > bb.x0) & (pts[:, 0] < bb.x1) & (pts[:, 1] > bb.y0) & (pts[:, 1] < bb.y1)
+            if inside.any():
+                hits.append(t.get_text())
+    return hits
+
+
+def test_no_label_is_struck_through_by_a_line():
+    from npunet.models import EncoderUNet, UNet3Plus, UNetPlusPlus
+    from npunet.viz import draw_architecture
+    for model, depth in ((UNetPlusPlus(3, 1, deep_supervision=True), 1), (UNet3Plus(3, 1, deep_supervision=True), 1),
+                         (EncoderUNet("mobilenet_v2"), 3)):
+        fig = draw_architecture(model, (1, 3, 256, 256), depth=depth)
+        assert _struck(fig) == [], (type(model).__name__, _struck(fig))
+        plt.close("all")
+    fig = draw_unet_figure(UNet(), (1, 1, 572, 572))                   # the paper's Fig. 1: sizes inside the bars
+    assert _struck(fig) == [], _struck(fig)
+    plt.close("all")
+
+
+def test_the_encoder_unet_figure_fits_the_readme_and_tells_encoder_from_decoder():
+    from npunet.models import EncoderUNet
+    from npunet.viz import draw_architecture
+    fig = draw_architecture(EncoderUNet("mobilenet_v2"), (1, 3, 256, 256), depth=3)
+    assert fig.get_size_inches()[0] <= 13
+    colours = {p.get_facecolor() for p in fig.axes[0].patches if hasattr(p, "get_width")}
+    assert len(colours) >= 4                                                      # input, encoder, decoder, head
+    labels = _legend(fig)
+    assert any("encoder block" in t for t in labels) and any("decoder block" in t for t in labels)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "head" in texts and "0" not in texts
     plt.close("all")

@@ -11,10 +11,11 @@
 # every column back onto the pixels it was copied from.
 # Four loops are fine too (slow but clear). `im2col` and `col2im` from `npunet.backends.reference` are allowed.
 #
-# Check: run the last cell, or `python -m npunet check conv2d` in the repository folder. It compares your
+# Check: run the last cell, or `npunet check conv2d` (any folder; or `npunet check NAME my_file.py`). It compares your
 # functions with npunet's reference op on small float64 cases (odd sizes, stride 2, padding) and says
 # which output or gradient is wrong, where, by how much, with a hint.
 # The solution is in `solutions/01_conv2d.py`.
+# (Calling npunet's own op would pass too: the checker cannot tell. Write it yourself.)
 
 # %%
 import numpy as np

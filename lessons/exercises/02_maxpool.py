@@ -9,7 +9,8 @@
 # Remember in the forward *where* each maximum was. When the windows overlap (k = 3, s = 2 is one of
 # the checked cases) a pixel can be the maximum of two windows: its gradients add.
 #
-# Check: the last cell, or `python -m npunet check maxpool`. Solution: `solutions/02_maxpool.py`.
+# Check: the last cell, or `npunet check maxpool`. Solution: `solutions/02_maxpool.py`.
+# (Calling npunet's own op would pass too: the checker cannot tell. Write it yourself.)
 
 # %%
 import numpy as np

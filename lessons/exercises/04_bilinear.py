@@ -10,7 +10,8 @@
 # (NumPy's @ broadcasts over N and C). The resize is linear, so its backward is its transpose:
 # dx = My^T @ dout @ Mx.
 #
-# Check: the last cell, or `python -m npunet check bilinear`. Solution: `solutions/04_bilinear.py`.
+# Check: the last cell, or `npunet check bilinear`. Solution: `solutions/04_bilinear.py`.
+# (Calling npunet's own op would pass too: the checker cannot tell. Write it yourself.)
 
 # %%
 import numpy as np

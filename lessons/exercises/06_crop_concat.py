@@ -9,7 +9,8 @@
 # first Cs placed back into the cropped window, and 0 on the border the crop cut off. That gradient is
 # then *added* to what the skip's encoder map receives from the pool below (lesson 2, step 8).
 #
-# Check: the last cell, or `python -m npunet check crop_concat`. Solution: `solutions/06_crop_concat.py`.
+# Check: the last cell, or `npunet check crop_concat`. Solution: `solutions/06_crop_concat.py`.
+# (Calling npunet's own op would pass too: the checker cannot tell. Write it yourself.)
 
 # %%
 import numpy as np

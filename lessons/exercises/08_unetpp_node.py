@@ -12,7 +12,8 @@
 #    of what both send back (and X^{0,1}'s gradient comes from X^{0,2}). Forget the sum and the checker
 #    will tell you which element is off.
 #
-# Check: the last cell, or `python -m npunet check unetpp_node`. Solution: `solutions/08_unetpp_node.py`.
+# Check: the last cell, or `npunet check unetpp_node`. Solution: `solutions/08_unetpp_node.py`.
+# (Calling npunet's own op would pass too: the checker cannot tell. Write it yourself.)
 
 # %%
 import numpy as np

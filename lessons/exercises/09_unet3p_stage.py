@@ -14,7 +14,8 @@
 # Modules: `m(a)` forward, `m.backward(d)` backward (once per forward); create the resampling modules in
 # the forward and keep them in the cache.
 #
-# Check: the last cell, or `python -m npunet check unet3p_stage`. Solution: `solutions/09_unet3p_stage.py`.
+# Check: the last cell, or `npunet check unet3p_stage`. Solution: `solutions/09_unet3p_stage.py`.
+# (Calling npunet's own op would pass too: the checker cannot tell. Write it yourself.)
 
 # %%
 import numpy as np

@@ -99,13 +99,16 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     return out, (x, weight, bias is not None, stride, padding, groups)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, weight_grad=True):
     """dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None).
 
     dW = dout @ cols^T;  dcols = W^T @ dout, dx = col2im(dcols);  dbias = dout summed over N, H, W.
+    weight_grad=False (a frozen layer): dW and dbias are None, their GEMM is skipped.
     """
     x, weight, has_bias, stride, padding, groups = cache
     dx = _conv_input_grad(dout, weight, x.shape, stride, padding, groups)
+    if not weight_grad:
+        return dx, None, None
     dW = _conv_weight_grad(dout, x, weight.shape, stride, padding, groups)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dW, db
@@ -130,7 +133,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     return out, (x, weight, bias is not None, stride, padding, groups)
 
 
-def conv_transpose2d_backward(dout, cache):
+def conv_transpose2d_backward(dout, cache, weight_grad=True):
     """dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight (C_in, C_out/g, kh, kw), dbias).
 
     out = A^T x for the conv2d map A, so dx = A dout: an ordinary convolution of dout.  The weight
@@ -138,6 +141,8 @@ def conv_transpose2d_backward(dout, cache):
     """
     x, weight, has_bias, stride, padding, groups = cache
     dx = _conv(dout, weight, stride, padding, groups)
+    if not weight_grad:
+        return dx, None, None
     dW = _conv_weight_grad(x, dout, weight.shape, stride, padding, groups)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dW, db
@@ -274,6 +279,41 @@ def adaptive_avgpool2d_backward(dout, cache):
         for j in range(len(ws)):
             area = (he[i] - hs[i]) * (we[j] - ws[j])
             dx[:, :, hs[i]:he[i], ws[j]:we[j]] += dout[:, :, i:i + 1, j:j + 1] / area
+    return dx
+
+
+def _pad_index(n, before, after, mode):
+    """Which input index each padded position copies along one axis of length n (PyTorch's modes):
+    reflect  3 2 1 | 0 1 2 3 | 2 1 0   (the edge not repeated; needs before, after < n)
+    replicate 0 0 0 | 0 1 2 3 | 3 3 3
+    circular  1 2 3 | 0 1 2 3 | 0 1 2  (needs before, after <= n)."""
+    i = np.arange(-before, n + after)
+    if mode == "reflect":
+        period = 2 * (n - 1)
+        i = np.abs((i + period) % period) if n > 1 else np.zeros_like(i)
+        return np.where(i > n - 1, period - i, i)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    return i % n  # circular
+
+
+def pad2d_forward(x, padding, mode):
+    """Reflect / replicate / circular padding (torch.nn.functional.pad's modes): every padded pixel
+    copies an input pixel.  padding = (left, right, top, bottom) >= 0.
+    x: (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
+    l, r, t, b = padding
+    rows, cols = _pad_index(x.shape[2], t, b, mode), _pad_index(x.shape[3], l, r, mode)
+    return x[:, :, rows][:, :, :, cols], (x.shape, rows, cols)
+
+
+def pad2d_backward(dout, cache):
+    """Every input pixel collects the gradients of all the padded positions that copied it: per axis,
+    dx[.., j] = sum of dout[.., i] over i with index[i] = j (a scatter-add)."""
+    shape, rows, cols = cache
+    dh = np.zeros(dout.shape[:3] + (shape[3],), dout.dtype)
+    np.add.at(dh, (slice(None), slice(None), slice(None), cols), dout)     # (N, C, Hp, W)
+    dx = np.zeros(shape, dout.dtype)
+    np.add.at(dx, (slice(None), slice(None), rows), dh)                   # (N, C, H, W)
     return dx
 
 

@@ -146,7 +146,8 @@ def make_cells(n, size=128, seed=0, **kw):
 
 
 def make_noise_task(n, size=64, seed=0, threshold=0.99):
-    """The trivial data of one source post: uniform noise, "mask" = pixels above a threshold.
+    """The trivial data of a common tutorial pattern (e.g. the blog post "이미지 분할의 혁명 U-Net 아키텍처
+    탐구", TIL, 14 July 2024): uniform noise, "mask" = pixels above a threshold.
     A model that predicts background everywhere scores ~99% pixel accuracy on it: the lesson uses
     it to show why accuracy means nothing for segmentation."""
     rng = np.random.default_rng(seed)

@@ -5,11 +5,12 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..models.sizes import is_legal, output_size
-from ..nn.module import check_finite
+from ..nn.module import check_finite, no_grad
 
 
 def _predict(model, x):
-    out = model(x)
+    from ..models.pretrained import normalize_input
+    out = model(normalize_input(model, x))  # a pretrained encoder's ImageNet mean/std, when recorded
     if isinstance(out, tuple):  # (seg, cls) of a CGM model in training mode
         out = out[0]
     if isinstance(out, list):
@@ -75,13 +76,44 @@ def overlap_tile(model, image, tile=None, depth=4):
     return result[:, :H, :W]
 
 
+def tile_same(model, image, depth, tile=512, margin=64):
+    """Same-padded model on a large image (C, H, W) with memory bounded by the window: output tiles
+    of ``tile`` px, each predicted from a window with ``margin`` px of mirrored context on every side
+    (both rounded up to multiples of 2^depth, so every window sits on the whole image's pool grid),
+    only the window's centre kept.  Returns (num_classes, H, W) logits."""
+    m = 2 ** depth
+    tile, margin = -(-tile // m) * m, -(-margin // m) * m
+    C, H0, W0 = image.shape
+    ph, pw = (-H0) % m, (-W0) % m  # the padding of a whole-image pass (predict_same): the same pool grid
+    image = np.pad(image, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
+    H, W = image.shape[1:]
+    ny, nx = -(-H // tile), -(-W // tile)
+    x = np.pad(image, ((0, 0), (margin, margin + ny * tile - H), (margin, margin + nx * tile - W)), mode="reflect")
+    result = None
+    for ty in range(ny):
+        for tx in range(nx):
+            y0, x0 = ty * tile, tx * tile
+            win = x[None, :, y0:y0 + tile + 2 * margin, x0:x0 + tile + 2 * margin].astype(model.dtype)
+            y = _predict(model, win)[0]
+            if result is None:
+                result = np.zeros((y.shape[0], ny * tile, nx * tile), y.dtype)
+            result[:, y0:y0 + tile, x0:x0 + tile] = y[:, margin:margin + tile, margin:margin + tile]
+    return result[:, ph // 2:ph // 2 + H0, pw // 2:pw // 2 + W0]
+
+
+# Same-padded models predict an image in one pass up to this many pixels, tile by tile above it.
+WHOLE_IMAGE_PIXELS = 1024 * 1024
+
+
 @contextmanager
 def _evaluating(model):
-    """model.eval() for the block, its previous mode restored after."""
+    """model.eval() and no_grad() for the block (no layer keeps a cache: prediction needs only the
+    live activations), its previous mode restored after."""
     was = model.training
     model.eval()
     try:
-        yield
+        with no_grad():
+            yield
     finally:
         model.train(was)
 
@@ -91,6 +123,8 @@ def predict_image(model, image):
     with _evaluating(model):
         if getattr(model, "padding", "same") == "valid":
             y = overlap_tile(model, image, depth=model.depth)
+        elif image.shape[1] * image.shape[2] > WHOLE_IMAGE_PIXELS:
+            y = tile_same(model, image, getattr(model, "depth", 4))
         else:
             y = predict_same(model, image, getattr(model, "depth", 4))
         check_finite(model, y, "output")  # layers scan only the model's input (nn.set_checks)
@@ -102,7 +136,8 @@ def predict_images(model, images, batch=8):
     up to ``batch`` equally sized images per forward pass (eval-mode layers treat every image on its
     own, so the result is predict_image's); valid-conv U-Nets tile each image.  Returns a list of
     (num_classes, H, W) arrays."""
-    if getattr(model, "padding", "same") == "valid" or len({np.shape(im) for im in images}) != 1:
+    if getattr(model, "padding", "same") == "valid" or len({np.shape(im) for im in images}) != 1 or \
+            np.shape(images[0])[-1] * np.shape(images[0])[-2] > WHOLE_IMAGE_PIXELS:
         return [predict_image(model, im) for im in images]
     x = np.asarray(images)
     out = []

@@ -5,7 +5,7 @@ Every kernel ``foo`` has a NumPy/loop reference twin ``foo_ref`` in the same mod
 the two.  The ops a student reads are in ``npunet/backends/reference.py``.  Kernels are compiled
 with ``cache=True`` so the compilation cost is paid once per machine.
 Kernels are serial and release the GIL; ``util.split`` runs them over index ranges (channels,
-planes, rows) on every core. (Only the depthwise kernels still use Numba's ``prange``.)
+planes, rows) on every core; none uses Numba's ``parallel=True``.
 """
 from .conv import im2col, col2im, im2col_wide, col2im_wide, im2col_ref, col2im_ref, im2col_wide_ref, col2im_wide_ref
 from .conv import upconv_shuffle, upconv_unshuffle, upconv_shuffle_ref, upconv_unshuffle_ref

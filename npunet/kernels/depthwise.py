@@ -4,18 +4,33 @@ as direct loops: a GEMM per group would be a 1 x (k*k) matrix product, all overh
 x is the zero-padded input (N, C, Hp, Wp); w: (C, k_h, k_w); out: (N, C, H_out, W_out) with
 out[n, c, i, j] = sum_{u, v} x[n, c, i*s_h + u, j*s_w + v] * w[c, u, v].
 Twins: ``depthwise_fwd_ref`` / ``depthwise_bwd_ref`` below.
+The loops are serial, release the GIL and run over plane (channel) ranges on every core through
+``util.split``: Numba's ``parallel=True`` compiles several times slower (a cold start pays it).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .util import split
 
 
-@njit(cache=True, parallel=True)
 def depthwise_fwd(x, w, sh, sw, out):
     """out (N, C, Ho, Wo) = depthwise correlation of the padded x (N, C, Hp, Wp) with w (C, kh, kw).
-    Planes (n, c) in parallel: each writes its own output plane."""
+    Planes (n, c) split over the cores: each writes its own output plane."""
+    split(_depthwise_fwd_planes, out.shape[0] * out.shape[1], x, w, sh, sw, out)
+
+
+def depthwise_bwd(dout, x, w, sh, sw, dx, dw):
+    """dx (N, C, Hp, Wp) and dw (C, kh, kw), both zero on entry, += the gradients of depthwise_fwd.
+    Channels split over the cores (every channel owns its dw[c] and its dx planes)."""
+    split(_depthwise_bwd_channels, dout.shape[1], dout, x, w, sh, sw, dx, dw)
+
+
+@njit(cache=True, nogil=True)
+def _depthwise_fwd_planes(p0, p1, x, w, sh, sw, out):
+    """depthwise_fwd for planes nc = n*C + c in p0..p1-1."""
     N, C, Ho, Wo = out.shape
     kh, kw = w.shape[1], w.shape[2]
-    for nc in prange(N * C):
+    for nc in range(p0, p1):
         n = nc // C
         c = nc % C
         for i in range(Ho):
@@ -30,13 +45,12 @@ def depthwise_fwd(x, w, sh, sw, out):
                         out[n, c, i, j] += wt * x[n, c, row, j * sw + v]
 
 
-@njit(cache=True, parallel=True)
-def depthwise_bwd(dout, x, w, sh, sw, dx, dw):
-    """dx (N, C, Hp, Wp) and dw (C, kh, kw), both zero on entry, += the gradients of depthwise_fwd.
-    The loop runs over channels in parallel (every channel owns its dw[c] and its dx planes)."""
+@njit(cache=True, nogil=True)
+def _depthwise_bwd_channels(c0, c1, dout, x, w, sh, sw, dx, dw):
+    """depthwise_bwd for channels c0..c1-1."""
     N, C, Ho, Wo = dout.shape
     kh, kw = w.shape[1], w.shape[2]
-    for c in prange(C):
+    for c in range(c0, c1):
         for n in range(N):
             for u in range(kh):
                 for v in range(kw):

@@ -46,7 +46,8 @@ def label(mask, connectivity=4):
             if best == 0:
                 if nxt >= parent.shape[0]:
                     grown = np.zeros(parent.shape[0] * 2, np.int32)
-                    grown[:parent.shape[0]] = parent
+                    for i in range(parent.shape[0]):  # a loop: a slice assignment costs seconds to compile
+                        grown[i] = parent[i]
                     parent = grown
                 parent[nxt] = nxt
                 best = nxt

@@ -28,6 +28,8 @@ channels for the others) and releases the GIL: the fast backend runs one range p
 import numpy as np
 from numba import njit
 
+from .conv import _add, _copy, _zero
+
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
@@ -113,12 +115,12 @@ def _load_rows(x, n, c, r0, ph, pw, rows):
     """rows[i] = row r0 + i of x[n, c] zero-padded by ph (top) and pw (left), zeros past the edges
     (rows: (tile height, padded width), 4 rows for F(2x2, 3x3), 6 for F(4x4, 3x3))."""
     H, W = x.shape[2], x.shape[3]
-    rows[:] = 0
     w_lo, w_hi = max(0, -pw), min(W, rows.shape[1] - pw)
-    for i in range(rows.shape[0]):
+    for i in range(rows.shape[0]):  # element loops over views: see conv._copy
         h = r0 + i - ph
+        _zero(rows[i], rows.shape[1])
         if 0 <= h < H and w_lo < w_hi:
-            rows[i, w_lo + pw:w_hi + pw] = x[n, c, h, w_lo:w_hi]
+            _copy(rows[i, w_lo + pw:], x[n, c, h, w_lo:], w_hi - w_lo)
 
 
 @njit(cache=True, nogil=True)
@@ -212,7 +214,7 @@ def _store_rows(acc, k, n, c, r0, ph, pw, dx):
     for i in range(k):
         h = r0 + i - ph
         if 0 <= h < H and w_lo < w_hi:
-            dx[n, c, h, w_lo:w_hi] += acc[i, w_lo + pw:w_hi + pw]
+            _add(dx[n, c, h, w_lo:], acc[i, w_lo + pw:], w_hi - w_lo)
 
 
 @njit(cache=True, nogil=True)
@@ -257,9 +259,9 @@ def input_transform_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
                     x2[s + 3] += e2
                     x3[s + 3] += e3
                 _store_rows(acc, 2, n, c, 2 * ty, ph, pw, dx)  # rows 2ty, 2ty+1 are complete
-                acc[0] = acc[2]
-                acc[1] = acc[3]
-                acc[2:] = 0
+                for j in range(acc.shape[1]):      # slide the buffer by two rows
+                    acc[0, j], acc[1, j] = acc[2, j], acc[3, j]
+                    acc[2, j] = acc[3, j] = 0
             _store_rows(acc, 2, n, c, 2 * ty1, ph, pw, dx)     # the band's last two rows
 
 
@@ -496,9 +498,9 @@ def input_transform_4_adjoint(c0, c1, dV, ph, pw, n0, n1, ty0, ty1, TW, dx):
                         a4[s + j] += e[4]
                         a5[s + j] += e[5]
                 _store_rows(acc, 4, n, c, 4 * ty, ph, pw, dx)     # rows 4ty..4ty+3 are complete
-                acc[0] = acc[4]
-                acc[1] = acc[5]
-                acc[2:] = 0
+                for j in range(acc.shape[1]):      # slide the buffer by four rows
+                    acc[0, j], acc[1, j] = acc[4, j], acc[5, j]
+                    acc[2, j] = acc[3, j] = acc[4, j] = acc[5, j] = 0
             _store_rows(acc, 2, n, c, 4 * ty1, ph, pw, dx)        # the band's last two rows
 
 

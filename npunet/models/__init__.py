@@ -10,3 +10,6 @@ __all__ += ["UNetPlusPlus", "UNet3Plus", "apply_cgm"]
 from .encoder_unet import EncoderUNet  # noqa: E402
 
 __all__ += ["EncoderUNet"]
+from .pretrained import load_encoder_weights  # noqa: E402
+
+__all__ += ["load_encoder_weights"]

@@ -1,4 +1,4 @@
-"""U-Nets with a classification encoder: Residual U-Net (ResNet), Mobile U-Net (MobileNetV2) and
+"""U-Nets with a classification encoder: ResNet-encoder U-Net (ResNet), Mobile U-Net (MobileNetV2) and
 Eff-UNet (EfficientNet), built to be segmentation_models_pytorch's ``Unet`` weight for weight:
 the same layers, the same ``state_dict`` keys and shapes, the same outputs and gradients.
 
@@ -227,7 +227,7 @@ class Conv2dStaticSamePadding(nn.Conv2d):
         xp = self.static_padding(x)
         bias = None if self.bias is None else self.bias.data
         out, cache = ops().conv2d_forward(xp, self.weight.data, bias, self.stride, 0, self.groups)
-        self._save(cache, out)
+        self._save(cache, out, watch=(xp,))
         return out
 
     def backward(self, grad):
@@ -403,17 +403,30 @@ class EncoderUNet(nn.Module):
     """A U-Net with a ResNet, MobileNetV2 or EfficientNet encoder, equal to SMP 0.6's
     ``smp.Unet(encoder_name, encoder_depth, encoder_weights=None, decoder_channels, in_channels, classes)``.
 
-    encoder_name: "resnet18", "resnet34" (Residual U-Net), "mobilenet_v2" (Mobile U-Net),
+    encoder_name: "resnet18", "resnet34" (ResNet-encoder U-Net), "mobilenet_v2" (Mobile U-Net),
     "efficientnet-b0" (Eff-UNet).  x: (N, in_channels, H, W), H and W divisible by 2^encoder_depth
     (32 for depth 5) -> logits (N, num_classes, H, W).
     drop_connect_rate: EfficientNet's stochastic depth (None: its default 0.2; 0.0 turns it off).
     Children: encoder, decoder (center, blocks.0 ...), segmentation_head (0: 3x3 conv).
     """
 
-    def __init__(self, encoder_name, in_channels=3, num_classes=1, encoder_depth=5,
-                 decoder_channels=(256, 128, 64, 32, 16), drop_connect_rate=None):
+    def __init__(self, encoder_name, in_channels=3, num_classes=None, encoder_depth=5,
+                 decoder_channels=(256, 128, 64, 32, 16), drop_connect_rate=None, *, classes=None,
+                 encoder_weights=None, activation=None):
         super().__init__()
         A.choice("EncoderUNet", "encoder_name", encoder_name, tuple(ENCODERS))
+        # SMP's argument names: classes= (npunet: num_classes), encoder_weights=, activation=None
+        if classes is not None and num_classes is not None and classes != num_classes:
+            raise ValueError(f"EncoderUNet: classes={classes} and num_classes={num_classes} disagree; give one "
+                             f"(classes is SMP's name for num_classes)")
+        num_classes = 1 if num_classes is None and classes is None else (num_classes if num_classes is not None
+                                                                          else classes)
+        if activation is not None:
+            raise ValueError(f"EncoderUNet: activation={activation!r}: npunet's models return logits (SMP's "
+                             f"activation=None); the losses take logits, and predict applies sigmoid/argmax")
+        if encoder_weights == "imagenet":
+            from .pretrained import imagenet_hint
+            raise ValueError(imagenet_hint(encoder_name))
         in_channels = A.integer("EncoderUNet", "in_channels", in_channels)
         num_classes = A.integer("EncoderUNet", "num_classes", num_classes)
         depth = A.integer("EncoderUNet", "encoder_depth", encoder_depth)
@@ -439,6 +452,9 @@ class EncoderUNet(nn.Module):
         head = nn.Conv2d(decoder_channels[-1], num_classes, 3, padding=1)
         _init_conv(head, "xavier")
         self.segmentation_head = nn.Sequential(head, nn.Identity(), nn.Identity())
+        if encoder_weights is not None:
+            from .pretrained import load_encoder_weights
+            load_encoder_weights(self, encoder_weights)
 
     @property
     def output_stride(self):

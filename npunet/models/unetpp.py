@@ -21,7 +21,8 @@ class UNetPlusPlus(nn.Module):
     node; X^{i,j} takes (j+1)*f_i channels).
     deep_supervision: 1x1 heads final1..final{depth} on X^{0,1..depth}; in training forward returns the
     list of head logits (train with the mean of their losses); in eval the mean of the heads' logits
-    (the paper's "accurate mode").  ``prune(L)`` gives the "fast mode" sub-network.
+    (the paper's "accurate mode" averages the heads' probabilities instead; lesson 11 compares the
+    two).  ``prune(L)`` gives the "fast mode" sub-network.
     Children: x{i}_{j} (node blocks), pool{i}, up{i}_{j} (U(X^{i,j})), cat{i}_{j}, final or final1..
     """
 
@@ -87,7 +88,7 @@ class UNetPlusPlus(nn.Module):
         heads = [getattr(self, f"final{j}")(X[0, j]) for j in range(1, L + 1)]
         if self.training:
             return heads
-        return sum(heads[1:], heads[0]) / len(heads)    # eval: the mean of the heads ("accurate mode")
+        return sum(heads[1:], heads[0]) / len(heads)    # eval: the mean of the heads' logits
 
     def backward(self, d):
         L = self.depth

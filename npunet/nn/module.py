@@ -55,6 +55,7 @@ class _Mode(threading.local):
     trace = None          # list that leaf calls append (module, inputs, output) to
     check_finite = True   # scan for NaN/Inf: True = the outermost call's inputs, "every" = every layer's
     depth = 0             # how many module calls are running (0: the next call is the outermost)
+    grad = True           # False inside no_grad(): forwards keep no caches
 
 
 _mode = _Mode()
@@ -68,6 +69,27 @@ def set_checks(finite=True):
     if finite not in (True, False, "every"):
         raise ValueError(f"set_checks: finite must be True, False or 'every', got {finite!r}")
     _mode.check_finite = finite
+
+
+def is_grad_enabled():
+    """False inside ``npunet.no_grad()`` (this thread)."""
+    return _mode.grad
+
+
+@contextmanager
+def no_grad():
+    """``with npunet.no_grad(): y = model(x)``: forwards keep nothing for backward (PyTorch's
+    ``torch.no_grad()``), so only the live activations take memory; a backward afterwards raises,
+    naming the layer.  ``npunet.inference_mode()`` is the same."""
+    old = _mode.grad
+    _mode.grad = False
+    try:
+        yield
+    finally:
+        _mode.grad = old
+
+
+inference_mode = no_grad
 
 
 def tracing():
@@ -88,14 +110,33 @@ def shape_only():
 
 
 _USED = object()  # the cache after its backward ran
+_NO_GRAD = object()  # the cache of a forward run under no_grad()
 
 
 class Parameter:
-    """A trainable array.  data: any shape; grad: same shape, accumulated by backward."""
+    """A trainable array.  data: any shape; grad: same shape, accumulated by backward (None after
+    ``zero_grad(set_to_none=True)`` until the next backward).  ``requires_grad = False`` freezes it:
+    backward adds no gradient (its layer skips the weight-gradient GEMM; the input gradient still
+    flows) and optimisers leave it alone."""
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad=True):
+        from .. import init
+        self.requires_grad = bool(requires_grad)
+        if init.building_shapes_only():  # a shape-only model (npunet.init.shapes_only): no memory
+            data = init._stand_in(np.shape(data), getattr(data, "dtype", np.float32))
+            self.data = self.grad = data
+            return
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
+
+    def accumulate(self, g):
+        """grad += g (layers' backward call this); nothing for a frozen parameter or g None."""
+        if g is None or not self.requires_grad:
+            return
+        if self.grad is None:
+            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += g
 
     @property
     def shape(self):
@@ -110,7 +151,8 @@ class Parameter:
         return self.data.size
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
 
 
 class Module:
@@ -162,9 +204,24 @@ class Module:
 
     # ------------------------------------------------------------ traversal
     def named_modules(self, prefix=""):
+        """(dotted_name, module) for this module ("") and every descendant, depth first, as PyTorch."""
         yield prefix, self
         for n, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{n}" if prefix else n)
+
+    def apply(self, fn):
+        """fn(m) for every descendant, then for self (PyTorch's order); returns self."""
+        for m in self._modules.values():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every parameter below this module; returns self.
+        ``model.encoder.requires_grad_(False)`` trains only the decoder."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
 
     def modules(self):
         for _, m in self.named_modules():
@@ -209,7 +266,11 @@ class Module:
         return sd
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays into this model; a missing or unexpected key or a wrong shape raises KeyError/ValueError."""
+        """Copy arrays into this model; a missing or unexpected key or a wrong shape raises KeyError/ValueError.
+        Non-finite values are checked after the cast to the model's dtype (1e300 is inf in float32)."""
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of name -> array "
+                            f"(model.state_dict()), got {type(state).__name__}")
         own = {}
         for mp, m in self.named_modules():
             for n in m._params:
@@ -230,10 +291,14 @@ class Module:
             if v.dtype.kind not in "biuf":
                 raise TypeError(f"{type(self).__name__}.load_state_dict: '{k}' holds {v.dtype} values; "
                                 f"expected a numeric array")
-            if v.dtype.kind == "f" and not np.isfinite(v).all():
-                raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' contains "
-                                 f"{int((~np.isfinite(v)).sum())} NaN/Inf value(s); the weights are corrupt "
-                                 f"(or training had diverged when they were saved)")
+            if v.dtype.kind in "f" or np.asarray(cur).dtype.kind == "f":
+                with np.errstate(over="ignore", invalid="ignore"):
+                    cast = v.astype(np.asarray(cur).dtype)  # what the model would hold
+                if cast.dtype.kind == "f" and not np.isfinite(cast).all():
+                    n_bad = int((~np.isfinite(cast)).sum())
+                    why = "overflow(s) in the model's " + str(cast.dtype) if np.isfinite(v).all() else "NaN/Inf value(s)"
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' contains {n_bad} {why}; "
+                                     f"the weights are corrupt (or training had diverged when they were saved)")
             if np.shape(cur) == () and v.shape == (1,):  # a scalar saved as shape (1,): PyTorch accepts it too
                 v = v.reshape(())
             if v.shape != np.shape(cur):
@@ -241,7 +306,8 @@ class Module:
                                  f"the model expects {np.shape(cur)}")
             if is_param:
                 m._params[n].data = np.ascontiguousarray(v, dtype=cur.dtype).copy()
-                m._params[n].grad = np.zeros_like(m._params[n].data)
+                if m._params[n].grad is not None:
+                    m._params[n].grad = np.zeros_like(m._params[n].data)
             else:
                 object.__setattr__(m, n, np.array(v, dtype=np.asarray(cur).dtype))
         return self
@@ -256,7 +322,11 @@ class Module:
         """Load a state_dict file (.safetensors, e.g. from ``safetensors.torch.save_file(model.state_dict())``,
         or .npz) with strict checking: missing, unexpected or wrong-shape keys are named."""
         from ..io import load_state
-        return self.load_state_dict(load_state(path))
+        state = load_state(path)
+        if "meta" in state and any(k.startswith("model/") for k in state):
+            raise ValueError(f"'{path}' is a training checkpoint (weights, optimiser state and metadata), not a "
+                             f"state_dict file; load it with npunet.train.load_model(path) or npunet predict")
+        return self.load_state_dict(state)
 
     # ------------------------------------------------------------ modes and dtype
     def train(self, mode=True):
@@ -268,14 +338,19 @@ class Module:
         return self.train(False)
 
     def to(self, dtype):
-        """Convert parameters, their gradients and float buffers to float32 or float64; returns self."""
+        """Convert parameters, their gradients and float buffers to float32 or float64; returns self.
+        npunet runs on the CPU only: ``to("cpu")`` is accepted, a GPU device is refused."""
+        if isinstance(dtype, str) and dtype.split(":")[0] in _DEVICES:
+            if dtype == "cpu":
+                return self
+            _no_device(self, f'.to("{dtype}")')
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, got {dtype}")
         for m in self.modules():
             for p in m._params.values():
                 p.data = p.data.astype(dtype)
-                p.grad = p.grad.astype(dtype)
+                p.grad = None if p.grad is None else p.grad.astype(dtype)
             for n in m._buffers:
                 b = getattr(m, n)
                 if np.issubdtype(np.asarray(b).dtype, np.floating):
@@ -283,15 +358,43 @@ class Module:
             m._cache = None
         return self
 
+    def float(self):
+        """Parameters and float buffers to float32 (PyTorch's ``.float()``); returns self."""
+        return self.to(np.float32)
+
+    def double(self):
+        """Parameters and float buffers to float64 (PyTorch's ``.double()``); returns self."""
+        return self.to(np.float64)
+
+    def cpu(self):
+        """npunet always runs on the CPU: returns self."""
+        return self
+
+    def cuda(self, *args, **kwargs):
+        _no_device(self, ".cuda()")
+
+    def half(self):
+        raise TypeError(f"{type(self).__name__}.half(): npunet computes in float32 or float64 only; "
+                        f"use .float() (or .double() for gradient checks)")
+
+    def __getattr__(self, name):
+        # only reached when normal lookup fails: PyTorch names npunet does without get one line each
+        hint = _TORCH_ONLY.get(name)
+        if hint is not None:
+            raise AttributeError(f"{type(self).__name__}.{name}: not in npunet; {hint}")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     @property
     def dtype(self):
         for p in self.parameters():
             return p.data.dtype
         return None
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=False):
+        """Clear every parameter's gradient: zeros (default here, so that layers can add into it), or
+        None with set_to_none=True (PyTorch's default; the next backward creates it)."""
         for p in self.parameters():
-            p.grad = np.zeros_like(p.data)
+            p.grad = None if set_to_none else np.zeros_like(p.data)
 
     # ------------------------------------------------------------ calling
     def __call__(self, *inputs):
@@ -324,9 +427,15 @@ class Module:
         """Shape-only mode: the output as a Meta (shape and dtype, no data)."""
         return Meta(self._check(*inputs), inputs[0].dtype)
 
-    def _save(self, cache, out):
-        """Keep what backward needs, with the backend that made it and the output's shape/dtype."""
-        self._cache = (backends.current(), cache, out.shape, out.dtype)
+    def _save(self, cache, out, watch=()):
+        """Keep what backward needs, with the backend that made it and the output's shape/dtype
+        (nothing under no_grad(): the cache is dropped here, so the memory is freed).
+        watch: the inputs the cache references (not copies); their fingerprints are kept so that
+        backward detects an input modified in place in between (PyTorch's version counter)."""
+        if not _mode.grad:
+            self._cache = _NO_GRAD
+            return
+        self._cache = (backends.current(), cache, out.shape, out.dtype, tuple((a, fingerprint(a)) for a in watch))
 
     def _restore(self, grad):
         """-> (backend, cache) of the last forward, after checking ``grad`` against its output.
@@ -334,12 +443,21 @@ class Module:
         if self._cache is None:
             raise RuntimeError(f"{self.label}: backward() called before forward() "
                                f"(or after to()/a shape-only pass); run forward first")
+        if self._cache is _NO_GRAD:
+            raise RuntimeError(f"{self.label}: backward() after a forward run under npunet.no_grad() / "
+                               f"inference_mode(), which keeps nothing for backward; run the forward "
+                               f"outside the no_grad block to train")
         if self._cache is _USED:
             raise RuntimeError(f"{self.label}: backward() called a second time after one forward(); the first "
                                f"backward used up what the forward kept (as PyTorch frees its graph). "
                                f"Run forward again before another backward")
-        ops, cache, shape, dtype = self._cache
+        ops, cache, shape, dtype, watched = self._cache
         check_grad(self, grad, shape, dtype)
+        for i, (a, fp) in enumerate(watched):
+            if fingerprint(a) != fp:
+                raise RuntimeError(f"{self.label}: input {i} {tuple(a.shape)} was modified in place between forward "
+                                   f"and backward; the backward needs it unchanged (as PyTorch's autograd), so the "
+                                   f"gradients would be wrong. Modify a copy (x = x.copy()), or run forward again")
         self._cache = _USED
         return ops, cache
 
@@ -359,7 +477,41 @@ class Module:
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
 
 
+# ---------------------------------------------------------------- PyTorch names npunet does without
+
+_DEVICES = ("cuda", "mps", "xpu", "meta", "cpu")
+
+
+def _no_device(module, call):
+    raise RuntimeError(f"{type(module).__name__}{call}: npunet runs on the CPU only (NumPy + Numba); "
+                       f"drop the call (choose speed with npunet.set_backend('fast'))")
+
+
+_TORCH_ONLY = {
+    "register_forward_hook": "call the layers yourself or trace them with npunet.summary(model, shape) "
+                             "(npunet.nn.module.shape_only() lists every leaf call)",
+    "register_forward_pre_hook": "call the layers yourself or trace them with npunet.summary(model, shape)",
+    "register_full_backward_hook": "backward is explicit: wrap model.backward(grad) or the layer's backward",
+    "register_backward_hook": "backward is explicit: wrap model.backward(grad) or the layer's backward",
+    "compile": "there is no compiler; the fast backend is npunet.set_backend('fast') (the default)",
+    "to_empty": "modules are created with their arrays; use .to(np.float32)",
+    "share_memory": "npunet has no tensors to share; pass state_dict() arrays",
+    "bfloat16": "npunet computes in float32 or float64 only; use .float()",
+}
+
+
 # ---------------------------------------------------------------- input checks
+
+def fingerprint(a):
+    """A cheap checksum of an array's bytes: the sum of its 32-bit words modulo 2**32 (one read pass,
+    ~1 % of a classroom U-Net training step, measured).  Any change of one element changes it; several changes
+    escape only if their differences cancel exactly modulo 2**32."""
+    if not isinstance(a, np.ndarray) or a.dtype.itemsize % 4 or a.size == 0:
+        return None if not isinstance(a, np.ndarray) else a.tobytes()
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return int(a.reshape(-1).view(np.uint32).sum(dtype=np.uint32))
+
 
 def check_array(layer, x, ndim=4, channels=None, dtype=None, what="input"):
     """Validate one input of ``layer``; raise a message naming layer, expectation and what came."""

@@ -114,7 +114,8 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
         return blocks[b]["params"] == 0 or blocks[b]["cls"] == "Branch"
 
     def is_head(b):
-        return b.split(".")[-1].startswith(("out", "final")) and blocks[b]["cls"] == "Conv2d"
+        return ((b.split(".")[-1].startswith(("out", "final")) or b.split(".")[0].endswith("head"))
+                and blocks[b]["cls"] == "Conv2d")
 
     keep, links = _contract(blocks, order, edges, is_edge)
     heads = [b for b in keep if is_head(b)]
@@ -126,14 +127,19 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
         x[b] = 1 + max((x.get(a, 0) for a in preds), default=0)
     level = {b: math.log2(H0 / blocks[b]["shape"][2]) if blocks[b]["shape"][2] else 0 for b in keep}
     level["input"] = 0
-    if multi_head:          # deep supervision: heads in a row of their own above row 0, at their source's x
+    head_src = {b: [a for (a, c) in links if c == b][0] for b in heads}
+    beside = multi_head and len({level[s] for s in head_src.values()}) > 1
+    if multi_head:          # deep supervision: heads in a row above row 0 (U-Net++), or beside their source (UNet 3+)
         for b in heads:
-            src = [a for (a, c) in links if c == b][0]
-            x[b], level[b] = x[src], -1.4
+            src = head_src[b]
+            x[b], level[b] = (x[src] + 0.9, level[src]) if beside else (x[src], -1.4)
     own = ax is None
+    compact = max(x.values()) > 16      # many blocks in a row (an encoder drawn block by block): README width
+    fs = 1.35 if compact else 1.0       # font scale
     if own:
-        width = max(8, 1.1 * max(x.values()) + 2)
-        fig, ax = plt.subplots(figsize=(width, 3.2 + 1.5 * (max(level.values()) + 1)))
+        width = 13 if compact else max(8, 1.1 * max(x.values()) + 2)
+        fig, ax = plt.subplots(figsize=(width, (2.4 if compact else 3.2) + (0.95 if compact else 1.5)
+                                        * (max(level.values()) + 1)))
     else:
         fig = ax.figure
     maxc = max(blocks[b]["shape"][1] for b in keep)
@@ -143,11 +149,14 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
     for b in ["input"] + keep:
         shape = input_shape if b == "input" else _head_shape(blocks, edges, b) if is_head(b) else blocks[b]["shape"]
         C, H, W = shape[1], shape[2], shape[3]
-        w = 0.25 + 0.55 * math.log2(C + 1) / math.log2(maxc + 1)
+        w = 0.25 + 0.55 * math.log2(C + 1) / math.log2(maxc + 1) if not compact else 0.72
         h = 0.3 + 0.6 * H / H0 if not (is_head(b) and multi_head) else 0.5
         cx, cy = x[b], -1.5 * level[b]
         pos[b] = (cx, cy, w, h)
-        color = "#d9d9d9" if b == "input" else ("#9ecae1" if "down" in b or b.startswith(("x", "conv")) and b.endswith(("_0", "1", "2", "3", "4", "5")) else "#fdae6b")
+        part = b.split(".")[0]
+        down = part == "encoder" or (part != "decoder" and ("down" in b or b.startswith(("x", "conv"))
+                                                            and b.endswith(("_0", "1", "2", "3", "4", "5"))))
+        color = "#d9d9d9" if b == "input" else "#9ecae1" if down else "#fdae6b"
         if is_head(b):
             color = "#a1d99b"
         edge, lw = "k", 0.8
@@ -155,18 +164,37 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
             i, j = (int(v) for v in b[1:].split("_"))
             if j == 0 or i + j == L:
                 edge, lw = "#d62728", 2.2
-        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor=edge, lw=lw))
-        label = b if depth == 1 else b.split(".")[-1]  # nested: the index inside its container
-        ax.text(cx, cy + h / 2 + 0.06, label, ha="center", va="bottom", fontsize=7)
-        ax.text(cx, cy - h / 2 - 0.05, f"{C}×{H}×{W}", ha="center", va="top", fontsize=6, color="#333333")
+        box = ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, facecolor=color, edgecolor=edge, lw=lw))
+        box.set_gid(f"blk-{b}")  # the SVG element's id: npunet.viz.explain makes the boxes clickable
+        label = b if depth == 1 else "head" if is_head(b) else {"encoder": "e", "decoder": "d"}.get(part, "") + \
+            b.split(".")[-1]                                  # nested: e7 = the encoder's block 7
+        size = f"{C}×{H}×{W}" if not compact else f"{C}"             # compact: H×W once per row
+        if compact and b == "input":
+            label = "in"
+        if is_head(b) and multi_head and not beside:     # the head's line arrives from below: labels on top
+            ax.text(cx, cy + h / 2 + 0.05, f"{label}\n{size}", ha="center", va="bottom", fontsize=6.5,
+                    linespacing=1.1)
+        elif is_head(b) and beside:
+            ax.text(cx + w / 2 + 0.06, cy, f"{label}\n{size}", ha="left", va="center", fontsize=6.5, linespacing=1.1)
+        else:                                             # arcs and up-sampling links arrive from above or the side
+            ax.text(cx, cy, label, ha="center", va="center", fontsize=((5 if len(label) > 3 else 6) if compact else 7 if w > 0.45 else 6) * fs,
+                    rotation=0 if w > 0.3 or len(label) < 4 or compact else 90)
+            ax.text(cx, cy - h / 2 - 0.05, size, ha="center", va="top", fontsize=fs * 6, color="#333333")
     used = set()
     for (a, b), via in links.items():
         ax0, ay0, aw, ah = pos[a]
         bx0, by0, bw, bh = pos[b]
         branch = _branch_kind(via) if any(blocks[v]["cls"] == "Branch" for v in via) else None
         same_row = abs(ay0 - by0) < 1e-9
-        if is_head(b) and multi_head:
+        if is_head(b) and multi_head and beside:
+            kind, start, end, rad = "head", (ax0 + aw / 2, ay0), (bx0 - bw / 2, by0), 0.0
+        elif is_head(b) and multi_head:
             kind, start, end, rad = "head", (ax0, ay0 + ah / 2), (bx0, by0 - bh / 2), 0.0
+        elif branch == "up":
+            # from a deeper map: leave its top, bow left of the decoder's diagonal, arrive at the
+            # target's lower left, so that no line crosses a box or a size label on the way
+            kind, start, end = branch, (ax0 - aw / 4, ay0 + ah / 2), (bx0 - bw / 2, by0 - bh / 4)
+            rad = -0.25
         elif branch:
             kind, start, end, rad = branch, (ax0 + aw / 2, ay0), (bx0 - bw / 2, by0), 0.0
         elif any("Concat" in blocks[v]["cls"] for v in via) and same_row and bx0 - ax0 > 1:
@@ -176,24 +204,43 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
         else:
             kind, start, end, rad = "main", (ax0 + aw / 2, ay0), (bx0 - bw / 2, by0), 0.0
         used.add(kind)
+        if kind == "main":
+            used.add("main down" if by0 < ay0 - 1e-9 else "main up" if by0 > ay0 + 1e-9 else "main")
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=7,
                                      connectionstyle=f"arc3,rad={rad}", **_LINKS[kind]))
-    handles = [Line2D([0], [0], label=_LINK_LABELS[k], **{("linestyle" if a == "ls" else a): v
-                                                          for a, v in _LINKS[k].items()})
-               for k in _LINKS if k in used and (k != "main" or len(used) > 1)]
+    main = {"main down", "main up"} & used         # the legend names only what the figure holds
+    labels = dict(_LINK_LABELS, main={frozenset({"main down", "main up"}): "conv blocks: down (max-pool), up (up-sampling)",
+                                      frozenset({"main down"}): "conv blocks: down (max-pool)",
+                                      frozenset({"main up"}): "conv blocks: up (up-sampling)",
+                                      frozenset(): "conv blocks"}[frozenset(main)])
+    handles = [Line2D([0], [0], label=labels[k], **{("linestyle" if a == "ls" else a): v
+                                                    for a, v in _LINKS[k].items()})
+               for k in _LINKS if k in used and (k != "main" or len(used & set(_LINKS)) > 1)]
     if nested:
         handles.append(Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="#d62728", lw=2.2,
                                  label=f"the U-Net inside: X^(i,0) and X^(i,{L}-i)"))
+    if any(b.split(".")[0] in ("encoder", "decoder") for b in keep):
+        handles = [Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="k", lw=0.8, label=lab) for c, lab in
+                   (("#9ecae1", "encoder block (e0, e1, ...)"), ("#fdae6b", "decoder block (d0, d1, ...): "
+                    "up-sample, concatenate the skip, two convs"), ("#a1d99b", "segmentation head (conv)"))] + \
+                  [Line2D([0], [0], color=_LINKS["main"]["color"], lw=0.8,
+                          label="data flow; the long horizontal arrows are the skips")]
+    if compact:             # one size per row instead of C×H×W under every box
+        for lv in sorted({level[b] for b in keep}):
+            Hs = [blocks[b]["shape"] for b in keep if level[b] == lv and not is_head(b)]
+            if Hs:
+                ax.text(-0.9, -1.5 * lv, f"{Hs[0][2]}×{Hs[0][3]}", ha="right", va="center", fontsize=fs * 7,
+                        color="#555555")
     if handles:
-        ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
-    top = 1.2 + (1.5 * 1.4 + 0.3 if multi_head else 0)
-    ax.set_xlim(-1, max(x.values()) + 1)
-    ax.set_ylim(-1.5 * max(level.values()) - 1.3, top)
-    ax.set_aspect("equal")
+        ax.legend(handles=handles, loc="lower left" if compact else "lower right", fontsize=fs * 7, frameon=False)
+    top = 1.2 + (1.5 * 1.4 + 0.3 if multi_head and not beside else 0)
+    ax.set_xlim(-2.2 if compact else -1, max(x.values()) + (1.8 if beside else 1))
+    ax.set_ylim(-1.5 * max(level.values()) - (3.2 if compact else 1.3), top)
+    ax.set_aspect("auto" if compact else "equal")
     ax.axis("off")
     ax.set_title(title or f"{type(model).__name__}: {model.num_parameters():,} parameters, input {tuple(input_shape)}",
-                 fontsize=9)
+                 fontsize=fs * 9)
     if path and own:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        fig.savefig(path, dpi=110 if compact else 130, bbox_inches="tight")
         finish(fig)  # closed in a script; a notebook shows it
     return fig

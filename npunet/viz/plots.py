@@ -60,4 +60,9 @@ def plot_predictions(images, truths, preds, path, titles=("input", "truth", "pre
             ax[i, j].axis("off")
             if i == 0:
                 ax[i, j].set_title(titles[j])
+    from matplotlib.patches import Patch          # every colour of the error overlay, named once
+    fig.legend(handles=[Patch(color=c, label=lab) for c, lab in (
+        ((0.2, 0.8, 0.2), "true positive: predicted and true"), ((1.0, 0.15, 0.15), "false positive: predicted, not true"),
+        ((0.2, 0.4, 1.0), "false negative: true, missed"), ((0.35, 0.35, 0.35), "true negative: the image, dimmed"))],
+        loc="lower center", ncol=4, fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.02 / max(n, 1)))
     return save_figure(fig, path)

@@ -1,6 +1,6 @@
 """U-Net drawn conv by conv, as Fig. 1 of Ronneberger et al. (2015).
 
-Every feature map is a bar (its channel count above it, its size below), every operation an arrow:
+Every feature map is a bar (its channel count above it, its size inside), every operation an arrow:
 3x3 conv + ReLU (blue, to the right), 2x2 max-pool (red, down), 2x2 up-conv (green, up), copy and
 crop (grey, dashed, labelled with the crop), 1x1 conv (teal). Copied maps are the white bars in the
 decoder. The model is traced shape-only, so the sizes are the model's own (572 -> 570 -> 568 ...).
@@ -69,8 +69,10 @@ def draw_unet_figure(model, input_shape, path=None, title=None):
         ax.add_patch(Rectangle((x0, y - h / 2), w, h, facecolor="white" if copied else "#9ecae1",
                                edgecolor="black", lw=0.7))
         ax.text(x0 + w / 2, y + h / 2 + 0.05, str(C), ha="center", va="bottom", fontsize=7)
-        if not copied:                             # a copy's size is on its crop arrow
-            ax.text(x0 - 0.03, y - h / 2, _size(shape), ha="right", va="bottom", fontsize=6, rotation=90)
+        if not copied:                             # inside the bar, off the arrows; a copy's size is on its crop arrow
+            inside = w >= 0.15                     # a 1- or 2-channel bar is too thin: beside it, below the arrows
+            ax.text(x0 + w / 2 if inside else x0 + w + 0.02, y - h / 2 + 0.04, _size(shape),
+                    ha="center" if inside else "left", va="bottom", fontsize=6, rotation=90)
         return x0 + w, y
 
     def arrow(kind, a, b, label=None):
@@ -93,9 +95,9 @@ def draw_unet_figure(model, input_shape, path=None, title=None):
         elif kind == "pool":
             enc_bar[level] = (right, y, last)
             level += 1
-            x = right - 0.15
+            x = right + 0.05                       # the arrow comes down beside the new bar, off its channel label
             new_right, new_y = bar(x, level, shape)
-            arrow("pool", (right - 0.1, y - 0.45), (x + 0.05, new_y + 0.5))
+            arrow("pool", (right - 0.1, y - 0.66), (right - 0.1, new_y + 0.2))
             right, y = new_right, new_y
         elif kind == "up":
             n_conv += bool(extra)                  # an up-conv is one of the paper's 23 convolutions

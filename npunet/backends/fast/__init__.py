@@ -21,7 +21,8 @@ from ..reference import (add_backward, add_forward, center_crop_backward, center
                          dropout_backward, dropout_forward, mul_backward, mul_forward, relu_backward,
                          relu_forward, relu6_backward, relu6_forward, sigmoid, sigmoid_backward,
                          sigmoid_forward, silu_backward, silu_forward, stochastic_depth_backward,
-                         stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward)
+                         stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward,
+                         pad2d_backward, pad2d_forward)
 from . import (depthwise, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
                upconv_disjoint, winograd)
 from .batchnorm import (batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_relu_backward,  # noqa: F401

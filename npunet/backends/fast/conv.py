@@ -60,10 +60,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, groups=1):
     return im2col_tiles.forward(x, weight, bias, geo, groups)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, weight_grad=True):
     """dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None),
-    by the strategy that ran the forward (its cache)."""
-    return cache.backward(dout)
+    by the strategy that ran the forward (its cache).  weight_grad=False (a frozen layer): dweight and
+    dbias are None, and the strategy skips their GEMMs."""
+    return cache.backward(dout, weight_grad)
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1):
@@ -82,6 +83,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     return transposed_tiles.forward(x, weight, bias, (sh, sw), (ph, pw), out_size, groups)
 
 
-def conv_transpose2d_backward(dout, cache):
-    """dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight, dbias (C_out,) or None)."""
-    return cache.backward(dout)
+def conv_transpose2d_backward(dout, cache, weight_grad=True):
+    """dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight, dbias (C_out,) or None);
+    weight_grad=False: dweight and dbias None, their GEMMs skipped."""
+    return cache.backward(dout, weight_grad)

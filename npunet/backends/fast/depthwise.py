@@ -15,14 +15,17 @@ class DepthwiseCache:
         self.x_padded, self.weight3, self.has_bias = x_padded, weight3, has_bias
         self.stride, self.padding, self.x_shape, self.weight_shape = stride, padding, x_shape, weight_shape
 
-    def backward(self, dout):
-        """dout: (N, C, H_out, W_out) -> (dx (N, C, H, W), dweight (C, 1, kh, kw), dbias (C,) or None)."""
+    def backward(self, dout, weight_grad=True):
+        """dout: (N, C, H_out, W_out) -> (dx (N, C, H, W), dweight (C, 1, kh, kw), dbias (C,) or None).
+        The kernel computes dx and dweight in one pass, so a frozen layer (weight_grad=False) only drops them."""
         (sh, sw), (ph, pw) = self.stride, self.padding
         dx_padded = np.zeros_like(self.x_padded)
         dw = np.zeros(self.weight3.shape, dtype=np.float64)  # summed over N*H*W: accumulate in float64
         kernels.depthwise_bwd(np.ascontiguousarray(dout), self.x_padded, self.weight3, sh, sw, dx_padded, dw)
         H, W = self.x_shape[2:]
         dx = np.ascontiguousarray(dx_padded[:, :, ph:ph + H, pw:pw + W]) if ph or pw else dx_padded
+        if not weight_grad:
+            return dx, None, None
         db = bias_grad(dout) if self.has_bias else None
         return dx, dw.astype(dout.dtype).reshape(self.weight_shape), db
 

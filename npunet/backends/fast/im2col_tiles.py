@@ -40,9 +40,10 @@ class Im2colTilesCache:
     def __init__(self, x, weight, has_bias, geo, groups):
         self.x, self.weight, self.has_bias, self.geo, self.groups = x, weight, has_bias, geo, groups
 
-    def backward(self, dout):
+    def backward(self, dout, weight_grad=True):
         """Per tile: cols = im2col(x); dW += dout_t @ cols^T; dcols = W^T @ dout_t; dx += col2im(dcols).
-        dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None)."""
+        dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,) or None);
+        weight_grad=False (a frozen layer): no dW GEMM, dweight and dbias None."""
         x, weight, geo, groups = self.x, self.weight, self.geo, self.groups
         O, _, kh, kw = weight.shape
         weight_mat = weight_matrix(weight, O, groups)
@@ -64,9 +65,10 @@ class Im2colTilesCache:
                 dWs[first] = np.zeros_like(dW)
             for n0, n1, r0, r1 in tile_list[first::step]:
                 cols = buf[: col_rows * (n1 - n0) * (r1 - r0) * geo.row_len].reshape(col_rows, -1)
-                geo.im2col(src, n0, n1, r0, r1, cols)
                 d = geo.tile_to_cols(dout, n0, n1, r0, r1, dbuf)
-                dWs[first] += gemm_nt(d, cols, groups)
+                if weight_grad:
+                    geo.im2col(src, n0, n1, r0, r1, cols)
+                    dWs[first] += gemm_nt(d, cols, groups)
                 geo.col2im(gemm_tn(weight_mat, d, groups), n0, n1, r0, r1, dsrcs[first])
 
         run_pipelines(work, pipelines)
@@ -74,5 +76,7 @@ class Im2colTilesCache:
             dsrc += dsrcs[i]
             dW += dWs[i]
         dx = geo.crop_dsource(dsrc)
+        if not weight_grad:
+            return dx, None, None
         db = bias_grad(dout) if self.has_bias else None
         return dx, dW.astype(x.dtype).reshape(weight.shape), db

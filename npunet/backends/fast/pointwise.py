@@ -35,9 +35,10 @@ class PointwiseCache:
     def __init__(self, x3, weight, has_bias, x_shape):
         self.x3, self.weight, self.has_bias, self.x_shape = x3, weight, has_bias, x_shape
 
-    def backward(self, dout):
+    def backward(self, dout, weight_grad=True):
         """dx[n] = W^T @ d[n] (split over input channels), dW = sum_n d[n] @ x[n]^T (split over output
-        channels).  dout: (N, O, H, W) -> (dx (N, C, H, W), dweight (O, C, 1, 1), dbias (O,) or None)."""
+        channels).  dout: (N, O, H, W) -> (dx (N, C, H, W), dweight (O, C, 1, 1), dbias (O,) or None);
+        weight_grad=False (a frozen layer): no dW GEMMs, dweight and dbias None."""
         x3, weight = self.x3, self.weight
         N, C, HW = x3.shape
         O = weight.shape[0]
@@ -54,6 +55,9 @@ class PointwiseCache:
                 dW[o0:o1] += d3[n, o0:o1] @ x3[n].T
         with blas.single_thread():
             split(part_x, C)
-            split(part_w, O)
+            if weight_grad:
+                split(part_w, O)
+        if not weight_grad:
+            return dx.reshape(self.x_shape), None, None
         db = bias_grad(dout) if self.has_bias else None
         return dx.reshape(self.x_shape), dW.astype(x3.dtype).reshape(weight.shape), db

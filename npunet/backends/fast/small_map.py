@@ -45,9 +45,10 @@ class SmallMapCache:
     def __init__(self, x, weight, has_bias, geo):
         self.x, self.weight, self.has_bias, self.geo = x, weight, has_bias, geo
 
-    def backward(self, dout):
+    def backward(self, dout, weight_grad=True):
         """dW = d @ cols^T (split over output channels), dcols = W^T @ d (split over column rows), col2im.
-        dout: (N, O, H_out, W_out) -> (dx, dweight, dbias or None)."""
+        dout: (N, O, H_out, W_out) -> (dx, dweight, dbias or None); weight_grad=False (a frozen layer):
+        no dW GEMM, dweight and dbias None."""
         x, geo = self.x, self.geo
         weight_mat = self.weight.reshape(self.weight.shape[0], -1)
         cols = _whole_cols(x, geo, weight_mat.shape[1])
@@ -61,9 +62,12 @@ class SmallMapCache:
         def part_c(k0, k1):
             np.matmul(weight_mat[:, k0:k1].T, d, out=dcols[k0:k1])
         with blas.single_thread():
-            split(part_w, weight_mat.shape[0])
+            if weight_grad:
+                split(part_w, weight_mat.shape[0])
             split(part_c, weight_mat.shape[1])
         dsrc = geo.dsource(x.dtype)
         geo.col2im(dcols, 0, x.shape[0], 0, geo.Ho, dsrc)
+        if not weight_grad:
+            return geo.crop_dsource(dsrc), None, None
         db = bias_grad(dout) if self.has_bias else None
         return geo.crop_dsource(dsrc), dW.reshape(self.weight.shape), db

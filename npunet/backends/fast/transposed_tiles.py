@@ -38,9 +38,10 @@ class TransposedTilesCache:
         self.x, self.weight, self.has_bias = x, weight, has_bias
         self.stride, self.padding, self.groups = stride, padding, groups
 
-    def backward(self, dout):
+    def backward(self, dout, weight_grad=True):
         """Per tile of input rows: dcols = im2col(dout); dx = W @ dcols; dW += x_t @ dcols^T.
-        dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight, dbias (C_out,) or None)."""
+        dout: (N, C_out, H_out, W_out) -> (dx (N, C_in, H, W), dweight, dbias (C_out,) or None);
+        weight_grad=False (a frozen layer): no dW GEMM, dweight and dbias None."""
         x, weight, groups = self.x, self.weight, self.groups
         (sh, sw), (ph, pw) = self.stride, self.padding
         Cin, Og, kh, kw = weight.shape
@@ -60,9 +61,13 @@ class TransposedTilesCache:
                 xt = x[n0:n1, :, r0:r1, :].transpose(1, 0, 2, 3).reshape(Cin, -1)
                 dxt = split_columns(lambda a, b: gemm(weight_mat, dcols[:, a:b], groups), Cin, dcols.shape[1], x.dtype)
                 dx[n0:n1, :, r0:r1, :] = dxt.reshape(Cin, n1 - n0, r1 - r0, W).transpose(1, 0, 2, 3)
-                if groups == 1:   # dW rows split over threads (each on one BLAS thread)
+                if not weight_grad:
+                    pass
+                elif groups == 1:   # dW rows split over threads (each on one BLAS thread)
                     split(lambda c0, c1: np.add(dW[c0:c1], xt[c0:c1] @ dcols.T, out=dW[c0:c1]), Cin)
                 else:
                     dW += gemm_nt(xt, dcols, groups)
+        if not weight_grad:
+            return dx, None, None
         db = bias_grad(dout) if self.has_bias else None
         return dx, dW.reshape(weight.shape), db

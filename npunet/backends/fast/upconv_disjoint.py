@@ -42,10 +42,11 @@ class DisjointTapsCache:
     def __init__(self, x, weight, has_bias):
         self.x, self.weight, self.has_bias = x, weight, has_bias
 
-    def backward(self, dout):
+    def backward(self, dout, weight_grad=True):
         """dcols = the gather of dout per image (upconv_unshuffle); dx = W dcols; dW += x dcols^T;
         images split over the cores (per-core dW summed), or for one image the C_in rows of dx and dW.
-        dout: (N, C_out, H*k, W*k) -> (dx, dweight, dbias or None)."""
+        dout: (N, C_out, H*k, W*k) -> (dx, dweight, dbias or None); weight_grad=False (a frozen layer):
+        no dW GEMMs, dweight and dbias None."""
         x, weight = self.x, self.weight
         Cin, Cout, kh, kw = weight.shape
         N, _, H, W = x.shape
@@ -62,7 +63,8 @@ class DisjointTapsCache:
                     for n in range(i0, i1):
                         kernels.upconv_unshuffle(dout[n], kh, kw, dcols)
                         np.matmul(weight_mat, dcols, out=dx[n])                         # (C_in, H*W)
-                        dW += X[n] @ dcols.T                                            # (C_in, C_out*k*k)
+                        if weight_grad:
+                            dW += X[n] @ dcols.T                                        # (C_in, C_out*k*k)
                     dWs[i0] = dW
                 split(part, N)
                 dW = sum(dWs.values())
@@ -74,7 +76,10 @@ class DisjointTapsCache:
 
                     def rows(c0, c1):
                         np.matmul(weight_mat[c0:c1], dcols, out=dx[n, c0:c1])
-                        dW[c0:c1] += X[n, c0:c1] @ dcols.T
+                        if weight_grad:
+                            dW[c0:c1] += X[n, c0:c1] @ dcols.T
                     split(rows, Cin)
+        if not weight_grad:
+            return dx.reshape(x.shape), None, None
         db = bias_grad(dout) if self.has_bias else None
         return dx.reshape(x.shape), dW.reshape(weight.shape), db

@@ -115,10 +115,11 @@ class WinogradCache:
     def __init__(self, x, weight, U, has_bias, padding, m):
         self.x, self.weight, self.U, self.has_bias, self.padding, self.m = x, weight, U, has_bias, padding, m
 
-    def backward(self, dout):
+    def backward(self, dout, weight_grad=True):
         """The adjoint of forward: dM = A dY A^T, dU += dM V^T, dV = U^T dM, dx += B dV B^T (scatter),
         dW = G^T dU G.  Exactly the gradient of the Winograd forward.
-        dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C, 3, 3), dbias (O,) or None)."""
+        dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C, 3, 3), dbias (O,) or None).
+        weight_grad=False (a frozen layer): no input transform, no dU GEMM, dweight and dbias None."""
         x, weight, U, m = self.x, self.weight, self.U, self.m
         ph, pw = self.padding
         tf = transforms(m)
@@ -143,8 +144,9 @@ class WinogradCache:
                     V = position_stack("V", C, band_tiles, x.dtype, positions)
                     dM = position_stack("M", O, band_tiles, x.dtype, positions)
                     tf.output_adjoint(0, O, dout, n0, n1, t0, t1, dM)                   # dM = A dY A^T
-                    tf.input(0, C, x, ph, pw, n0, n1, t0, t1, tile_cols, V)
-                    dU += np.matmul(dM, V.transpose(0, 2, 1))                           # (positions, O, C)
+                    if weight_grad:
+                        tf.input(0, C, x, ph, pw, n0, n1, t0, t1, tile_cols, V)
+                        dU += np.matmul(dM, V.transpose(0, 2, 1))                       # (positions, O, C)
                     np.matmul(Ut, dM, out=V)                                            # V now holds dV
                     tf.input_adjoint(0, C, V, ph, pw, n0, n1, t0, t1, tile_cols, dx)    # dx += B dV B^T
                 dUs[i0] = dU
@@ -155,7 +157,8 @@ class WinogradCache:
             dU = np.zeros((positions, O, C), x.dtype)
 
             def gemms(p0, p1):
-                dU[p0:p1] += np.matmul(dM[p0:p1], V[p0:p1].transpose(0, 2, 1))
+                if weight_grad:
+                    dU[p0:p1] += np.matmul(dM[p0:p1], V[p0:p1].transpose(0, 2, 1))
                 np.matmul(Ut[p0:p1], dM[p0:p1], out=V[p0:p1])                          # V now holds dV
 
             with blas.single_thread():
@@ -164,9 +167,12 @@ class WinogradCache:
                     V = position_stack("V", C, band_tiles, x.dtype, positions)
                     dM = position_stack("M", O, band_tiles, x.dtype, positions)
                     split(tf.output_adjoint, O, dout, n0, n1, t0, t1, dM)
-                    split(tf.input, C, x, ph, pw, n0, n1, t0, t1, tile_cols, V)
+                    if weight_grad:
+                        split(tf.input, C, x, ph, pw, n0, n1, t0, t1, tile_cols, V)
                     split(gemms, positions)                                     # by tile position
                     split(tf.input_adjoint, C, V, ph, pw, n0, n1, t0, t1, tile_cols, dx)
+        if not weight_grad:
+            return dx, None, None
         dW = np.empty(weight.shape, x.dtype)
         split(tf.weight_adjoint, O, np.ascontiguousarray(dU), dW)              # dW = G^T dU G
         db = bias_grad(dout) if self.has_bias else None

@@ -1,0 +1,198 @@
+"""Where Numba keeps npunet's compiled kernels, and the one line printed when they compile.
+
+npunet's kernels are compiled by Numba on first use (``cache=True``) and the machine code is kept on
+disk, so the cost is paid once per machine.  The cache lives outside the package directory, so a
+read-only install works and ``pip uninstall`` leaves nothing behind in site-packages:
+
+1. ``$NUMBA_CACHE_DIR`` when set (Numba's own variable),
+2. else the per-user cache: ``$XDG_CACHE_HOME/npunet/numba`` (default ``~/.cache/npunet/numba``),
+3. else, when that is not writable, ``<temp dir>/npunet-numba-<user>`` (one line says so).
+
+Each kernel file gets a folder named after a hash of its contents, and that hash is the freshness
+stamp Numba checks (instead of the file's modification time): reinstalling the same version finds its
+compiled kernels again, and an edited file never reads another version's machine code.
+"""
+import hashlib
+import os
+import sys
+import tempfile
+import threading
+
+PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_lock = threading.Lock()
+_state = {"root": None, "why": None, "announced": False, "quiet": 0}
+
+# Numba compilation of the classroom demo's kernels, measured on a 2-core machine (float32; 16-17 CPU s
+# while the machine was shared, so an estimate):
+COLD_SECONDS = 15
+
+
+def _writable(d):
+    try:
+        os.makedirs(d, exist_ok=True)
+        tempfile.TemporaryFile(dir=d).close()
+        return True
+    except OSError:
+        return False
+
+
+def _user_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "npunet", "numba")
+
+
+def _temp_cache_dir():
+    try:
+        user = str(os.getuid())
+    except AttributeError:  # Windows
+        user = os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"npunet-numba-{user}")
+
+
+def choose_root(environ=None):
+    """(folder, why): the first writable of $NUMBA_CACHE_DIR, the per-user cache, a temp folder;
+    (None, why) when none is writable (then Numba's own locators are left to decide)."""
+    env = os.environ if environ is None else environ
+    tried = []
+    if env.get("NUMBA_CACHE_DIR"):
+        d = env["NUMBA_CACHE_DIR"]
+        if _writable(d):
+            return d, None
+        tried.append(d)
+    for d in (_user_cache_dir(), _temp_cache_dir()):
+        if _writable(d):
+            return d, (f"{' and '.join(tried)} not writable" if tried else None)
+        tried.append(d)
+    return None, f"none of {', '.join(tried)} is writable"
+
+
+def cache_root():
+    """The folder npunet's compiled kernels are cached in (None: no writable folder was found)."""
+    return _state["root"]
+
+
+_digests = {}
+
+
+def _digest(path):
+    d = _digests.get(path)
+    if d is None:
+        with open(path, "rb") as f:
+            d = _digests[path] = hashlib.sha256(f.read()).hexdigest()[:20]
+    return d
+
+
+def _make_locator():
+    from numba.core import caching
+
+    class NpunetCacheLocator(caching._CacheLocator):
+        """Numba cache locator for npunet's own source files: cache_root()/<module>-<content hash>/."""
+
+        def __init__(self, py_func, py_file):
+            self._lineno = py_func.__code__.co_firstlineno
+            self._stamp = _digest(py_file)
+            rel = os.path.relpath(os.path.splitext(py_file)[0], PKG_DIR).replace(os.sep, ".")
+            self._cache_path = os.path.join(_state["root"], f"{rel}-{self._stamp}")
+
+        def get_cache_path(self):
+            return self._cache_path
+
+        def get_source_stamp(self):
+            return self._stamp
+
+        def get_disambiguator(self):
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if _state["root"] is None or not os.path.abspath(py_file).startswith(PKG_DIR + os.sep):
+                return None
+            if not os.path.isfile(py_file):
+                return None
+            self = cls(py_func, py_file)
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                return None
+            return self
+
+    return NpunetCacheLocator
+
+
+def install():
+    """Point Numba's cache for npunet's kernels at cache_root() and announce the first compilation.
+    Called once by ``import npunet``, before any kernel module is imported."""
+    if _state["root"] is not None or _state["why"] is not None:
+        return
+    root, why = choose_root()
+    _state["root"], _state["why"] = root, why or ""
+    if why:
+        where = root if root else "Numba's default places (it may fail to cache)"
+        print(f"npunet: caching compiled kernels in {where} ({why}; set NUMBA_CACHE_DIR to choose)",
+              file=sys.stderr)
+    if root is not None:
+        from numba.core import caching
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+        locator = _make_locator()
+        impl._locator_classes = [locator] + [c for c in impl._locator_classes
+                                             if c.__name__ != "NpunetCacheLocator"]
+    from numba.core import event
+    event.register("numba:compile", _Announce())
+
+
+def _is_cold():
+    """True when no npunet kernel has been cached yet (a first run on this machine)."""
+    root = _state["root"]
+    if root is None:
+        return True
+    try:
+        for d in os.scandir(root):  # one folder per kernel file, created at import; an index once compiled
+            if d.is_dir() and any(f.name.endswith(".nbi") for f in os.scandir(d.path)):
+                return False
+    except OSError:
+        pass
+    return True
+
+
+def _announce_line():
+    where = _state["root"] or "memory only"
+    if _is_cold():
+        return (f"npunet: compiling npunet's kernels for this machine, once: ~{COLD_SECONDS} s "
+                f"(cached in {where}; `npunet warmup` does it ahead of time)")
+    return f"npunet: compiling a kernel not cached yet, once: a few seconds (cached in {where})"
+
+
+class quiet:
+    """``with quiet():`` compiles without the announcement (``npunet warmup`` shows a progress bar)."""
+
+    def __enter__(self):
+        with _lock:
+            _state["quiet"] += 1
+
+    def __exit__(self, *exc):
+        with _lock:
+            _state["quiet"] -= 1
+
+
+def _event_listener_base():
+    from numba.core import event
+    return event.Listener
+
+
+class _Announce(_event_listener_base()):
+    """Prints the announcement on the first real compilation (not a cache load) of an npunet kernel."""
+
+    def on_start(self, ev):
+        if _state["announced"] or _state["quiet"]:
+            return
+        f = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if f is None or not getattr(f, "__module__", "").startswith("npunet."):
+            return
+        with _lock:
+            if _state["announced"]:
+                return
+            _state["announced"] = True
+        print(_announce_line(), file=sys.stderr, flush=True)
+
+    def on_end(self, ev):
+        pass
