@@ -418,7 +418,7 @@ class BatchNorm2d(Module):
 
     def forward(self, x):
         self._check(x)
-        return self._keep(*ops().batchnorm2d_forward(x, *self._arguments()))
+        return self._keep(x, *ops().batchnorm2d_forward(x, *self._arguments()))
 
     def backward(self, grad):
         backend, cache = self._restore(grad)
@@ -429,7 +429,7 @@ class BatchNorm2d(Module):
         return (self.weight.data, self.bias.data, self.running_mean, self.running_var, self.training,
                 self.momentum, self.eps)
 
-    def _keep(self, out, cache, running_mean, running_var):
+    def _keep(self, x, out, cache, running_mean, running_var):
         if self.training:
             self.running_mean, self.running_var = running_mean, running_var
             self.num_batches_tracked = self.num_batches_tracked + 1
@@ -873,7 +873,7 @@ class Sequential(Module):
 def _bn_relu_forward(bn, x):
     """relu(bn(x)) through the backend's batchnorm2d_relu pair; bn keeps the cache (the ReLU has no parameters)."""
     bn._check(x)
-    return bn._keep(*ops().batchnorm2d_relu_forward(x, *bn._arguments()))
+    return bn._keep(x, *ops().batchnorm2d_relu_forward(x, *bn._arguments()))
 
 
 def _bn_relu_backward(bn, grad):
