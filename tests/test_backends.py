@@ -490,8 +490,9 @@ def test_winograd_float32_error_bound(m, bound, rng):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_fused_batchnorm_relu_equals_the_two_layers(training, rng):
-    """BatchNorm2d.forward_relu (one pass in the fast backend) gives relu(bn(x)) exactly: output, input and
-    parameter gradients and running statistics, on both backends; backward includes the ReLU."""
+    """Sequential(BatchNorm2d, ReLU) runs the backend's batchnorm2d_relu pair (one pass in the fast backend)
+    and gives relu(bn(x)) exactly: output, input and parameter gradients and running statistics, on both
+    backends; its backward includes the ReLU."""
     x = rng.standard_normal((2, 3, 5, 4)) * 2 + 0.3
     g = rng.standard_normal(x.shape)
     for name in ("reference", "fast"):
@@ -501,10 +502,11 @@ def test_fused_batchnorm_relu_equals_the_two_layers(training, rng):
                 m.weight.data[:] = [1.5, -0.7, 0.2]
                 m.bias.data[:] = [0.1, 0.4, -0.3]
                 m.train(training)
-            y_two, y_one = relu(a(x)), b.forward_relu(x)
-            assert b.fused_relu and not a.fused_relu
+            seq = nn.Sequential(b, nn.ReLU())
+            y_two, y_one = relu(a(x)), seq(x)
+            assert seq._fused == {0}
             assert rel(y_one, y_two) < 1e-14 and (y_one == 0).any()
-            dx_two, dx_one = a.backward(relu.backward(g)), b.backward(g)
+            dx_two, dx_one = a.backward(relu.backward(g)), seq.backward(g)
             assert rel(dx_one, dx_two) < 1e-12
             for p, q in ((a.weight.grad, b.weight.grad), (a.bias.grad, b.bias.grad),
                          (a.running_mean, b.running_mean), (a.running_var, b.running_var)):
@@ -518,20 +520,36 @@ def test_fused_batchnorm_relu_gradchecks(rng):
         cache = {}
 
         def forward(x_, g_, b_):
-            out, cache["c"], _, _ = ops.batchnorm2d_forward(x_, g_, b_, np.zeros(3), np.ones(3), True, relu=True)
+            out, cache["c"], _, _ = ops.batchnorm2d_relu_forward(x_, g_, b_, np.zeros(3), np.ones(3), True)
             return out
 
-        r = npunet.gradcheck_fn(forward, lambda d: ops.batchnorm2d_backward(d, cache["c"]), (x, gamma, beta))
+        r = npunet.gradcheck_fn(forward, lambda d: ops.batchnorm2d_relu_backward(d, cache["c"]), (x, gamma, beta))
         assert r.max_rel_error <= 1e-6, str(r)
 
 
 def test_conv_bn_relu_blocks_fuse_outside_traces_only(rng):
-    from npunet.models.blocks import DoubleConv
+    from npunet.models.blocks import ConvBNReLU, DoubleConv
     m = DoubleConv(2, 3, 1, batch_norm=True)
     m(np.zeros((1, 2, 6, 6), np.float32))
-    assert m.bn1.fused_relu and m.bn2.fused_relu
+    assert m._fused == {1, 4}  # bn1 + relu1, bn2 + relu2
     s = npunet.summary(m, (1, 2, 6, 6), print_fn=lambda *a: None)
     assert [r["name"] for r in s["rows"]] == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"]  # still listed
+    assert not m._fused
+    b = ConvBNReLU(2, 3)
+    assert [k for k in b.state_dict()][:2] == ["conv.weight", "conv.bias"]
+    b(np.zeros((1, 2, 6, 6), np.float32))
+    assert b._fused == {1}
+    c = ConvBNReLU(2, 3, batch_norm=False)
+    assert [n for n, _ in c.named_children()] == ["conv", "relu"]
+    assert (c(np.ones((1, 2, 6, 6), np.float32)) >= 0).all()
+
+
+def test_no_model_file_imports_fusion_and_batchnorm_is_batchnorm_only():
+    import pathlib
+    for f in pathlib.Path(npunet.__file__).parent.joinpath("models").glob("*.py"):
+        assert "bn_relu" not in f.read_text() and "fused" not in f.read_text(), f.name
+    assert "relu" not in inspect.signature(reference.batchnorm2d_forward).parameters
+    assert "relu" not in inspect.signature(fast.batchnorm2d_forward).parameters
 
 
 @pytest.mark.parametrize("small", [0, 10 ** 9])

@@ -20,7 +20,7 @@ NAMES = ("reference", "fast")
 DEFAULT = "fast"
 
 OPS = ("conv2d", "conv_transpose2d", "maxpool2d", "adaptive_maxpool2d", "adaptive_avgpool2d", "interpolate",
-       "batchnorm2d", "zero_pad2d", "pad2d", "relu", "relu6", "silu", "sigmoid", "dropout", "stochastic_depth", "crop_concat",
+       "batchnorm2d", "batchnorm2d_relu", "zero_pad2d", "pad2d", "relu", "relu6", "silu", "sigmoid", "dropout", "stochastic_depth", "crop_concat",
        "center_crop", "concat", "add", "mul")
 
 _local = threading.local()  # per thread, so that a selection persists across notebook cells

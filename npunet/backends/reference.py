@@ -339,9 +339,8 @@ def zero_pad2d_backward(dout, cache):
 
 # ================================================================== batch normalisation
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """y = gamma * xhat + beta, xhat = (x - mean) / sqrt(var + eps), per channel over (N, H, W).
-    relu=True returns relu(y) (the fast backend does both in one pass; here it is just relu_forward).
 
     x: (N, C, H, W); gamma, beta, running_*: (C,).  Training: batch mean and biased variance, and
     running <- (1 - momentum) * running + momentum * batch (the variance unbiased, * M / (M - 1)).
@@ -361,10 +360,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     c = (None, slice(None), None, None)                                    # (C,) -> (1, C, 1, 1)
     xhat = ((x - mean[c]) * invstd[c]).astype(x.dtype)                     # (N, C, H, W)
     out = gamma[c] * xhat + beta[c]
-    mask = None
-    if relu:
-        out, mask = relu_forward(out)
-    return out, (xhat, gamma, invstd.astype(x.dtype), training, mask), new_rm, new_rv
+    return out, (xhat, gamma, invstd.astype(x.dtype), training), new_rm, new_rv
 
 
 def batchnorm2d_backward(dout, cache):
@@ -375,9 +371,7 @@ def batchnorm2d_backward(dout, cache):
                 dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
       eval:     the statistics are constants, dx = dxhat * invstd.
     """
-    xhat, gamma, invstd, training, mask = cache
-    if mask is not None:                                                   # the forward ended in a ReLU
-        dout = relu_backward(dout, mask)
+    xhat, gamma, invstd, training = cache
     axes = (0, 2, 3)
     c = (None, slice(None), None, None)
     M = xhat.shape[0] * xhat.shape[2] * xhat.shape[3]
@@ -388,6 +382,22 @@ def batchnorm2d_backward(dout, cache):
         return dxhat * invstd[c], dgamma, dbeta
     dx = invstd[c] / M * (M * dxhat - dxhat.sum(axis=axes)[c] - xhat * (dxhat * xhat).sum(axis=axes)[c])
     return dx, dgamma, dbeta
+
+
+def batchnorm2d_relu_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """relu(batchnorm2d(x)): the two pairs one after the other (the fast backend does both in one pass
+    over memory).  Arguments and results as batchnorm2d_forward; nn.Sequential calls it for a BatchNorm2d
+    followed by a ReLU."""
+    y, bn_cache, new_rm, new_rv = batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training,
+                                                      momentum, eps)
+    out, mask = relu_forward(y)
+    return out, (bn_cache, mask), new_rm, new_rv
+
+
+def batchnorm2d_relu_backward(dout, cache):
+    """The mirror image: relu_backward, then batchnorm2d_backward -> (dx, dgamma, dbeta)."""
+    bn_cache, mask = cache
+    return batchnorm2d_backward(relu_backward(dout, mask), bn_cache)
 
 
 # ================================================================== elementwise

@@ -416,33 +416,29 @@ class BatchNorm2d(Module):
                              f"got input of shape {tuple(x.shape)}")
         return tuple(x.shape)
 
-    fused_relu = False  # the last forward was forward_relu
-
     def forward(self, x):
-        return self._forward(x, relu=False)
-
-    def forward_relu(self, x):
-        """relu(self(x)) in one pass over memory (the fast backend fuses the two), for the
-        conv -> BN -> ReLU blocks; backward() then includes the ReLU.  Same results as the two layers."""
-        return self._forward(x, relu=True)
-
-    def _forward(self, x, relu):
         self._check(x)
-        out, cache, rm, rv = ops().batchnorm2d_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                                       self.running_var, self.training, self.momentum, self.eps,
-                                                       relu=relu)
-        self.fused_relu = relu
+        return self._keep(x, *ops().batchnorm2d_forward(x, *self._arguments()))
+
+    def backward(self, grad):
+        backend, cache = self._restore(grad)
+        return self._add_grads(*backend.batchnorm2d_backward(grad, cache))
+
+    def _arguments(self):
+        """What the backend's batchnorm2d pairs take after x."""
+        return (self.weight.data, self.bias.data, self.running_mean, self.running_var, self.training,
+                self.momentum, self.eps)
+
+    def _keep(self, x, out, cache, running_mean, running_var):
         if self.training:
-            self.running_mean, self.running_var = rm, rv
+            self.running_mean, self.running_var = running_mean, running_var
             self.num_batches_tracked = self.num_batches_tracked + 1
         self._save(cache, out, watch=(x,))
         return out
 
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        dx, dg, db = backend.batchnorm2d_backward(grad, cache)
-        self.weight.accumulate(dg)
-        self.bias.accumulate(db)
+    def _add_grads(self, dx, dgamma, dbeta):
+        self.weight.accumulate(dgamma)
+        self.bias.accumulate(dbeta)
         return dx
 
     def kept(self, inputs, out):
@@ -517,24 +513,6 @@ class Sigmoid(_Elementwise):
 
     def kept(self, inputs, out):
         return [out], 0
-
-
-def bn_relu_forward(bn, relu, x):
-    """relu(bn(x)) (bn may be None).  With a BN the two run as one pass over memory
-    (BatchNorm2d.forward_relu); shape-only passes and traces call each layer, so that summaries list them."""
-    if bn is None:
-        return relu(x)
-    if tracing():
-        return relu(bn(x))
-    return bn.forward_relu(x)
-
-
-def bn_relu_backward(bn, relu, d):
-    """The mirror image of bn_relu_forward."""
-    if bn is not None and bn.fused_relu:
-        return bn.backward(d)
-    d = relu.backward(d)
-    return d if bn is None else bn.backward(d)
 
 
 class Identity(Module):
@@ -843,12 +821,22 @@ class Flatten(Module):
 
 
 class Sequential(Module):
-    """Children run in order; backward runs them in reverse.  Children are named '0', '1', ..."""
+    """Children run in order; backward runs them in reverse.  Children are named '0', '1', ..., or by
+    a dict as in PyTorch: ``Sequential(OrderedDict(conv=..., bn=..., relu=...))`` (a None entry is no
+    child: a block without BatchNorm).  The first child receives every input (a Concat, then a conv).
+
+    A BatchNorm2d followed by a ReLU runs as the backend's pair ``batchnorm2d_relu`` (the fast backend
+    does both in one pass over memory, the reference backend one after the other): the one place where
+    npunet fuses layers.  Shape-only passes and traces call each layer, so that summaries list both."""
+
+    _fused = frozenset()  # positions i whose BatchNorm2d ran with ReLU i + 1 in the last forward
 
     def __init__(self, *layers):
         super().__init__()
-        for i, m in enumerate(layers):
-            setattr(self, str(i), m)
+        named = layers[0].items() if len(layers) == 1 and isinstance(layers[0], dict) else enumerate(layers)
+        for name, m in named:
+            if m is not None:
+                self.add_child(str(name), m)
 
     def __iter__(self):
         return iter(self._modules.values())
@@ -859,28 +847,38 @@ class Sequential(Module):
     def __getitem__(self, i):
         return list(self._modules.values())[i]
 
-    def _bn_relu_at(self, mods, i):
-        """Children i, i + 1 are BatchNorm2d then ReLU: run them as one (bn_relu_forward)."""
-        return 0 <= i < len(mods) - 1 and type(mods[i]) is BatchNorm2d and type(mods[i + 1]) is ReLU
-
-    def forward(self, x):
-        mods, i = list(self._modules.values()), 0
+    def forward(self, *inputs):
+        mods, fused, i = list(self._modules.values()), set(), 0
         while i < len(mods):
-            if self._bn_relu_at(mods, i):
-                x, i = bn_relu_forward(mods[i], mods[i + 1], x), i + 2
+            if i + 1 < len(mods) and type(mods[i]) is BatchNorm2d and type(mods[i + 1]) is ReLU and not tracing():
+                inputs = (_bn_relu_forward(mods[i], *inputs),)
+                fused.add(i)
+                i += 2
             else:
-                x, i = mods[i](x), i + 1
-        return x
+                inputs, i = (mods[i](*inputs),), i + 1
+        self._fused = frozenset(fused)
+        return inputs[0]
 
     def backward(self, grad):
         mods = list(self._modules.values())
         i = len(mods) - 1
         while i >= 0:
-            if self._bn_relu_at(mods, i - 1):
-                grad, i = bn_relu_backward(mods[i - 1], mods[i], grad), i - 2
+            if i - 1 in self._fused:
+                grad, i = _bn_relu_backward(mods[i - 1], grad), i - 2
             else:
                 grad, i = mods[i].backward(grad), i - 1
         return grad
+
+
+def _bn_relu_forward(bn, x):
+    """relu(bn(x)) through the backend's batchnorm2d_relu pair; bn keeps the cache (the ReLU has no parameters)."""
+    bn._check(x)
+    return bn._keep(x, *ops().batchnorm2d_relu_forward(x, *bn._arguments()))
+
+
+def _bn_relu_backward(bn, grad):
+    backend, cache = bn._restore(grad)
+    return bn._add_grads(*backend.batchnorm2d_relu_backward(grad, cache))
 
 
 class ModuleList(Module):

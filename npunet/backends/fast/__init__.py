@@ -25,7 +25,8 @@ from ..reference import (add_backward, add_forward, center_crop_backward, center
                          pad2d_backward, pad2d_forward)
 from . import (depthwise, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
                upconv_disjoint, winograd)
-from .batchnorm import batchnorm2d_backward, batchnorm2d_forward  # noqa: F401
+from .batchnorm import (batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_relu_backward,  # noqa: F401
+                        batchnorm2d_relu_forward)
 from .conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,  # noqa: F401
                    conv_transpose2d_forward)
 from .interpolate import interpolate_backward, interpolate_forward  # noqa: F401
