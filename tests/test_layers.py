@@ -468,3 +468,17 @@ def test_nan_scan_once_per_model_call_or_in_every_layer():
             nn.set_checks(finite=True)
     with pytest.raises(ValueError, match="set_checks: finite must be"):
         nn.set_checks(finite="some")
+
+
+def test_replacing_a_child_keeps_its_place_in_a_sequential(rng):
+    """``seq.conv = other`` swaps the child in place (PyTorch's order), so the Sequential still runs
+    conv, bn, relu: the exercise references put given modules inside the library's blocks this way."""
+    from collections import OrderedDict
+    seq = nn.Sequential(OrderedDict(conv=nn.Conv2d(2, 3, 3, padding=1), bn=nn.BatchNorm2d(3), relu=nn.ReLU()))
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    seq.conv = conv
+    assert [n for n, _ in seq.named_children()] == ["conv", "bn", "relu"]
+    assert seq[0] is conv
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    out = seq(x)
+    assert out.min() >= 0 and np.array_equal(out, np.maximum(seq.bn(conv(x)), 0))

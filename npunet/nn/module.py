@@ -175,8 +175,10 @@ class Module:
         if name in self._buffers and not isinstance(value, (Parameter, Module)):
             object.__setattr__(self, name, value)  # a buffer keeps its registration
             return
+        keep = self._params if isinstance(value, Parameter) else self._modules if isinstance(value, Module) else None
         for d in (self._params, self._buffers, self._modules):
-            d.pop(name, None)
+            if d is not keep:  # a replaced child keeps its place in the order (a Sequential's), as in PyTorch
+                d.pop(name, None)
         if isinstance(value, Parameter):
             self._params[name] = value
         elif isinstance(value, Module):
