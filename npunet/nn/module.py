@@ -12,13 +12,13 @@ A layer (a leaf module) follows one protocol, shown in full by ``Conv2d``:
   ``backward``  ``ops, cache = self._restore(grad)``, call ``ops.xxx_backward``, add into
                 ``Parameter.grad``, return dx.
 """
-import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 
 import numpy as np
 
 from .. import backends
+from ..settings import settings
 from ..kernels import all_finite
 
 _FLOATS = (np.float32, np.float64)
@@ -50,15 +50,9 @@ class Meta:
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = _broadcast
 
 
-class _Mode(threading.local):
-    meta = False          # shape-only mode (no arithmetic)
-    trace = None          # list that leaf calls append (module, inputs, output) to
-    check_finite = True   # scan for NaN/Inf: True = the outermost call's inputs, "every" = every layer's
-    depth = 0             # how many module calls are running (0: the next call is the outermost)
-    grad = True           # False inside no_grad(): forwards keep no caches
-
-
-_mode = _Mode()
+# The mode flags (shape-only, trace, NaN/Inf checks, call depth, grad) are fields of npunet's one
+# settings object, per thread: see npunet/settings.py.
+_mode = settings
 
 
 def set_checks(finite=True):
