@@ -450,6 +450,22 @@ def silu_backward(dout, cache):
     return dout * s * (1 + x * (1 - s))
 
 
+def cgm_gate_forward(seg, cls):
+    """UNet 3+'s classification-guided module at inference (Huang et al. 2020, Sec. 2.3): the segmentation
+    probabilities times the classifier's decision.  seg: (N, C, H, W) logits; cls: (N, 2) probabilities
+    ("organ absent", "organ present") -> sigmoid(seg) * decision, decision = argmax(cls) (0/1) per image.
+    The stable sigmoid above: seg = -1000 gives 0, not an overflow.  cache: (sigmoid(seg), decision (N, 1, 1, 1))."""
+    decision = np.argmax(cls, axis=1).astype(seg.dtype)[:, None, None, None]
+    s = sigmoid(seg)
+    return s * decision, (s, decision)
+
+
+def cgm_gate_backward(dout, cache):
+    """d seg = dout * decision * s (1 - s).  The decision, an argmax, is a constant: cls gets no gradient."""
+    s, decision = cache
+    return dout * decision * s * (1 - s)
+
+
 def stochastic_depth_forward(x, p, rng):
     """Stochastic depth ("drop connect" in EfficientNet): each sample's whole residual branch is
     dropped with probability p, the kept ones scaled by 1/(1 - p).  x: (N, ...); cache: the (N, 1, ...) mask."""

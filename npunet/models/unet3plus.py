@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import nn
 from . import args as A
-from ..backends.reference import sigmoid
+from ..backends import current as ops
 from ..nn.module import check_array
 from .blocks import DoubleConv
 from .sizes import check_input_size
@@ -52,14 +52,13 @@ class CGMGate(nn.Module):
         return tuple(seg.shape)
 
     def forward(self, seg, cls):
-        decision = np.argmax(cls, axis=1).astype(seg.dtype)[:, None, None, None]   # (N, 1, 1, 1)
-        p = sigmoid(seg)
-        self._save((p, decision), seg)
-        return p * decision
+        out, cache = ops().cgm_gate_forward(seg, cls)
+        self._save(cache, out)
+        return out
 
     def backward(self, d):
-        _, (p, decision) = self._restore(d)
-        return d * decision * p * (1 - p), None
+        backend, cache = self._restore(d)
+        return backend.cgm_gate_backward(d, cache), None
 
     def kink_signature(self):
         c = self._cache
@@ -83,10 +82,10 @@ def apply_cgm(seg_logits, cls_prob, multiply="probabilities"):
     organ gives probability 0.  multiply="logits" (the authors' code): sigmoid(seg * decision), which
     turns an absent organ into probability sigmoid(0) = 0.5 everywhere.
     """
-    decision = np.argmax(cls_prob, axis=1).astype(seg_logits.dtype)[:, None, None, None]
     if multiply == "logits":
-        return 1 / (1 + np.exp(-(seg_logits * decision)))
-    return decision / (1 + np.exp(-seg_logits))
+        decision = np.argmax(cls_prob, axis=1).astype(seg_logits.dtype)[:, None, None, None]
+        return ops().sigmoid_forward(seg_logits * decision)[0]
+    return ops().cgm_gate_forward(seg_logits, cls_prob)[0]
 
 
 class UNet3Plus(nn.Module):
