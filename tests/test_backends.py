@@ -603,3 +603,87 @@ def test_upconv_with_kernel_equal_to_stride_equals_the_reference(shape, wshape, 
     for a, r in zip(fast.conv_transpose2d_backward(g, c), reference.conv_transpose2d_backward(g, cr)):
         assert (a is None and r is None) or (a.shape == r.shape and rel(a, r) < 1e-13)
     assert (g == g0).all()
+
+
+# ---------------------------------------------------------------- UNet 3+'s CGM gate, the settings object
+
+def test_cgm_gate_pair_agrees_across_backends_and_gradchecks(rng):
+    seg, cls = rng.standard_normal((3, 2, 4, 5)), rng.uniform(0, 1, (3, 2))
+    cls[0] = (0.9, 0.1)  # one image whose organ is absent: its probabilities are 0
+    dout = rng.standard_normal(seg.shape)
+    out_r, cache_r = reference.cgm_gate_forward(seg, cls)
+    out_f, cache_f = fast.cgm_gate_forward(seg, cls)
+    assert np.array_equal(out_r, out_f) and not out_r[0].any()
+    assert np.array_equal(reference.cgm_gate_backward(dout, cache_r), fast.cgm_gate_backward(dout, cache_f))
+    cache = {}
+
+    def forward(s):
+        out, cache["c"] = reference.cgm_gate_forward(s, cls)
+        return out
+
+    r = npunet.gradcheck_fn(forward, lambda g: reference.cgm_gate_backward(g, cache["c"]), [seg])
+    assert r.max_rel_error <= 1e-6, str(r)
+
+
+@pytest.mark.parametrize("name", backends.NAMES)
+def test_cgm_gate_is_finite_for_logits_of_1000(name):
+    """sigmoid(-1000) = 0 without an overflow: the gate, its layer in UNet 3+ and apply_cgm use the
+    backend's stable sigmoid (1 / (1 + exp(1000)) overflows)."""
+    from npunet.models import apply_cgm
+    from npunet.models.unet3plus import CGMGate
+    seg = np.array([[[[1000.0, -1000.0]]], [[[1000.0, -1000.0]]]], np.float32)   # (2, 1, 1, 2)
+    cls = np.array([[0.2, 0.8], [0.7, 0.3]], np.float32)                          # present, absent
+    with np.errstate(over="raise", invalid="raise"), npunet.backend(name):
+        out, cache = getattr(backends, name).cgm_gate_forward(seg, cls)
+        d = getattr(backends, name).cgm_gate_backward(np.ones_like(seg), cache)
+        gate = CGMGate()
+        by_layer = gate(seg, cls)
+        d_layer, d_cls = gate.backward(np.ones_like(seg))
+        by_function = [apply_cgm(seg, cls, m) for m in ("probabilities", "logits")]
+    assert out.dtype == d.dtype == by_layer.dtype == np.float32 and d_cls is None
+    assert out.ravel().tolist() == [1, 0, 0, 0] and not d.any() and not d_layer.any()
+    assert np.array_equal(by_layer, out) and np.array_equal(by_function[0], out)
+    assert by_function[1].ravel().tolist() == [1, 0, 0.5, 0.5]
+
+
+def test_one_settings_object_behind_the_switches():
+    """set_backend / backend() / no_grad / set_checks / fast_options read and write one object;
+    all but the fast options belong to the thread."""
+    import threading
+    from npunet.settings import settings
+    assert settings.backend == npunet.get_backend() == "fast" and settings.grad and settings.check_finite is True
+    with npunet.backend("reference"):
+        assert settings.backend == "reference"
+        seen = []
+        t = threading.Thread(target=lambda: seen.append((settings.backend, npunet.get_backend())))
+        t.start(), t.join()
+        assert seen == [("fast", "fast")]
+    assert settings.backend == "fast"
+    with npunet.no_grad():
+        assert settings.grad is False and not npunet.is_grad_enabled()
+    nn.set_checks(finite="every")
+    try:
+        assert settings.check_finite == "every"
+    finally:
+        nn.set_checks(finite=True)
+    with npunet.fast_options(winograd=False) as opts:
+        assert opts is settings.fast is fast.OPTIONS and settings.fast.winograd is False
+    assert settings.fast.winograd is True
+
+
+def test_dropout_draws_from_the_generator_it_is_given(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    g = npunet.manual_seed(5)
+    assert g is npunet.init.rng()
+    a, b = nn.Dropout(0.5, generator=g), nn.Dropout2d(0.5, generator=g)
+    out_a, out_b = a(x), b(x)
+    mine = np.random.default_rng(5)  # the same draws, in the same order, at forward time
+    assert np.array_equal(out_a, reference.dropout_forward(x, 0.5, mine)[0])
+    assert np.array_equal(out_b, reference.dropout_forward(x, 0.5, mine, True)[0])
+    sd = nn.StochasticDepth(0.5, generator=g)
+    assert np.array_equal(sd(x), reference.stochastic_depth_forward(x, 0.5, mine)[0])
+    with pytest.raises(ValueError, match="Dropout: give seed or generator, not both"):
+        nn.Dropout(0.5, seed=1, generator=g)
+    with pytest.raises(TypeError, match="StochasticDepth: generator must be a numpy.random.Generator"):
+        nn.StochasticDepth(0.5, generator=1)
+    npunet.manual_seed(0)

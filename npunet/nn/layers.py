@@ -532,19 +532,34 @@ class Identity(Module):
         return grad
 
 
+def _generator(layer, seed, generator):
+    """The generator a random layer draws its masks from at forward time: ``generator`` itself (shared
+    with whoever passed it), else a new one seeded by ``seed`` or by one draw from ``npunet.init.rng()``."""
+    if generator is not None:
+        if seed is not None:
+            raise ValueError(f"{layer}: give seed or generator, not both")
+        if not isinstance(generator, np.random.Generator):
+            raise TypeError(f"{layer}: generator must be a numpy.random.Generator (npunet.manual_seed returns one), "
+                            f"got {type(generator).__name__}")
+        return generator
+    return np.random.default_rng(seed if seed is not None else init.rng().integers(2 ** 63))
+
+
 class Dropout(Module):
     """Inverted dropout: in training keep each unit with probability 1 - p and scale by 1/(1 - p);
-    identity in eval.  Seedable: ``Dropout(p, seed=...)``; by default seeded from npunet.init."""
+    identity in eval.  The masks are drawn at forward time from ``generator`` (a NumPy Generator, e.g.
+    the one ``npunet.manual_seed`` returns) when given, else from the layer's own generator, seeded by
+    ``seed`` or, by default, by one number from ``npunet.init.rng()`` at construction."""
 
     _leaf = True
     _channelwise = False
 
-    def __init__(self, p=0.5, seed=None):
+    def __init__(self, p=0.5, seed=None, *, generator=None):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
         self.p = float(p)
-        self._rng = np.random.default_rng(seed if seed is not None else init.rng().integers(2 ** 63))
+        self._rng = _generator(type(self).__name__, seed, generator)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -579,18 +594,18 @@ class Dropout2d(Dropout):
 class StochasticDepth(Module):
     """Stochastic depth (torchvision.ops.StochasticDepth, mode "row"; EfficientNet's "drop connect"):
     in training each sample's input, a residual branch, is zeroed with probability p and the kept ones
-    are scaled by 1/(1 - p); identity in eval or with p = 0.  x: (N, ...).  Seedable like Dropout."""
+    are scaled by 1/(1 - p); identity in eval or with p = 0.  x: (N, ...).  seed, generator: as Dropout's."""
 
     _leaf = True
 
-    def __init__(self, p, mode="row", seed=None):
+    def __init__(self, p, mode="row", seed=None, *, generator=None):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"StochasticDepth: p must be in [0, 1), got {p}")
         if mode != "row":
             raise ValueError(f"StochasticDepth: only mode='row' (one draw per sample) is implemented, got {mode!r}")
         self.p, self.mode = float(p), mode
-        self._rng = np.random.default_rng(seed if seed is not None else init.rng().integers(2 ** 63))
+        self._rng = _generator("StochasticDepth", seed, generator)
 
     def extra_repr(self):
         return f"p={self.p}, mode={self.mode!r}"
