@@ -7,6 +7,7 @@ from .. import init
 from ..backends import current as ops
 from ..backends.geometry import conv_out_size, conv_transpose_out_size, upsample_out_size
 from .module import Module, Parameter, check_array, tracing
+from .op import Op
 
 
 def _int(v, name, layer):
@@ -244,13 +245,13 @@ def _argmax_signature(pool):
     return None if c is None else hash(c[0].tobytes())
 
 
-class MaxPool2d(Module):
+class MaxPool2d(Op):
     """Max pooling (floor mode). x: (N, C, H, W) -> (N, C, H_out, W_out), H_out = (H + 2p - k) // s + 1.
 
     Backward routes each gradient to the (first) maximum of its window.
     """
 
-    _leaf = True
+    op = "maxpool2d"
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -273,15 +274,8 @@ class MaxPool2d(Module):
             raise ValueError(f"{self.label}: input {H}x{W} is smaller than the {kh}x{kw} window")
         return (x.shape[0], x.shape[1], conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw))
 
-    def forward(self, x):
-        self._check(x)
-        out, cache = ops().maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.maxpool2d_backward(grad, cache)
+    def arguments(self, shape):
+        return self.kernel_size, self.stride, self.padding
 
     def kink_signature(self):
         return _argmax_signature(self)
@@ -290,11 +284,9 @@ class MaxPool2d(Module):
         return [], int(np.prod(out.shape)) * 4  # int32 argmax
 
 
-class _AdaptivePool2d(Module):
+class _AdaptivePool2d(Op):
     """Adaptive pooling: x (N, C, H, W) -> (N, C, oh, ow); output cell o covers
     [floor(o*H/oh), ceil((o+1)*H/oh)) (and the same along W)."""
-
-    _leaf = True
 
     def __init__(self, output_size):
         super().__init__()
@@ -312,19 +304,14 @@ class _AdaptivePool2d(Module):
             raise ValueError(f"{self.label}: empty input {tuple(x.shape)}")
         return tuple(x.shape[:2]) + self.output_size
 
+    def arguments(self, shape):
+        return (self.output_size,)
+
 
 class AdaptiveMaxPool2d(_AdaptivePool2d):
     """The maximum of each adaptive window; AdaptiveMaxPool2d(1) is the global max."""
 
-    def forward(self, x):
-        self._check(x)
-        out, cache = ops().adaptive_maxpool2d_forward(x, self.output_size)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.adaptive_maxpool2d_backward(grad, cache)
+    op = "adaptive_maxpool2d"
 
     def kink_signature(self):
         return _argmax_signature(self)
@@ -333,13 +320,13 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
         return [], int(np.prod(out.shape)) * 4
 
 
-class Upsample(Module):
+class Upsample(Op):
     """Nearest or bilinear resize, PyTorch semantics (F.interpolate's sampling rules).
 
     x: (N, C, H, W) -> (N, C, H_out, W_out), H_out = size or floor(H * scale_factor).
     """
 
-    _leaf = True
+    op = "interpolate"
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
         super().__init__()
@@ -372,15 +359,8 @@ class Upsample(Module):
                              f"input into an empty {size[0]}x{size[1]} output")
         return tuple(x.shape[:2]) + size
 
-    def forward(self, x):
-        shape = self._check(x)
-        out, cache = ops().interpolate_forward(x, shape[2:], self.mode, self.align_corners, self.scale_factor)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.interpolate_backward(grad, cache)
+    def arguments(self, shape):
+        return shape[2:], self.mode, self.align_corners, self.scale_factor
 
 
 # ================================================================== normalisation
@@ -447,25 +427,12 @@ class BatchNorm2d(Module):
 
 # ================================================================== elementwise
 
-class _Elementwise(Module):
-    """Any shape in, the same shape out: the backend pair ``<_op>_forward`` / ``<_op>_backward``."""
-
-    _leaf = True
-    _op = None
+class _Elementwise(Op):
+    """Any shape in, the same shape out, no hyperparameters."""
 
     def _check(self, x):
         check_array(self, x, np.ndim(x))
         return tuple(x.shape)
-
-    def forward(self, x):
-        self._check(x)
-        out, cache = getattr(ops(), f"{self._op}_forward")(x)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return getattr(backend, f"{self._op}_backward")(grad, cache)
 
 
 class _Masked(_Elementwise):
@@ -491,25 +458,25 @@ class _Inplace:
 class ReLU(_Inplace, _Masked):
     """out = max(x, 0); any shape.  inplace: accepted, same result (npunet never overwrites x)."""
 
-    _op = "relu"
+    op = "relu"
 
 
 class ReLU6(_Inplace, _Masked):
     """out = min(max(x, 0), 6) (MobileNetV2); any shape.  inplace: accepted, same result."""
 
-    _op = "relu6"
+    op = "relu6"
 
 
 class SiLU(_Inplace, _Elementwise):
     """SiLU / Swish: out = x * sigmoid(x) (EfficientNet); any shape.  inplace: accepted, same result."""
 
-    _op = "silu"
+    op = "silu"
 
 
 class Sigmoid(_Elementwise):
     """out = 1 / (1 + exp(-x)); any shape."""
 
-    _op = "sigmoid"
+    op = "sigmoid"
 
     def kept(self, inputs, out):
         return [out], 0
@@ -634,22 +601,14 @@ class AdaptiveAvgPool2d(_AdaptivePool2d):
     """The mean of each adaptive window; AdaptiveAvgPool2d(1) is the global average
     (squeeze-and-excitation's squeeze)."""
 
-    def forward(self, x):
-        self._check(x)
-        out, cache = ops().adaptive_avgpool2d_forward(x, self.output_size)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.adaptive_avgpool2d_backward(grad, cache)
+    op = "adaptive_avgpool2d"
 
 
-class ZeroPad2d(Module):
+class ZeroPad2d(Op):
     """Zero padding, PyTorch's order: padding = (left, right, top, bottom) or one int for all four
     (negative values crop).  x: (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
 
-    _leaf = True
+    op = "zero_pad2d"
 
     def __init__(self, padding):
         super().__init__()
@@ -669,15 +628,8 @@ class ZeroPad2d(Module):
             raise ValueError(f"{self.label}: padding {self.padding} crops the {x.shape[2]}x{x.shape[3]} input to nothing")
         return tuple(x.shape[:2]) + (H, W)
 
-    def forward(self, x):
-        self._check(x)
-        out, cache = ops().zero_pad2d_forward(x, self.padding)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.zero_pad2d_backward(grad, cache)
+    def arguments(self, shape):
+        return (self.padding,)
 
 
 # ================================================================== joins
@@ -690,12 +642,12 @@ def _check_same_batch(layer, a, b, names):
         raise TypeError(f"{layer.label}: {names[0]} is {a.dtype} but {names[1]} is {b.dtype}; mixed dtypes")
 
 
-class CropConcat(Module):
+class CropConcat(Op):
     """U-Net copy-and-crop.  forward(skip, x): center-crop skip (N, Cs, Hs, Ws) to x's (H, W)
     (64 -> 56 in the paper: (Hs - H) // 2 pixels off the top/left) and concatenate [skip, x]
     on channels -> (N, Cs + Cx, H, W).  backward -> (d_skip, d_x), d_skip zero on the border."""
 
-    _leaf = True
+    op = "crop_concat"
 
     def _check(self, skip, x):
         check_array(self, skip, 4, what="skip")
@@ -706,23 +658,14 @@ class CropConcat(Module):
                              f"{tuple(x.shape[2:])}; copy-and-crop can only crop, not pad")
         return (x.shape[0], skip.shape[1] + x.shape[1]) + tuple(x.shape[2:])
 
-    def forward(self, skip, x):
-        self._check(skip, x)
-        out, cache = ops().crop_concat_forward(skip, x)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.crop_concat_backward(grad, cache)
 
 
-class CenterCrop(Module):
+class CenterCrop(Op):
     """forward(x, like): center-crop x (N, C, H, W) to like's (H', W') -> (N, C, H', W'), the crop
     starting at ((H - H') // 2, (W - W') // 2).  backward -> dx (zero on the border); ``like``
     only lends its size.  Used by valid-padded residual blocks to crop the shortcut."""
 
-    _leaf = True
+    op = "center_crop"
 
     def _check(self, x, like):
         check_array(self, x, 4)
@@ -730,22 +673,18 @@ class CenterCrop(Module):
             raise ValueError(f"{self.label}: cannot crop {tuple(x.shape[2:])} to the larger {tuple(like.shape[2:])}")
         return tuple(x.shape[:2]) + tuple(like.shape[2:])
 
-    def forward(self, x, like):
+    def forward(self, x, like):  # the pair takes x and the size: like is no input of it
         shape = self._check(x, like)
         out, cache = ops().center_crop_forward(x, shape[2:])
         self._save(cache, out)
         return out
 
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.center_crop_backward(grad, cache)
 
-
-class Concat(Module):
+class Concat(Op):
     """Channel concatenation of any number of (N, C_i, H, W) maps -> (N, sum C_i, H, W).
     backward -> tuple of the pieces' gradients, in input order."""
 
-    _leaf = True
+    op = "concat"
 
     def _check(self, *xs):
         if len(xs) < 1:
@@ -759,19 +698,9 @@ class Concat(Module):
                                  f"has {tuple(xs[0].shape)}; all must share N, H and W")
         return (xs[0].shape[0], sum(x.shape[1] for x in xs)) + tuple(xs[0].shape[2:])
 
-    def forward(self, *xs):
-        self._check(*xs)
-        out, cache = ops().concat_forward(*xs)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.concat_backward(grad, cache)
 
 
-class _Binary(Module):
-    _leaf = True
+class _Binary(Op):
 
     def _check(self, a, b):
         check_array(self, a, a.ndim, what="a")
@@ -787,29 +716,14 @@ class _Binary(Module):
 class Add(_Binary):
     """out = a + b (NumPy broadcasting); backward -> (da, db) summed back to each shape."""
 
-    def forward(self, a, b):
-        self._check(a, b)
-        out, cache = ops().add_forward(a, b)
-        self._save(cache, out)
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.add_backward(grad, cache)
+    op = "add"
 
 
 class Mul(_Binary):
     """out = a * b (NumPy broadcasting); backward -> (grad * b, grad * a) summed back to each shape."""
 
-    def forward(self, a, b):
-        self._check(a, b)
-        out, cache = ops().mul_forward(a, b)
-        self._save(cache, out, watch=(a, b))
-        return out
-
-    def backward(self, grad):
-        backend, cache = self._restore(grad)
-        return backend.mul_backward(grad, cache)
+    op = "mul"
+    keeps_inputs = True  # the cache is (a, b)
 
     def kept(self, inputs, out):
         return list(inputs), 0
