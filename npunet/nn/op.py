@@ -53,3 +53,9 @@ class Op(Module):
     def backward(self, grad):
         backend, cache = self._restore(grad)
         return getattr(backend, f"{self.op}_backward")(grad, cache)
+
+
+def _forward_cache(m):
+    """The cache of m's last forward (None after its backward or before any forward)."""
+    c = m._cache
+    return c[1] if isinstance(c, tuple) else None
