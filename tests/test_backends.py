@@ -284,13 +284,17 @@ def test_both_backends_export_every_op():
 
 
 def test_reference_is_plain_numpy_and_every_backward_fits_one_screen():
-    src = inspect.getsource(reference)
-    imported = {a.name.split(".")[0] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
-    assert imported <= {"numpy", "geometry"}, imported
-    for name, fn in inspect.getmembers(reference, inspect.isfunction):
-        if fn.__module__ == reference.__name__:
-            assert len(inspect.getsource(fn).splitlines()) <= 40, f"{name} no longer fits one screen"
+    from npunet.backends import reference_joins
+    for module in (reference, reference_joins):
+        src = inspect.getsource(module)
+        imported = {a.name.split(".")[0] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
+        assert imported <= {"numpy", "geometry", "reference_joins"}, imported
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ == module.__name__:
+                assert len(inspect.getsource(fn).splitlines()) <= 40, f"{name} no longer fits one screen"
+    pairs = {n for n, f in inspect.getmembers(reference_joins, inspect.isfunction) if n.endswith("_forward")}
+    assert pairs and all(getattr(reference, n) is getattr(reference_joins, n) for n in pairs)
 
 
 # ---------------------------------------------------------------- the layer protocol
