@@ -44,7 +44,8 @@ class CGMGate(nn.Module):
     """The classification-guided module's decision in eval: forward(seg, cls) -> sigmoid(seg) * decision.
 
     seg: (N, C, H, W) logits; cls: (N, 2) probabilities ("absent", "present"); decision = argmax (0/1).
-    backward(d) -> (d_seg, None): the decision is a constant (an argmax has no gradient)."""
+    backward(d) -> (d_seg, None): the decision is a constant (an argmax has no gradient).
+    Runs the backend's pair cgm_gate (a sigmoid that does not overflow for logits of +-1000)."""
 
     _leaf = True
 
