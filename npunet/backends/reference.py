@@ -13,7 +13,7 @@ are in reference_joins.py, imported here.
 """
 import numpy as np
 
-from .geometry import conv_out_size, conv_transpose_out_size, interp_indices, pair, pool_windows
+from ..geometry import conv_out_size, conv_transpose_out_size, interp_indices, pair, pool_windows
 from .reference_joins import (add_backward, add_forward, center_crop_backward,  # noqa: F401
                               center_crop_forward, concat_backward, concat_forward, crop_concat_backward,
                               crop_concat_forward, mul_backward, mul_forward)

@@ -3,7 +3,7 @@ residual add, the gate's multiply).  Same conventions as reference.py, which re-
 (``npunet.backends.reference.concat_forward`` ...)."""
 import numpy as np
 
-from .geometry import crop_offsets
+from ..geometry import crop_offsets
 
 
 def crop_concat_forward(skip, x):
