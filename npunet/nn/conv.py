@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import init
 from ..backends import current as ops
-from ..backends.geometry import conv_out_size, conv_transpose_out_size
+from ..geometry import conv_out_size, conv_transpose_out_size
 from .arguments import _int, _pair
 from .module import Module, Parameter, check_array
 

@@ -2,7 +2,7 @@
 (each one backend pair, declared as an ``nn.Op``)."""
 import numpy as np
 
-from ..backends.geometry import conv_out_size, upsample_out_size
+from ..geometry import conv_out_size, upsample_out_size
 from .arguments import _int, _pair
 from .module import check_array
 from .op import Op, _forward_cache
