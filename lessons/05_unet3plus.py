@@ -52,19 +52,20 @@ print("concat 5 x 64 = 320 -> 3x3 conv 320 -> 320:", hd4.shape)
 
 # %%
 L.step("the decoder stage's backward, by hand")
-from npunet.models.blocks import conv_bn_relu_backward  # noqa: E402
 m = UNet3Plus(1, 1, filters=(2, 3, 4, 5, 6), cat_channels=2).to(np.float64)
 branches = [m.h1_PT_hd4, m.h2_PT_hd4, m.h3_PT_hd4, m.h4_Cat_hd4, m.hd5_UT_hd4]
 
 
-def stage(h1, h2, h3, h4, h5):
-    return m.hd4(*[b(a) for b, a in zip(branches, (h1, h2, h3, h4, h5))])   # (N, 5*2, 2, 2)
+def stage(h1, h2, h3, h4, h5):                                 # relu(bn(conv(...))) written out
+    parts = [b.relu(b.bn(b.conv(b.resample(a)))) for b, a in zip(branches, (h1, h2, h3, h4, h5))]
+    return m.hd4.relu(m.hd4.bn(m.hd4.conv(m.hd4.cat(*parts))))  # (N, 5*2, 2, 2)
 
 
 def stage_backward(g):
-    d_cat = conv_bn_relu_backward(m.hd4, g)                   # the fuse block: (N, 10, 2, 2)
-    d_parts = np.split(d_cat, len(branches), axis=1)          # the concat's backward: five (N, 2, 2, 2)
-    return [b.resample.backward(conv_bn_relu_backward(b, d))  # each branch: conv+BN+ReLU, then resample
+    f = m.hd4
+    d_cat = f.conv.backward(f.bn.backward(f.relu.backward(g)))  # the fuse block: (N, 10, 2, 2)
+    d_parts = f.cat.backward(d_cat)                           # the concat's backward: five (N, 2, 2, 2)
+    return [b.resample.backward(b.conv.backward(b.bn.backward(b.relu.backward(d))))  # each branch, mirrored
             for b, d in zip(branches, d_parts)]
 
 

@@ -195,7 +195,8 @@ table(rows, [f"8x{C}->{O} @{S}^2, float32", "strategy", "forward ms", "backward 
 # ## Step 5: fewer passes over memory
 # Past the convolutions, a U-Net step is mostly memory traffic: BatchNorm reads its input twice and
 # writes once, ReLU reads and writes again. Fusing BN and ReLU saves one full pass forward and one
-# backward (`BatchNorm2d.forward_relu`, used by every conv-BN-ReLU block; same weights, same
+# backward: `nn.Sequential` runs a BatchNorm2d followed by a ReLU as the backend's pair
+# `batchnorm2d_relu` (the U-Net family's conv-BN-ReLU blocks are Sequentials; same weights, same
 # results). And threads: BLAS (OpenBLAS) keeps its worker threads spinning for a while after each
 # multi-threaded GEMM, and they take the cores from the next kernel. The fast backend runs its own
 # threads and keeps BLAS on one thread for a whole training step (`npunet.backends.step_threads()`).
@@ -205,9 +206,10 @@ L.step("BN + ReLU fused, and a whole training step three ways")
 xb = rng.standard_normal((8, 32, L.pick(128, 32), L.pick(128, 32))).astype(np.float32)
 bn, relu = nn.BatchNorm2d(32), nn.ReLU()
 t_two = best(lambda: relu(bn(xb)))
-t_one = best(lambda: bn.forward_relu(xb))
+fused = nn.Sequential(bn, relu)                 # BN then ReLU: the backend's fused pair
+t_one = best(lambda: fused(xb))
 print(f"relu(bn(x)) {t_two * 1e3:.1f} ms, fused {t_one * 1e3:.1f} ms, same result: "
-      f"{np.array_equal(relu(bn(xb)), bn.forward_relu(xb))}")
+      f"{np.array_equal(relu(bn(xb)), fused(xb))}")
 
 net = npunet.models.UNet(1, 2, base_channels=16, depth=L.pick(4, 2), padding="same", batch_norm=True)
 xs = rng.standard_normal((8, 1, L.pick(128, 32), L.pick(128, 32))).astype(np.float32)

@@ -3,13 +3,16 @@ import os as _os
 
 # Numba's OpenMP workers must not spin between kernels: they would steal the cores BLAS needs
 # for the GEMM that follows (measured 5x slower GEMMs).  Only when the user has not chosen.
+# Why here, at import, and not in npunet.settings: the OpenMP runtime reads this variable once, when
+# its first parallel region starts, and never again, so it can only be set before any kernel runs;
+# it is process state of the OpenMP library, not a setting that npunet could change later.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import jitcache as _jitcache  # noqa: E402
 
 _jitcache.install()  # before any kernel module: where Numba caches them, and the first-compile line
 
-from . import backends, functional, kernels, nn, init  # noqa: E402
+from . import backends, functional, kernels, nn, init, settings  # noqa: E402
 from .backends import backend, get_backend, set_backend  # noqa: E402
 from .backends.fast.options import fast_options  # noqa: E402
 from .init import manual_seed  # noqa: E402

@@ -6,7 +6,7 @@ back to the backward of the backend that made it (layers keep track of that them
 The readable implementations are in ``npunet/backends/reference.py``.
 """
 from .backends import current
-from .backends.geometry import conv_out_size, conv_transpose_out_size  # noqa: F401
+from .geometry import conv_out_size, conv_transpose_out_size  # noqa: F401
 from .backends.reference import conv2d_naive, sigmoid  # noqa: F401
 
 

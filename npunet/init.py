@@ -1,7 +1,10 @@
 """Random state and weight initialisation.
 
-One global generator (``manual_seed`` resets it) draws every initial weight and
-seeds every dropout layer, so a seeded script is reproducible end to end.
+The random state is one NumPy Generator, created by ``manual_seed(seed)`` (which returns it) and
+read with ``rng()``: it draws every initial weight, and each Dropout / StochasticDepth layer built
+without a ``seed=`` or ``generator=`` takes one number from it for its own generator, from which it
+draws its masks at forward time.  So a seeded script is reproducible end to end, and a layer given
+``generator=`` draws from that generator instead (e.g. ``Dropout(0.5, generator=npunet.manual_seed(1))``).
 """
 import math
 from contextlib import contextmanager
@@ -38,12 +41,15 @@ def _stand_in(shape, dtype):
 
 
 def manual_seed(seed):
-    """Reset the global generator used for weight init and dropout seeds."""
+    """Create the generator that initial weights and dropout layers' seeds are drawn from (replacing
+    the previous one) and return it, as ``torch.manual_seed`` returns its generator."""
     global _rng
     _rng = np.random.default_rng(seed)
+    return _rng
 
 
 def rng():
+    """The generator made by the last ``manual_seed`` (seed 0 before any call)."""
     return _rng
 
 

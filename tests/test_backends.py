@@ -284,13 +284,17 @@ def test_both_backends_export_every_op():
 
 
 def test_reference_is_plain_numpy_and_every_backward_fits_one_screen():
-    src = inspect.getsource(reference)
-    imported = {a.name.split(".")[0] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
-    assert imported <= {"numpy", "geometry"}, imported
-    for name, fn in inspect.getmembers(reference, inspect.isfunction):
-        if fn.__module__ == reference.__name__:
-            assert len(inspect.getsource(fn).splitlines()) <= 40, f"{name} no longer fits one screen"
+    from npunet.backends import reference_joins
+    for module in (reference, reference_joins):
+        src = inspect.getsource(module)
+        imported = {a.name.split(".")[0] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
+        assert imported <= {"numpy", "geometry", "reference_joins"}, imported
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ == module.__name__:
+                assert len(inspect.getsource(fn).splitlines()) <= 40, f"{name} no longer fits one screen"
+    pairs = {n for n, f in inspect.getmembers(reference_joins, inspect.isfunction) if n.endswith("_forward")}
+    assert pairs and all(getattr(reference, n) is getattr(reference_joins, n) for n in pairs)
 
 
 # ---------------------------------------------------------------- the layer protocol
@@ -491,8 +495,9 @@ def test_winograd_float32_error_bound(m, bound, rng):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_fused_batchnorm_relu_equals_the_two_layers(training, rng):
-    """BatchNorm2d.forward_relu (one pass in the fast backend) gives relu(bn(x)) exactly: output, input and
-    parameter gradients and running statistics, on both backends; backward includes the ReLU."""
+    """Sequential(BatchNorm2d, ReLU) runs the backend's batchnorm2d_relu pair (one pass in the fast backend)
+    and gives relu(bn(x)) exactly: output, input and parameter gradients and running statistics, on both
+    backends; its backward includes the ReLU."""
     x = rng.standard_normal((2, 3, 5, 4)) * 2 + 0.3
     g = rng.standard_normal(x.shape)
     for name in ("reference", "fast"):
@@ -502,10 +507,11 @@ def test_fused_batchnorm_relu_equals_the_two_layers(training, rng):
                 m.weight.data[:] = [1.5, -0.7, 0.2]
                 m.bias.data[:] = [0.1, 0.4, -0.3]
                 m.train(training)
-            y_two, y_one = relu(a(x)), b.forward_relu(x)
-            assert b.fused_relu and not a.fused_relu
+            seq = nn.Sequential(b, nn.ReLU())
+            y_two, y_one = relu(a(x)), seq(x)
+            assert seq._fused == {0}
             assert rel(y_one, y_two) < 1e-14 and (y_one == 0).any()
-            dx_two, dx_one = a.backward(relu.backward(g)), b.backward(g)
+            dx_two, dx_one = a.backward(relu.backward(g)), seq.backward(g)
             assert rel(dx_one, dx_two) < 1e-12
             for p, q in ((a.weight.grad, b.weight.grad), (a.bias.grad, b.bias.grad),
                          (a.running_mean, b.running_mean), (a.running_var, b.running_var)):
@@ -519,20 +525,36 @@ def test_fused_batchnorm_relu_gradchecks(rng):
         cache = {}
 
         def forward(x_, g_, b_):
-            out, cache["c"], _, _ = ops.batchnorm2d_forward(x_, g_, b_, np.zeros(3), np.ones(3), True, relu=True)
+            out, cache["c"], _, _ = ops.batchnorm2d_relu_forward(x_, g_, b_, np.zeros(3), np.ones(3), True)
             return out
 
-        r = npunet.gradcheck_fn(forward, lambda d: ops.batchnorm2d_backward(d, cache["c"]), (x, gamma, beta))
+        r = npunet.gradcheck_fn(forward, lambda d: ops.batchnorm2d_relu_backward(d, cache["c"]), (x, gamma, beta))
         assert r.max_rel_error <= 1e-6, str(r)
 
 
 def test_conv_bn_relu_blocks_fuse_outside_traces_only(rng):
-    from npunet.models.blocks import DoubleConv
+    from npunet.models.blocks import ConvBNReLU, DoubleConv
     m = DoubleConv(2, 3, 1, batch_norm=True)
     m(np.zeros((1, 2, 6, 6), np.float32))
-    assert m.bn1.fused_relu and m.bn2.fused_relu
+    assert m._fused == {1, 4}  # bn1 + relu1, bn2 + relu2
     s = npunet.summary(m, (1, 2, 6, 6), print_fn=lambda *a: None)
     assert [r["name"] for r in s["rows"]] == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"]  # still listed
+    assert not m._fused
+    b = ConvBNReLU(2, 3)
+    assert [k for k in b.state_dict()][:2] == ["conv.weight", "conv.bias"]
+    b(np.zeros((1, 2, 6, 6), np.float32))
+    assert b._fused == {1}
+    c = ConvBNReLU(2, 3, batch_norm=False)
+    assert [n for n, _ in c.named_children()] == ["conv", "relu"]
+    assert (c(np.ones((1, 2, 6, 6), np.float32)) >= 0).all()
+
+
+def test_no_model_file_imports_fusion_and_batchnorm_is_batchnorm_only():
+    import pathlib
+    for f in pathlib.Path(npunet.__file__).parent.joinpath("models").glob("*.py"):
+        assert "bn_relu" not in f.read_text() and "fused" not in f.read_text(), f.name
+    assert "relu" not in inspect.signature(reference.batchnorm2d_forward).parameters
+    assert "relu" not in inspect.signature(fast.batchnorm2d_forward).parameters
 
 
 @pytest.mark.parametrize("small", [0, 10 ** 9])
@@ -586,3 +608,87 @@ def test_upconv_with_kernel_equal_to_stride_equals_the_reference(shape, wshape, 
     for a, r in zip(fast.conv_transpose2d_backward(g, c), reference.conv_transpose2d_backward(g, cr)):
         assert (a is None and r is None) or (a.shape == r.shape and rel(a, r) < 1e-13)
     assert (g == g0).all()
+
+
+# ---------------------------------------------------------------- UNet 3+'s CGM gate, the settings object
+
+def test_cgm_gate_pair_agrees_across_backends_and_gradchecks(rng):
+    seg, cls = rng.standard_normal((3, 2, 4, 5)), rng.uniform(0, 1, (3, 2))
+    cls[0] = (0.9, 0.1)  # one image whose organ is absent: its probabilities are 0
+    dout = rng.standard_normal(seg.shape)
+    out_r, cache_r = reference.cgm_gate_forward(seg, cls)
+    out_f, cache_f = fast.cgm_gate_forward(seg, cls)
+    assert np.array_equal(out_r, out_f) and not out_r[0].any()
+    assert np.array_equal(reference.cgm_gate_backward(dout, cache_r), fast.cgm_gate_backward(dout, cache_f))
+    cache = {}
+
+    def forward(s):
+        out, cache["c"] = reference.cgm_gate_forward(s, cls)
+        return out
+
+    r = npunet.gradcheck_fn(forward, lambda g: reference.cgm_gate_backward(g, cache["c"]), [seg])
+    assert r.max_rel_error <= 1e-6, str(r)
+
+
+@pytest.mark.parametrize("name", backends.NAMES)
+def test_cgm_gate_is_finite_for_logits_of_1000(name):
+    """sigmoid(-1000) = 0 without an overflow: the gate, its layer in UNet 3+ and apply_cgm use the
+    backend's stable sigmoid (1 / (1 + exp(1000)) overflows)."""
+    from npunet.models import apply_cgm
+    from npunet.models.unet3plus import CGMGate
+    seg = np.array([[[[1000.0, -1000.0]]], [[[1000.0, -1000.0]]]], np.float32)   # (2, 1, 1, 2)
+    cls = np.array([[0.2, 0.8], [0.7, 0.3]], np.float32)                          # present, absent
+    with np.errstate(over="raise", invalid="raise"), npunet.backend(name):
+        out, cache = getattr(backends, name).cgm_gate_forward(seg, cls)
+        d = getattr(backends, name).cgm_gate_backward(np.ones_like(seg), cache)
+        gate = CGMGate()
+        by_layer = gate(seg, cls)
+        d_layer, d_cls = gate.backward(np.ones_like(seg))
+        by_function = [apply_cgm(seg, cls, m) for m in ("probabilities", "logits")]
+    assert out.dtype == d.dtype == by_layer.dtype == np.float32 and d_cls is None
+    assert out.ravel().tolist() == [1, 0, 0, 0] and not d.any() and not d_layer.any()
+    assert np.array_equal(by_layer, out) and np.array_equal(by_function[0], out)
+    assert by_function[1].ravel().tolist() == [1, 0, 0.5, 0.5]
+
+
+def test_one_settings_object_behind_the_switches():
+    """set_backend / backend() / no_grad / set_checks / fast_options read and write one object;
+    all but the fast options belong to the thread."""
+    import threading
+    from npunet.settings import settings
+    assert settings.backend == npunet.get_backend() == "fast" and settings.grad and settings.check_finite is True
+    with npunet.backend("reference"):
+        assert settings.backend == "reference"
+        seen = []
+        t = threading.Thread(target=lambda: seen.append((settings.backend, npunet.get_backend())))
+        t.start(), t.join()
+        assert seen == [("fast", "fast")]
+    assert settings.backend == "fast"
+    with npunet.no_grad():
+        assert settings.grad is False and not npunet.is_grad_enabled()
+    nn.set_checks(finite="every")
+    try:
+        assert settings.check_finite == "every"
+    finally:
+        nn.set_checks(finite=True)
+    with npunet.fast_options(winograd=False) as opts:
+        assert opts is settings.fast is fast.OPTIONS and settings.fast.winograd is False
+    assert settings.fast.winograd is True
+
+
+def test_dropout_draws_from_the_generator_it_is_given(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    g = npunet.manual_seed(5)
+    assert g is npunet.init.rng()
+    a, b = nn.Dropout(0.5, generator=g), nn.Dropout2d(0.5, generator=g)
+    out_a, out_b = a(x), b(x)
+    mine = np.random.default_rng(5)  # the same draws, in the same order, at forward time
+    assert np.array_equal(out_a, reference.dropout_forward(x, 0.5, mine)[0])
+    assert np.array_equal(out_b, reference.dropout_forward(x, 0.5, mine, True)[0])
+    sd = nn.StochasticDepth(0.5, generator=g)
+    assert np.array_equal(sd(x), reference.stochastic_depth_forward(x, 0.5, mine)[0])
+    with pytest.raises(ValueError, match="Dropout: give seed or generator, not both"):
+        nn.Dropout(0.5, seed=1, generator=g)
+    with pytest.raises(TypeError, match="StochasticDepth: generator must be a numpy.random.Generator"):
+        nn.StochasticDepth(0.5, generator=1)
+    npunet.manual_seed(0)

@@ -468,3 +468,71 @@ def test_nan_scan_once_per_model_call_or_in_every_layer():
             nn.set_checks(finite=True)
     with pytest.raises(ValueError, match="set_checks: finite must be"):
         nn.set_checks(finite="some")
+
+
+def test_replacing_a_child_keeps_its_place_in_a_sequential(rng):
+    """``seq.conv = other`` swaps the child in place (PyTorch's order), so the Sequential still runs
+    conv, bn, relu: the exercise references put given modules inside the library's blocks this way."""
+    from collections import OrderedDict
+    seq = nn.Sequential(OrderedDict(conv=nn.Conv2d(2, 3, 3, padding=1), bn=nn.BatchNorm2d(3), relu=nn.ReLU()))
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    seq.conv = conv
+    assert [n for n, _ in seq.named_children()] == ["conv", "bn", "relu"]
+    assert seq[0] is conv
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    out = seq(x)
+    assert out.min() >= 0 and np.array_equal(out, np.maximum(seq.bn(conv(x)), 0))
+
+
+OP_LAYERS = ("MaxPool2d", "AdaptiveMaxPool2d", "AdaptiveAvgPool2d", "Upsample", "ZeroPad2d", "ReLU", "ReLU6", "SiLU",
+             "Sigmoid", "CropConcat", "CenterCrop", "Concat", "Add", "Mul")
+
+
+@pytest.mark.parametrize("name", OP_LAYERS)
+def test_pair_layers_are_op_declarations(name):
+    """The layers that are one backend pair declare it (op, arguments) instead of repeating the
+    forward/backward of the protocol; only Conv2d and the layers with parameters or two paths write it out."""
+    from npunet import backends
+    from npunet.nn.op import Op
+    cls = getattr(nn, name)
+    assert issubclass(cls, Op) and cls.op in backends.OPS
+    below = cls.__mro__[:cls.__mro__.index(Op)]
+    assert not any("backward" in vars(c) for c in below), name
+    assert sum("forward" in vars(c) for c in below) == (name == "CenterCrop")  # its pair takes a size, not `like`
+
+
+def test_a_new_op_is_a_pair_per_backend_and_one_declaration(monkeypatch, rng):
+    from npunet.backends import fast, reference
+    from npunet.nn.op import Op
+
+    def square_forward(x, scale):
+        return scale * x * x, (x, scale)
+
+    def square_backward(dout, cache):
+        x, scale = cache
+        return dout * 2 * scale * x
+
+    for backend in (reference, fast):
+        monkeypatch.setattr(backend, "square_forward", square_forward, raising=False)
+        monkeypatch.setattr(backend, "square_backward", square_backward, raising=False)
+
+    class Square(Op):
+        op = "square"
+
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale
+
+        def _check(self, x):
+            return tuple(x.shape)
+
+        def arguments(self, shape):
+            return (self.scale,)
+
+    x = rng.standard_normal((2, 3, 4, 4))
+    for name in ("reference", "fast"):
+        with npunet.backend(name):
+            m = Square(3.0)
+            assert np.array_equal(m(x), 3 * x * x)
+            assert np.array_equal(m.backward(np.ones_like(x)), 6 * x)
+    assert gradcheck(Square(0.5), x).max_rel_error <= 1e-6

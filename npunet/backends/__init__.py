@@ -13,17 +13,16 @@ pair of the backend selected when their forward runs, and keep it for their back
         y = model(x)
 """
 import importlib
-import threading
 from contextlib import contextmanager
 
+from ..settings import Settings, settings
+
 NAMES = ("reference", "fast")
-DEFAULT = "fast"
+DEFAULT = Settings.backend  # "fast"
 
 OPS = ("conv2d", "conv_transpose2d", "maxpool2d", "adaptive_maxpool2d", "adaptive_avgpool2d", "interpolate",
-       "batchnorm2d", "zero_pad2d", "pad2d", "relu", "relu6", "silu", "sigmoid", "dropout", "stochastic_depth", "crop_concat",
+       "batchnorm2d", "batchnorm2d_relu", "zero_pad2d", "pad2d", "relu", "relu6", "silu", "sigmoid", "cgm_gate", "dropout", "stochastic_depth", "crop_concat",
        "center_crop", "concat", "add", "mul")
-
-_local = threading.local()  # per thread, so that a selection persists across notebook cells
 
 
 def _module(name):
@@ -36,24 +35,24 @@ def set_backend(name):
     """Select the backend ("reference" or "fast") for every op that runs from now on in this
     thread (new threads start with the default, "fast")."""
     _module(name)
-    _local.name = name
+    settings.backend = name  # per thread (npunet.settings), so that a selection persists across notebook cells
 
 
 def get_backend():
     """The name of the selected backend."""
-    return getattr(_local, "name", DEFAULT)
+    return settings.backend
 
 
 @contextmanager
 def backend(name):
     """``with npunet.backend("reference"): ...`` runs the block on that backend, then restores."""
     mod = _module(name)
-    previous = get_backend()
-    _local.name = name
+    previous = settings.backend
+    settings.backend = name
     try:
         yield mod
     finally:
-        _local.name = previous
+        settings.backend = previous
 
 
 def current():

@@ -8,11 +8,15 @@ tests hold the two equal to 1e-10 in float64.
 Conventions (PyTorch's): images are (N, C, H, W); a conv weight is (C_out, C_in/groups, kh, kw),
 a transposed-conv weight (C_in, C_out/groups, kh, kw).  ``xxx_forward(...) -> (out, cache)`` and
 ``xxx_backward(dout, cache) -> gradients``.  Nothing writes into its inputs or into ``dout``;
-every result is a new array with the input's dtype.
+every result is a new array with the input's dtype.  The joins and crops (concat, crop, add, mul)
+are in reference_joins.py, imported here.
 """
 import numpy as np
 
-from ..geometry import conv_out_size, conv_transpose_out_size, crop_offsets, interp_indices, pair, pool_windows
+from ..geometry import conv_out_size, conv_transpose_out_size, interp_indices, pair, pool_windows
+from .reference_joins import (add_backward, add_forward, center_crop_backward,  # noqa: F401
+                              center_crop_forward, concat_backward, concat_forward, crop_concat_backward,
+                              crop_concat_forward, mul_backward, mul_forward)
 
 
 # ================================================================== convolution
@@ -339,9 +343,8 @@ def zero_pad2d_backward(dout, cache):
 
 # ================================================================== batch normalisation
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """y = gamma * xhat + beta, xhat = (x - mean) / sqrt(var + eps), per channel over (N, H, W).
-    relu=True returns relu(y) (the fast backend does both in one pass; here it is just relu_forward).
 
     x: (N, C, H, W); gamma, beta, running_*: (C,).  Training: batch mean and biased variance, and
     running <- (1 - momentum) * running + momentum * batch (the variance unbiased, * M / (M - 1)).
@@ -361,10 +364,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     c = (None, slice(None), None, None)                                    # (C,) -> (1, C, 1, 1)
     xhat = ((x - mean[c]) * invstd[c]).astype(x.dtype)                     # (N, C, H, W)
     out = gamma[c] * xhat + beta[c]
-    mask = None
-    if relu:
-        out, mask = relu_forward(out)
-    return out, (xhat, gamma, invstd.astype(x.dtype), training, mask), new_rm, new_rv
+    return out, (xhat, gamma, invstd.astype(x.dtype), training), new_rm, new_rv
 
 
 def batchnorm2d_backward(dout, cache):
@@ -375,9 +375,7 @@ def batchnorm2d_backward(dout, cache):
                 dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
       eval:     the statistics are constants, dx = dxhat * invstd.
     """
-    xhat, gamma, invstd, training, mask = cache
-    if mask is not None:                                                   # the forward ended in a ReLU
-        dout = relu_backward(dout, mask)
+    xhat, gamma, invstd, training = cache
     axes = (0, 2, 3)
     c = (None, slice(None), None, None)
     M = xhat.shape[0] * xhat.shape[2] * xhat.shape[3]
@@ -388,6 +386,22 @@ def batchnorm2d_backward(dout, cache):
         return dxhat * invstd[c], dgamma, dbeta
     dx = invstd[c] / M * (M * dxhat - dxhat.sum(axis=axes)[c] - xhat * (dxhat * xhat).sum(axis=axes)[c])
     return dx, dgamma, dbeta
+
+
+def batchnorm2d_relu_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """relu(batchnorm2d(x)): the two pairs one after the other (the fast backend does both in one pass
+    over memory).  Arguments and results as batchnorm2d_forward; nn.Sequential calls it for a BatchNorm2d
+    followed by a ReLU."""
+    y, bn_cache, new_rm, new_rv = batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training,
+                                                      momentum, eps)
+    out, mask = relu_forward(y)
+    return out, (bn_cache, mask), new_rm, new_rv
+
+
+def batchnorm2d_relu_backward(dout, cache):
+    """The mirror image: relu_backward, then batchnorm2d_backward -> (dx, dgamma, dbeta)."""
+    bn_cache, mask = cache
+    return batchnorm2d_backward(relu_backward(dout, mask), bn_cache)
 
 
 # ================================================================== elementwise
@@ -440,6 +454,22 @@ def silu_backward(dout, cache):
     return dout * s * (1 + x * (1 - s))
 
 
+def cgm_gate_forward(seg, cls):
+    """UNet 3+'s classification-guided module at inference (Huang et al. 2020, Sec. 2.3): the segmentation
+    probabilities times the classifier's decision.  seg: (N, C, H, W) logits; cls: (N, 2) probabilities
+    ("organ absent", "organ present") -> sigmoid(seg) * decision, decision = argmax(cls) (0/1) per image.
+    The stable sigmoid above: seg = -1000 gives 0, not an overflow.  cache: (sigmoid(seg), decision (N, 1, 1, 1))."""
+    decision = np.argmax(cls, axis=1).astype(seg.dtype)[:, None, None, None]
+    s = sigmoid(seg)
+    return s * decision, (s, decision)
+
+
+def cgm_gate_backward(dout, cache):
+    """d seg = dout * decision * s (1 - s).  The decision, an argmax, is a constant: cls gets no gradient."""
+    s, decision = cache
+    return dout * decision * s * (1 - s)
+
+
 def stochastic_depth_forward(x, p, rng):
     """Stochastic depth ("drop connect" in EfficientNet): each sample's whole residual branch is
     dropped with probability p, the kept ones scaled by 1/(1 - p).  x: (N, ...); cache: the (N, 1, ...) mask."""
@@ -466,81 +496,3 @@ def dropout_forward(x, p, rng, channelwise=False):
 
 def dropout_backward(dout, mask):
     return dout * mask
-
-
-# ================================================================== joins and crops
-
-def crop_concat_forward(skip, x):
-    """U-Net's copy-and-crop: centre-crop skip (N, Cs, Hs, Ws) to x's (H, W) and concatenate
-    [skip, x] on channels -> (N, Cs + Cx, H, W).  The crop starts at ((Hs - H) // 2, (Ws - W) // 2)."""
-    H, W = x.shape[2:]
-    t, l = crop_offsets(skip.shape[2:], (H, W))
-    out = np.concatenate([skip[:, :, t:t + H, l:l + W], x], axis=1)
-    return out, (skip.shape, t, l)
-
-
-def crop_concat_backward(dout, cache):
-    """-> (d_skip, d_x): split the channels; d_skip is 0 on the border the crop cut off."""
-    skip_shape, t, l = cache
-    Cs, (H, W) = skip_shape[1], dout.shape[2:]
-    dskip = np.zeros(skip_shape, dtype=dout.dtype)
-    dskip[:, :, t:t + H, l:l + W] = dout[:, :Cs]
-    return dskip, dout[:, Cs:].copy()
-
-
-def center_crop_forward(x, size):
-    """x: (N, C, H, W) -> (N, C, size[0], size[1]), cut from the centre."""
-    t, l = crop_offsets(x.shape[2:], size)
-    return x[:, :, t:t + size[0], l:l + size[1]].copy(), (x.shape, t, l)
-
-
-def center_crop_backward(dout, cache):
-    """-> dx: dout placed back in the centre, 0 on the cropped border."""
-    x_shape, t, l = cache
-    dx = np.zeros(x_shape, dtype=dout.dtype)
-    dx[:, :, t:t + dout.shape[2], l:l + dout.shape[3]] = dout
-    return dx
-
-
-def concat_forward(*xs):
-    """Channel concatenation of (N, C_i, H, W) maps -> (N, sum C_i, H, W)."""
-    return np.concatenate(xs, axis=1), [x.shape[1] for x in xs]
-
-
-def concat_backward(dout, sizes):
-    """-> tuple of the pieces' gradients: dout cut back into the channel blocks."""
-    cuts = np.cumsum(sizes)[:-1]
-    return tuple(d.copy() for d in np.split(dout, cuts, axis=1))
-
-
-def _unbroadcast(g, shape):
-    """Sum g down to ``shape``: the backward of NumPy broadcasting (a value used many times
-    collects all its gradients)."""
-    while g.ndim > len(shape):
-        g = g.sum(axis=0)
-    for ax, n in enumerate(shape):
-        if n == 1 and g.shape[ax] != 1:
-            g = g.sum(axis=ax, keepdims=True)
-    return np.array(g, copy=True)
-
-
-def add_forward(a, b):
-    """out = a + b (broadcasting)."""
-    return a + b, (a.shape, b.shape)
-
-
-def add_backward(dout, cache):
-    """-> (da, db) = dout summed back to each input's shape."""
-    sa, sb = cache
-    return _unbroadcast(dout, sa), _unbroadcast(dout, sb)
-
-
-def mul_forward(a, b):
-    """out = a * b (broadcasting)."""
-    return a * b, (a, b)
-
-
-def mul_backward(dout, cache):
-    """-> (dout * b, dout * a), each summed back to its input's shape."""
-    a, b = cache
-    return _unbroadcast(dout * b, a.shape), _unbroadcast(dout * a, b.shape)

@@ -1,4 +1,5 @@
-"""The U-Net family: UNet, UNetPlusPlus, UNet3Plus."""
+"""The U-Net family: UNet (Ronneberger et al. 2015), UNetPlusPlus (Zhou et al. 2018), UNet3Plus (Huang et
+al. 2020) and EncoderUNet (a ResNet, MobileNetV2 or EfficientNet encoder with SMP's U-Net decoder)."""
 from .sizes import valid_input_sizes, nearest_legal, unet_trace
 from .unet import UNet
 

@@ -1,35 +1,18 @@
 """Building blocks shared by the U-Net family.  Each has forward and its mirror-image backward."""
+from collections import OrderedDict
+
 from .. import nn
-from ..nn.layers import bn_relu_backward, bn_relu_forward
 
 BLOCKS = ("double_conv", "residual", "separable")
 
 
-def conv_bn_relu_forward(m, x):
-    """relu(bn(conv(x))) through m's children conv, bn (or None) and relu."""
-    return bn_relu_forward(m.bn, m.relu, m.conv(x))
-
-
-def conv_bn_relu_backward(m, d):
-    """The mirror image of conv_bn_relu_forward."""
-    return m.conv.backward(bn_relu_backward(m.bn, m.relu, d))
-
-
-class ConvBNReLU(nn.Module):
-    """conv (+ BN) + ReLU.  x: (N, C_in, H, W) -> (N, C_out, H', W'), H' = H + 2p - k + 1.
-    Children: conv, bn (None without batch_norm), relu."""
+class ConvBNReLU(nn.Sequential):
+    """relu(bn(conv(x))), the unit of every U-Net level.  x: (N, C_in, H, W) -> (N, C_out, H', W'),
+    H' = H + 2p - k + 1.  Children: conv, bn (none without batch_norm), relu; backward runs them in reverse."""
 
     def __init__(self, in_ch, out_ch, kernel_size=3, padding=1, batch_norm=True):
-        super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding)
-        self.bn = nn.BatchNorm2d(out_ch) if batch_norm else None
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        return conv_bn_relu_forward(self, x)
-
-    def backward(self, d):
-        return conv_bn_relu_backward(self, d)
+        super().__init__(OrderedDict(conv=nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding),
+                                     bn=nn.BatchNorm2d(out_ch) if batch_norm else None, relu=nn.ReLU()))
 
 
 class SeparableConv2d(nn.Module):
@@ -48,13 +31,14 @@ class SeparableConv2d(nn.Module):
         return self.depthwise.backward(self.pointwise.backward(d))
 
 
-class DoubleConv(nn.Module):
-    """Two 3x3 convs, each (+ BN) + ReLU: the block of every U-Net level.
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convs, each (+ BN) + ReLU: the block of every U-Net level,
+    relu2(bn2(conv2(relu1(bn1(conv1(x)))))) (the children in that order, run as a Sequential).
 
     padding 0 ("valid", the 2015 paper): H -> H - 4.  padding 1 ("same"): H -> H.
     block: "double_conv" (plain), "separable" (Mobile U-Net: depthwise + pointwise convs),
-    "residual" (residual unit: out = ReLU(BN(conv2(ReLU(BN(conv1 x)))) + shortcut(x)), the shortcut a
-    1x1 conv when the channels change, center-cropped by 2 px a side when padding is valid).
+    "residual" (residual unit: out = relu2(add(bn2(conv2(relu1(bn1(conv1(x))))), shortcut(x))), the
+    shortcut a 1x1 conv when the channels change, center-cropped by 2 px a side when padding is valid).
     Children: conv1, bn1, relu1, conv2, bn2, relu2 (+ shortcut, crop, add for residual).
     """
 
@@ -78,28 +62,24 @@ class DoubleConv(nn.Module):
         self.relu2 = nn.ReLU()
 
     def forward(self, x):
-        h = bn_relu_forward(self.bn1, self.relu1, self.conv1(x))
-        h = self.conv2(h)
         if self.block != "residual":
-            return bn_relu_forward(self.bn2, self.relu2, h)
-        if self.bn2 is not None:
-            h = self.bn2(h)
+            return super().forward(x)
+        h = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))) if self.bn2 is not None else \
+            self.conv2(self.relu1(self.conv1(x)))
         s = self.shortcut(x)
         if self.crop is not None:
             s = self.crop(s, h)
         return self.relu2(self.add(h, s))
 
     def backward(self, d):
-        d_short = None
         if self.block != "residual":
-            d = bn_relu_backward(self.bn2, self.relu2, d)
+            return super().backward(d)
+        d, d_s = self.add.backward(self.relu2.backward(d))
+        if self.crop is not None:
+            d_s = self.crop.backward(d_s)
+        d_short = self.shortcut.backward(d_s)
+        if self.bn2 is not None:
+            d = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(d)))))
         else:
-            d, d_s = self.add.backward(self.relu2.backward(d))
-            if self.crop is not None:
-                d_s = self.crop.backward(d_s)
-            d_short = self.shortcut.backward(d_s)
-            if self.bn2 is not None:
-                d = self.bn2.backward(d)
-        d = bn_relu_backward(self.bn1, self.relu1, self.conv2.backward(d))
-        d = self.conv1.backward(d)
-        return d if d_short is None else d + d_short
+            d = self.conv1.backward(self.relu1.backward(self.conv2.backward(d)))
+        return d + d_short

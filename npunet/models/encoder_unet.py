@@ -18,7 +18,6 @@ from .. import init, nn
 from ..backends import current as ops
 from ..nn.module import Meta, check_array
 from . import args as A
-from ..nn.layers import bn_relu_backward, bn_relu_forward
 
 
 def _init_conv(conv, how):
@@ -102,12 +101,12 @@ class BasicBlock(nn.Module):
             _init_conv(c, "fan_out")
 
     def forward(self, x):
-        h = self.bn2(self.conv2(bn_relu_forward(self.bn1, self.relu, self.conv1(x))))
+        h = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
         return self.relu_out(self.add(h, x if self.downsample is None else self.downsample(x)))
 
     def backward(self, d):
         d_h, d_short = self.add.backward(self.relu_out.backward(d))
-        d_x = self.conv1.backward(bn_relu_backward(self.bn1, self.relu, self.conv2.backward(self.bn2.backward(d_h))))
+        d_x = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(d_h)))))
         return d_x + (d_short if self.downsample is None else self.downsample.backward(d_short))
 
 

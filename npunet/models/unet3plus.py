@@ -1,65 +1,51 @@
 """UNet 3+ (Huang et al., ICASSP 2020): full-scale skip connections, full-scale deep
 supervision and the classification-guided module (CGM)."""
+from collections import OrderedDict
+
 import numpy as np
 
 from .. import nn
 from . import args as A
-from ..backends.reference import sigmoid
+from ..backends import current as ops
 from ..nn.module import check_array
-from .blocks import DoubleConv, conv_bn_relu_backward, conv_bn_relu_forward
+from .blocks import DoubleConv
 from .sizes import check_input_size
 
 
-class Branch(nn.Module):
-    """One full-scale skip: resample a map to decoder stage i's resolution, then 3x3 conv -> cat_channels
-    + BN + ReLU.  resample: ("pool", 2^(i-k)) for shallower encoder maps, ("up", 2^(k-i)) for deeper
-    decoder maps (bilinear, align_corners=False), None for the same-scale encoder map.
-    Named like the authors' code: h1_PT_hd4 (encoder 1 pooled to decoder 4), h4_Cat_hd4 (same scale),
-    hd5_UT_hd4 (decoder 5 upsampled to decoder 4).  Children: resample, conv, bn, relu."""
+class Branch(nn.Sequential):
+    """One full-scale skip: relu(bn(conv(resample(x)))), bringing a map to decoder stage i's resolution
+    with cat_channels channels (3x3 conv).  resample: ("pool", 2^(i-k)) for shallower encoder maps,
+    ("up", 2^(k-i)) for deeper decoder maps (bilinear, align_corners=False), None for the same-scale
+    encoder map.  Named like the authors' code: h1_PT_hd4 (encoder 1 pooled to decoder 4), h4_Cat_hd4
+    (same scale), hd5_UT_hd4 (decoder 5 upsampled to decoder 4).  Children: resample, conv, bn, relu."""
 
     def __init__(self, in_ch, out_ch, resample=None, batch_norm=True):
-        super().__init__()
         kind, factor = resample if resample else (None, 1)
         if kind == "pool":
-            self.resample = nn.MaxPool2d(factor, factor)
+            resample = nn.MaxPool2d(factor, factor)
         elif kind == "up":
-            self.resample = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
+            resample = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
         else:
-            self.resample = nn.Identity()
-        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.bn = nn.BatchNorm2d(out_ch) if batch_norm else None
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        return conv_bn_relu_forward(self, self.resample(x))
-
-    def backward(self, d):
-        return self.resample.backward(conv_bn_relu_backward(self, d))
+            resample = nn.Identity()
+        super().__init__(OrderedDict(resample=resample, conv=nn.Conv2d(in_ch, out_ch, 3, padding=1),
+                                     bn=nn.BatchNorm2d(out_ch) if batch_norm else None, relu=nn.ReLU()))
 
 
-class Fuse(nn.Module):
-    """Concat of the five branches (5 x cat_channels = 320) -> 3x3 conv 320 -> 320 + BN + ReLU.
-    Children: cat, conv, bn, relu."""
+class Fuse(nn.Sequential):
+    """relu(bn(conv(cat(x_1, ..., x_5)))): the five branches concatenated (5 x cat_channels = 320), then a
+    3x3 conv 320 -> 320.  forward(*xs); backward returns the five parts.  Children: cat, conv, bn, relu."""
 
     def __init__(self, n_branches, ch, batch_norm=True):
-        super().__init__()
-        self.cat = nn.Concat()
-        self.conv = nn.Conv2d(n_branches * ch, n_branches * ch, 3, padding=1)
-        self.bn = nn.BatchNorm2d(n_branches * ch) if batch_norm else None
-        self.relu = nn.ReLU()
-
-    def forward(self, *xs):
-        return conv_bn_relu_forward(self, self.cat(*xs))
-
-    def backward(self, d):
-        return self.cat.backward(conv_bn_relu_backward(self, d))
+        super().__init__(OrderedDict(cat=nn.Concat(), conv=nn.Conv2d(n_branches * ch, n_branches * ch, 3, padding=1),
+                                     bn=nn.BatchNorm2d(n_branches * ch) if batch_norm else None, relu=nn.ReLU()))
 
 
 class CGMGate(nn.Module):
     """The classification-guided module's decision in eval: forward(seg, cls) -> sigmoid(seg) * decision.
 
     seg: (N, C, H, W) logits; cls: (N, 2) probabilities ("absent", "present"); decision = argmax (0/1).
-    backward(d) -> (d_seg, None): the decision is a constant (an argmax has no gradient)."""
+    backward(d) -> (d_seg, None): the decision is a constant (an argmax has no gradient).
+    Runs the backend's pair cgm_gate (a sigmoid that does not overflow for logits of +-1000)."""
 
     _leaf = True
 
@@ -67,14 +53,13 @@ class CGMGate(nn.Module):
         return tuple(seg.shape)
 
     def forward(self, seg, cls):
-        decision = np.argmax(cls, axis=1).astype(seg.dtype)[:, None, None, None]   # (N, 1, 1, 1)
-        p = sigmoid(seg)
-        self._save((p, decision), seg)
-        return p * decision
+        out, cache = ops().cgm_gate_forward(seg, cls)
+        self._save(cache, out)
+        return out
 
     def backward(self, d):
-        _, (p, decision) = self._restore(d)
-        return d * decision * p * (1 - p), None
+        backend, cache = self._restore(d)
+        return backend.cgm_gate_backward(d, cache), None
 
     def kink_signature(self):
         c = self._cache
@@ -98,10 +83,10 @@ def apply_cgm(seg_logits, cls_prob, multiply="probabilities"):
     organ gives probability 0.  multiply="logits" (the authors' code): sigmoid(seg * decision), which
     turns an absent organ into probability sigmoid(0) = 0.5 everywhere.
     """
-    decision = np.argmax(cls_prob, axis=1).astype(seg_logits.dtype)[:, None, None, None]
     if multiply == "logits":
-        return 1 / (1 + np.exp(-(seg_logits * decision)))
-    return decision / (1 + np.exp(-seg_logits))
+        decision = np.argmax(cls_prob, axis=1).astype(seg_logits.dtype)[:, None, None, None]
+        return ops().sigmoid_forward(seg_logits * decision)[0]
+    return ops().cgm_gate_forward(seg_logits, cls_prob)[0]
 
 
 class UNet3Plus(nn.Module):

@@ -5,109 +5,22 @@ returns the input gradient (a tuple for several inputs) and *adds* parameter
 gradients into ``Parameter.grad``, as PyTorch accumulates (``zero_grad()`` clears).
 One forward allows one backward: the cache is used up, as PyTorch frees its graph.
 
-A layer (a leaf module) follows one protocol, shown in full by ``Conv2d``:
+A layer (a leaf module) follows one protocol, shown in full by ``Conv2d`` (nn/conv.py; ``nn.Op``, nn/op.py,
+runs the same steps for the layers that are one backend pair):
   ``_check(*inputs) -> output shape``  validate the inputs (errors name the layer); also gives
                                        the shape-only mode (``npunet.summary``) its answer;
   ``forward``   ``_check``, call the backend's pair, ``self._save(cache, out)``, return out;
   ``backward``  ``ops, cache = self._restore(grad)``, call ``ops.xxx_backward``, add into
                 ``Parameter.grad``, return dx.
 """
-import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 
 import numpy as np
 
 from .. import backends
-from ..kernels import all_finite
-
-_FLOATS = (np.float32, np.float64)
-
-
-class Meta:
-    """A stand-in array that only has a shape and dtype (used by summary/shape traces)."""
-
-    def __init__(self, shape, dtype=np.float32):
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    @property
-    def nbytes(self):
-        return int(np.prod(self.shape)) * self.dtype.itemsize
-
-    def __repr__(self):
-        return f"Meta{self.shape}"
-
-    def _broadcast(self, other):
-        other_shape = other.shape if isinstance(other, Meta) else np.shape(other)
-        return Meta(np.broadcast_shapes(self.shape, tuple(other_shape)), self.dtype)
-
-    # arithmetic on stand-ins gives the result's shape, so model code needs no shape-only branch
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = _broadcast
-
-
-class _Mode(threading.local):
-    meta = False          # shape-only mode (no arithmetic)
-    trace = None          # list that leaf calls append (module, inputs, output) to
-    check_finite = True   # scan for NaN/Inf: True = the outermost call's inputs, "every" = every layer's
-    depth = 0             # how many module calls are running (0: the next call is the outermost)
-    grad = True           # False inside no_grad(): forwards keep no caches
-
-
-_mode = _Mode()
-
-
-def set_checks(finite=True):
-    """The NaN/Inf scan of inputs (this thread).  True (default): the inputs of the outermost module
-    call are scanned once (a model's input; the losses scan their logits), one pass per step instead
-    of one per layer.  "every": every layer scans its input, which names the first layer whose input
-    went bad (for debugging; ~10 % slower).  False: no scan."""
-    if finite not in (True, False, "every"):
-        raise ValueError(f"set_checks: finite must be True, False or 'every', got {finite!r}")
-    _mode.check_finite = finite
-
-
-def is_grad_enabled():
-    """False inside ``npunet.no_grad()`` (this thread)."""
-    return _mode.grad
-
-
-@contextmanager
-def no_grad():
-    """``with npunet.no_grad(): y = model(x)``: forwards keep nothing for backward (PyTorch's
-    ``torch.no_grad()``), so only the live activations take memory; a backward afterwards raises,
-    naming the layer.  ``npunet.inference_mode()`` is the same."""
-    old = _mode.grad
-    _mode.grad = False
-    try:
-        yield
-    finally:
-        _mode.grad = old
-
-
-inference_mode = no_grad
-
-
-def tracing():
-    """True inside shape_only() (or any pass that records the leaf calls)."""
-    return _mode.meta or _mode.trace is not None
-
-
-@contextmanager
-def shape_only():
-    """Inside this block module calls propagate shapes (Meta objects) instead of arrays;
-    yields the list of leaf calls (module, inputs, output)."""
-    old = _mode.meta, _mode.trace
-    _mode.meta, _mode.trace = True, []
-    try:
-        yield _mode.trace
-    finally:
-        _mode.meta, _mode.trace = old
-
+from .checks import _FLOATS, check_array, check_finite, check_grad, fingerprint  # noqa: F401  (npunet.nn.module's names)
+from .mode import (Meta, _mode, inference_mode, is_grad_enabled, no_grad, set_checks,  # noqa: F401
+                   shape_only, tracing)
 
 _USED = object()  # the cache after its backward ran
 _NO_GRAD = object()  # the cache of a forward run under no_grad()
@@ -175,8 +88,10 @@ class Module:
         if name in self._buffers and not isinstance(value, (Parameter, Module)):
             object.__setattr__(self, name, value)  # a buffer keeps its registration
             return
+        keep = self._params if isinstance(value, Parameter) else self._modules if isinstance(value, Module) else None
         for d in (self._params, self._buffers, self._modules):
-            d.pop(name, None)
+            if d is not keep:  # a replaced child keeps its place in the order (a Sequential's), as in PyTorch
+                d.pop(name, None)
         if isinstance(value, Parameter):
             self._params[name] = value
         elif isinstance(value, Module):
@@ -498,59 +413,3 @@ _TORCH_ONLY = {
     "share_memory": "npunet has no tensors to share; pass state_dict() arrays",
     "bfloat16": "npunet computes in float32 or float64 only; use .float()",
 }
-
-
-# ---------------------------------------------------------------- input checks
-
-def fingerprint(a):
-    """A cheap checksum of an array's bytes: the sum of its 32-bit words modulo 2**32 (one read pass,
-    ~1 % of a classroom U-Net training step, measured).  Any change of one element changes it; several changes
-    escape only if their differences cancel exactly modulo 2**32."""
-    if not isinstance(a, np.ndarray) or a.dtype.itemsize % 4 or a.size == 0:
-        return None if not isinstance(a, np.ndarray) else a.tobytes()
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    return int(a.reshape(-1).view(np.uint32).sum(dtype=np.uint32))
-
-
-def check_array(layer, x, ndim=4, channels=None, dtype=None, what="input"):
-    """Validate one input of ``layer``; raise a message naming layer, expectation and what came."""
-    if isinstance(x, Meta):
-        pass
-    elif not isinstance(x, np.ndarray):
-        raise TypeError(f"{layer.label}: expected the {what} to be a numpy array, got {type(x).__name__}")
-    if x.dtype not in _FLOATS:
-        raise TypeError(f"{layer.label}: expected a float32 or float64 {what}, got dtype {x.dtype}"
-                        + (" (cast images with x.astype(np.float32))" if x.dtype.kind in "iub" else ""))
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{layer.label}: {what} dtype {x.dtype} does not match the layer's {np.dtype(dtype)} "
-                        f"parameters; convert the model with .to(np.{x.dtype}) or the {what} with "
-                        f".astype(np.{np.dtype(dtype)})")
-    if x.ndim != ndim:
-        expect = "(N, C, H, W)" if ndim == 4 else f"{ndim} dimensions"
-        raise ValueError(f"{layer.label}: expected a {ndim}-D {what} {expect}, got shape {tuple(x.shape)}"
-                         + (" (add the batch axis with x[None])" if ndim == 4 and x.ndim == 3 else ""))
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{layer.label}: expected {channels} channels in the {what}, "
-                         f"got {x.shape[1]} (shape {tuple(x.shape)})")
-    if _mode.check_finite == "every":
-        check_finite(layer, x, what)
-
-
-def check_finite(layer, x, what="input"):
-    """Raise FloatingPointError naming ``layer`` when the float array ``x`` holds NaN or Inf."""
-    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not all_finite(x):
-        n_bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise FloatingPointError(f"{layer.label}: the {what} contains {n_bad} NaN/Inf value(s) "
-                                 f"(shape {tuple(x.shape)}); the previous layer or the data produced them "
-                                 f"(npunet.nn.set_checks(finite='every') names the first layer that saw them)")
-
-
-def check_grad(layer, g, shape, dtype):
-    if isinstance(g, Meta) or not isinstance(g, np.ndarray):
-        raise TypeError(f"{layer.label}: backward expected a numpy array gradient, got {type(g).__name__}")
-    if tuple(g.shape) != tuple(shape):
-        raise ValueError(f"{layer.label}: backward expected a gradient of shape {tuple(shape)} "
-                         f"(the forward output), got {tuple(g.shape)}")
-    if g.dtype != dtype:
-        raise TypeError(f"{layer.label}: backward expected a {np.dtype(dtype)} gradient, got {g.dtype}")

@@ -15,10 +15,10 @@ Modules:
     options.py           the tuning knobs (``npunet.fast_options``)
 
 Every kernel has a NumPy twin in ``npunet.kernels`` and every op here is tested against its
-reference twin.  Ops with no faster form (ReLU, dropout, joins) are the reference's own.
+reference twin.  Ops with no faster form (ReLU, sigmoid, UNet 3+'s CGM gate, dropout, joins) are the reference's own.
 """
 from ..reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
-                         concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
+                         cgm_gate_backward, cgm_gate_forward, concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
                          dropout_backward, dropout_forward, mul_backward, mul_forward, relu_backward,
                          relu_forward, relu6_backward, relu6_forward, sigmoid, sigmoid_backward,
                          sigmoid_forward, silu_backward, silu_forward, stochastic_depth_backward,
@@ -26,7 +26,8 @@ from ..reference import (add_backward, add_forward, center_crop_backward, center
                          pad2d_backward, pad2d_forward)
 from . import (depthwise, direct, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
                upconv_disjoint, winograd)
-from .batchnorm import batchnorm2d_backward, batchnorm2d_forward  # noqa: F401
+from .batchnorm import (batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_relu_backward,  # noqa: F401
+                        batchnorm2d_relu_forward)
 from .conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,  # noqa: F401
                    conv_transpose2d_forward)
 from .interpolate import interpolate_backward, interpolate_forward  # noqa: F401

@@ -6,14 +6,24 @@ from ... import kernels
 from ...kernels.util import split
 
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
-    """x: (N, C, H, W); gamma, beta, running_*: (C,).  relu: return relu(BN(x)), one pass (fused).
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """x: (N, C, H, W); gamma, beta, running_*: (C,).
 
     Training: normalise with the batch mean and biased variance over (N, H, W) and
     return the new running statistics (momentum on the new value, unbiased variance):
     running <- (1 - m) * running + m * batch.  Eval: use the running statistics.
     Returns (out, cache, new_running_mean, new_running_var).
     """
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu=False)
+
+
+def batchnorm2d_relu_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """relu(batchnorm2d(x)) in one pass over memory (the ReLU applied as each value is written);
+    arguments and results as batchnorm2d_forward."""
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu=True)
+
+
+def _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu):
     N, C, H, W = x.shape
     x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
     if training:
@@ -37,7 +47,8 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
 
 
 def batchnorm2d_backward(dout, cache):
-    """dout: (N, C, H, W) -> (dx, dgamma (C,), dbeta (C,))."""
+    """dout: (N, C, H, W) -> (dx, dgamma (C,), dbeta (C,)).  Also the backward of batchnorm2d_relu_forward:
+    its cache keeps the output, whose zeros mask the gradient (the ReLU's backward in the same pass)."""
     x3, mean, invstd, gamma, training, shape, y = cache
     d3 = np.ascontiguousarray(dout).reshape(x3.shape)
     if training:
@@ -54,3 +65,6 @@ def batchnorm2d_backward(dout, cache):
         db = d3.sum(axis=(0, 2), dtype=np.float64)
         dg = (d3 * ((x3 - mean[None, :, None]) * invstd[None, :, None])).sum(axis=(0, 2))
     return dx.reshape(shape), dg.astype(x3.dtype), db.astype(x3.dtype)
+
+
+batchnorm2d_relu_backward = batchnorm2d_backward

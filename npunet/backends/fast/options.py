@@ -7,11 +7,13 @@
 The knobs choose between strategies that compute the same convolution (to float rounding) and
 size the scratch buffers; none changes what a model computes beyond float32 rounding.  The
 defaults were measured on a 2-core machine (numbers in each knob's note).  The options are one
-object for the whole process (as module constants were): set them around a block, not from
-threads that run models at the same time.
+object for the whole process (as module constants were), the field ``fast`` of npunet's settings
+object (npunet/settings.py): set them around a block, not from threads that run models at the same time.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+
+from ...settings import Settings
 
 
 @dataclass
@@ -68,6 +70,7 @@ class FastOptions:
 
 
 OPTIONS = FastOptions()  # the knobs in force; read by the fast backend, changed by fast_options()
+Settings.fast = OPTIONS  # ... and one field of npunet's settings object (shared by every thread)
 
 _NAMES = tuple(f.name for f in fields(FastOptions))
 
