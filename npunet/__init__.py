@@ -47,8 +47,8 @@ def __getattr__(name):  # lazy: models pull in more code
     if name == "summary":
         from .models.summary import summary
         return summary
-    if name == "predict":
-        from .data.inference import predict
+    if name == "predict":  # the facade may reach the app: a checkpoint path is read with its config schema
+        from .app.cmd_predict import predict
         return predict
     import importlib
     if name in _LAZY:

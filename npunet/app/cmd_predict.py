@@ -2,6 +2,19 @@
 from .cli import fail as _fail
 
 
+def predict(model_or_checkpoint, images, probabilities=False, values=False):
+    """``npunet.predict``: :func:`npunet.data.inference.predict` that also takes a checkpoint path (loaded
+    with :func:`npunet.train.load_model`, validated, with its normalisation record).  Same arguments
+    and results."""
+    import os
+
+    from ..data.inference import predict as _predict
+    if isinstance(model_or_checkpoint, (str, os.PathLike)):
+        from .train import load_model
+        model_or_checkpoint, _ = load_model(os.fspath(model_or_checkpoint))
+    return _predict(model_or_checkpoint, images, probabilities=probabilities, values=values)
+
+
 def run(args):
     from ..data.files import DataError
     from ..data.inference import expand_inputs, predict_files

@@ -58,9 +58,15 @@ def _as_images(images, C, notes):
 
 def _probabilities(model, y):
     if y.shape[0] == 1:
-        return y if getattr(model, "cgm", False) else 1 / (1 + np.exp(-y))
+        return y if getattr(model, "cgm", False) else _sigmoid(y)
     e = np.exp(y - y.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
+
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) without overflow: exp of a non-positive number only."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
 def predict_logits(model, raw_images):
@@ -71,7 +77,7 @@ def predict_logits(model, raw_images):
 
 
 def predict(model_or_checkpoint, images, probabilities=False, values=False):
-    """Segment raw images with a model or a checkpoint path, as ``npunet predict`` does.
+    """Segment raw images with a model, as ``npunet predict`` does (``npunet.predict`` also takes a checkpoint path).
 
     images: (H, W), (C, H, W), (N, C, H, W), a list of such arrays (any sizes), or image file paths;
     raw values like the training data (the checkpoint's normalisation is applied here).  RGB into a
@@ -82,10 +88,11 @@ def predict(model_or_checkpoint, images, probabilities=False, values=False):
     sigmoid (1, H, W) for a 1-class model).
     """
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from ..app.train import load_model
-        model, _ = load_model(str(model_or_checkpoint))
-    else:
-        model = model_or_checkpoint
+        # reading a checkpoint needs the training config's schema, which lives in the app above this
+        # module: the top-level npunet.predict resolves a path first; here a path is a plain error
+        raise TypeError(f"npunet.data.inference.predict takes a model; for the checkpoint "
+                        f"'{os.fspath(model_or_checkpoint)}' call npunet.predict (it loads the checkpoint first)")
+    model = model_or_checkpoint
     notes = set()
     raw, single, _ = _as_images(images, model.in_channels, notes)
     masks, probs = [], []
