@@ -53,7 +53,7 @@ def _cmd_warmup(args):
 
 
 def _cmd_export(args):
-    from ..export import ExportError, export_checkpoint
+    from .export import ExportError, export_checkpoint
     try:
         paths = export_checkpoint(args.checkpoint, args.out, prune=args.prune)
     except (OSError, ValueError) as e:  # ExportError is a ValueError

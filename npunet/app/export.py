@@ -18,11 +18,11 @@ import os
 import pprint
 import re
 
-from . import nn
-from .models import EncoderUNet, UNet, UNet3Plus, UNetPlusPlus
-from .models.blocks import ConvBNReLU, DoubleConv, SeparableConv2d
-from .models.unet import Up
-from .models.unet3plus import Branch, CGMGate, Fuse, branch_name
+from .. import nn
+from ..models import EncoderUNet, UNet, UNet3Plus, UNetPlusPlus
+from ..models.blocks import ConvBNReLU, DoubleConv, SeparableConv2d
+from ..models.unet import Up
+from ..models.unet3plus import Branch, CGMGate, Fuse, branch_name
 
 FILES = ("model.py", "weights.safetensors", "train_ddp.py", "README.md")
 
@@ -418,7 +418,7 @@ def state_arrays(model):
 
 def _recipe(run_config, model):
     """The training recipe train_ddp.py follows: the run's config (or npunet's defaults without one)."""
-    from .app.config import defaults
+    from .config import defaults
     cfg = defaults()
     if run_config:
         cfg.update({k: v for k, v in run_config.items() if k in cfg and k != "augment"})
@@ -441,7 +441,7 @@ def to_pytorch(model, out_dir, run_config=None, input_range=None):
     input_range: the training images' [min, max] (a checkpoint's ``input_range``): train_ddp.py maps each
     image file onto it as ``npunet predict`` does.  Returns the list of written paths.
     """
-    from .io import atomic_write, save_safetensors
+    from ..io import atomic_write, save_safetensors
     src = model_source(model)
     os.makedirs(out_dir, exist_ok=True)
     recipe = _recipe(run_config, model)
@@ -462,12 +462,12 @@ def to_pytorch(model, out_dir, run_config=None, input_range=None):
 
 
 def train_source(recipe):
-    from .app.export_train import TRAIN_DDP
+    from .export_train import TRAIN_DDP
     return TRAIN_DDP.replace("RECIPE_LITERAL", _pyliteral(recipe))
 
 
 def readme_source(model, recipe, out_dir):
-    from .app.export_train import README
+    from .export_train import README
     name = type(model).__name__
     smp = " and segmentation_models_pytorch" if isinstance(model, EncoderUNet) else ""
     return README.format(name=name, smp=smp, loss=recipe["loss"], optimizer=recipe["optimizer"], lr=recipe["lr"],
@@ -479,7 +479,7 @@ def readme_source(model, recipe, out_dir):
 def export_checkpoint(checkpoint, out_dir, prune=None):
     """``npunet export``: the model in an npunet checkpoint (optionally a U-Net++ pruned to ``prune``)
     written for PyTorch with its run's recipe."""
-    from .app.train import load_model
+    from .train import load_model
     model, meta = load_model(checkpoint)
     if prune is not None:
         if not isinstance(model, UNetPlusPlus):
