@@ -1,8 +1,10 @@
 """npunet: the U-Net family in NumPy + Numba, with hand-written, gradient-checked backprop."""
 import os as _os
 
-# Numba's OpenMP workers must not spin between kernels: they would steal the cores BLAS needs
-# for the GEMM that follows (measured 5x slower GEMMs).  Only when the user has not chosen.
+# An OpenMP-built BLAS (MKL, OpenBLAS's OpenMP builds) keeps its workers spinning after each GEMM;
+# npunet's own kernel threads (kernels/util.split) run between GEMMs and would find both cores busy.
+# (When Numba kernels used parallel=True, its OpenMP pool did the same to BLAS: 5x slower GEMMs.)
+# PASSIVE lets idle workers sleep.  Only when the user has not chosen.
 # Why here, at import, and not in npunet.settings: the OpenMP runtime reads this variable once, when
 # its first parallel region starts, and never again, so it can only be set before any kernel runs;
 # it is process state of the OpenMP library, not a setting that npunet could change later.

@@ -427,11 +427,15 @@ def test_winograd_gradients_gradcheck(m, rng):
     assert r.max_rel_error <= 1e-6, str(r)
 
 
-def test_winograd_dispatch(rng, monkeypatch):
+def test_winograd_dispatch(rng):
+    with npunet.fast_options(direct=False):
+        _winograd_dispatch()
+
+
+def _winograd_dispatch():
     """float32 3x3 stride-1 convs with >= winograd_min_channels input channels and >= winograd_min_tiles
     output tiles go through Winograd; float64 (the checks), 1-channel inputs, small maps, strides, groups
     and other kernels stay on im2col.  (With the direct path off: it takes few channels first.)"""
-    monkeypatch.setattr(fast.OPTIONS, "direct", False)
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
         return isinstance(fast.conv2d_forward(x, w, None, **kw)[1], fast.winograd.WinogradCache)
