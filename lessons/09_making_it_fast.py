@@ -256,10 +256,20 @@ print("PyTorch comparison (when torch is importable): npunet bench --model class
 #   every core by `npunet.kernels.util.split` (a `parallel=True` kernel compiles 2-3x slower);
 # - **a cache that outlives the install**: it lives in `~/.cache/npunet/numba` (or `$NUMBA_CACHE_DIR`), keyed
 #   by a hash of each kernel file's contents, so a read-only install works, reinstalling the same version
-#   keeps it, and `npunet warmup` fills it before class.
+#   keeps it, and `npunet warmup` fills it before class;
+# - **one compilation per kernel and dtype**: a bare constant passed from one kernel to another
+#   (`_store_rows(acc, 2, ...)`) is typed as its value, so each value compiled its own copy of the callee;
+#   the callers pass `np.int64(2)`, and a test counts the compilations;
+# - **short loop bodies**: Numba types and lowers every line it is given, so six written-out copies of a
+#   1-D transform cost six times one. Four of the F(4x4, 3x3) Winograd transforms now run their 1-D
+#   transform in a loop over a 6-element scratch row: the same arithmetic (bit for bit the same output),
+#   the same speed, about half the compile time. The same change made the F(2x2, 3x3) transforms 2x slower
+#   (their written-out code keeps values in registers), so there it was not made.
 # Measured (2-core machine, CPU seconds of `import npunet` + the first classroom training step on an empty
 # cache): 25.4 s before the first change, 18.4 s after (its Numba compilation 23.3 s -> 16.5 s); with
-# the cache warm, 1.7 s. What remains is mostly the Winograd transforms' unrolled code (about 60 %).
+# the cache warm, 1.7 s. The last two changes, median of 3 alternating runs on a busy machine: 19.6 s ->
+# 15.6 s (compilation 17.3 s -> 13.6 s; the demo's compilation 14.2 s -> 12.3 s). What remains is spread
+# over about 30 kernels of 0.2-1.6 s each (about half of it the Winograd transforms) and Numba's own start.
 
 # %%
 L.step("where the compiled kernels live")

@@ -22,9 +22,9 @@ PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _lock = threading.Lock()
 _state = {"root": None, "why": None, "announced": False, "quiet": 0}
 
-# Numba compilation of the classroom demo's kernels, measured on a 2-core machine (float32; 16-17 CPU s
+# Numba compilation of the classroom demo's kernels, measured on a 2-core machine (float32; 12.3 CPU s
 # while the machine was shared, so an estimate):
-COLD_SECONDS = 15
+COLD_SECONDS = 12
 
 
 def _writable(d):

@@ -114,3 +114,21 @@ def test_warmup_compiles_everything_the_demo_uses(tmp_path):
     r = _run(count, PKG.parent, env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "compiled []", r.stdout
+
+
+def test_helper_kernels_compile_once_per_dtype(tmp_path):
+    """A helper kernel called from several kernels with a bare constant is typed with the constant's value
+    and compiled once per value (seconds of a cold start); the callers pass one type, so it compiles once."""
+    code = ("import numpy as np, importlib\n"
+            "from npunet.kernels import conv, winograd as W\n"
+            "L = importlib.import_module('npunet.kernels.label')\n"
+            "for m, f in ((2, W.input_transform_adjoint), (4, W.input_transform_4_adjoint)):\n"
+            "    dV = np.ones(((m + 2) ** 2, 1, 2), np.float32)\n"
+            "    dx = np.zeros((1, 1, 2 * m, m + 2), np.float32)\n"
+            "    f(0, 1, dV, 1, 1, 0, 1, 0, 2, 1, dx)\n"
+            "    assert dx.any()\n"
+            "L.label(np.ones((3, 3), np.bool_))\n"
+            "print(len(conv._store_rows.signatures), len(L._find.signatures))\n")
+    r = _run(code, PKG.parent, dict(NUMBA_CACHE_DIR=str(tmp_path / "cache")))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "1"], r.stdout

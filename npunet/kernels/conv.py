@@ -45,6 +45,33 @@ def _zero(dst, k):
         dst[q] = 0
 
 
+# Rows of a zero-padded image in and out of a buffer (the Winograd transforms' tile rows).
+
+@njit(cache=True, nogil=True)
+def _load_rows(x, n, c, r0, ph, pw, rows):
+    """rows[i] = row r0 + i of x[n, c] zero-padded by ph (top) and pw (left), zeros past the edges
+    (rows: (tile height, padded width), 4 rows for F(2x2, 3x3), 6 for F(4x4, 3x3))."""
+    H, W = x.shape[2], x.shape[3]
+    w_lo, w_hi = max(0, -pw), min(W, rows.shape[1] - pw)
+    for i in range(rows.shape[0]):  # element loops over views: see conv._copy
+        h = r0 + i - ph
+        _zero(rows[i], rows.shape[1])
+        if 0 <= h < H and w_lo < w_hi:
+            _copy(rows[i, w_lo + pw:], x[n, c, h, w_lo:], w_hi - w_lo)
+
+
+@njit(cache=True, nogil=True)
+def _store_rows(acc, k, n, c, r0, ph, pw, dx):
+    """dx[n, c, r0 + i - ph, :] += the valid part of acc[i] (padded coordinates) for i < k.
+    Callers pass k as np.int64(...): a bare constant is typed as its literal value, one compilation each."""
+    H, W = dx.shape[2], dx.shape[3]
+    w_lo, w_hi = max(0, -pw), min(W, acc.shape[1] - pw)
+    for i in range(k):
+        h = r0 + i - ph
+        if 0 <= h < H and w_lo < w_hi:
+            _add(dx[n, c, h, w_lo:], acc[i, w_lo + pw:], w_hi - w_lo)
+
+
 @njit(cache=True)
 def _valid_range(j, pw, sw, W, W_out):
     """Output columns ow whose tap column ow*sw - pw + j lies inside [0, W)."""

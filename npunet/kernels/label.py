@@ -37,7 +37,7 @@ def label(mask, connectivity=4):
                 if best == 0:
                     best = l
                 else:
-                    a, b = _find(parent, best), _find(parent, l)
+                    a, b = _find(parent, np.int64(best)), _find(parent, np.int64(l))  # one type: one compilation
                     if a != b:
                         if a < b:
                             parent[b] = a
@@ -60,7 +60,7 @@ def label(mask, connectivity=4):
         for w in range(W):
             l = lab[h, w]
             if l:
-                r = _find(parent, l)
+                r = _find(parent, np.int64(l))
                 if remap[r] == 0:
                     count += 1
                     remap[r] = count
