@@ -4,7 +4,7 @@ import sys
 
 
 def _cmd_bench(args):
-    from . import bench
+    from .app import bench
     if args.model is not None:
         cases = None if not args.model or set(args.model) & {"all", "unet"} else args.model
         bench.bench_model(cases, repeat=args.repeat, rounds=args.rounds)
@@ -65,7 +65,7 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"npunet {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="time the U-Net layers (or a whole model step) against this machine's GEMM rate")
-    from .bench import MODEL_CASES
+    from .app.bench import MODEL_CASES
     b.add_argument("--model", nargs="*", choices=["all", "unet"] + list(MODEL_CASES), metavar="CASE",
                    help="time whole training steps instead of layers: the named cases (" + ", ".join(MODEL_CASES)
                    + "), all of them when none is named; next to PyTorch's twin when PyTorch is importable")

@@ -97,7 +97,7 @@ class UNet3Plus(nn.Module):
 
     def __init__(self, in_channels=3, num_classes=1, filters=(64, 128, 256, 512, 1024), cat_channels=64):
         super().__init__()
-        from .models.unet3plus import branch_name
+        from ..models.unet3plus import branch_name
         self._name = branch_name
         f, c = list(filters), cat_channels
         prev = in_channels
@@ -137,4 +137,4 @@ def build(cls, cfg):
     if cls == "EncoderUNet":
         import segmentation_models_pytorch as smp
         return smp.Unet(cfg["encoder_name"], encoder_weights=None, in_channels=3, classes=1)
-    raise ValueError(f"bench_torch: no PyTorch twin for {cls!r}")
+    raise ValueError(f"torch_twins: no PyTorch twin for {cls!r}")

@@ -1,0 +1,1 @@
+"""The command line's applications (bench, ...): code the library itself never imports."""
