@@ -460,9 +460,12 @@ def bench_model(cases=None, repeat=2, rounds=1, out=print):
     of the forward, the same count for PyTorch), peak resident memory, npunet/PyTorch ratios.
     INFERENCE_CASES: eval forward under ``no_grad`` (PyTorch: ``inference_mode``), and the memory it
     raises the process by, next to a training forward's.  PREDICT_CASES: ``npunet.predict`` through
-    overlap-tile against the same tiling loop with PyTorch's forward (each run needs ``repeat`` >= 2:
-    the first timed call measures memory).  Returns dict(gemm_gflops, case: row).
+    overlap-tile against the same tiling loop with PyTorch's forward (``repeat`` whole images after a
+    one-tile warm-up; the first also measures memory).  Returns dict(gemm_gflops, case: row).
     """
+    for case in cases or ():
+        if case not in ALL_CASES:
+            raise ValueError(f"npunet bench: no case {case!r}; the cases are {', '.join(ALL_CASES)}")
     peak = gemm_rate()
     out(f"machine float32 GEMM (2048^3): {peak:.1f} GFLOP/s")
     results = {}
@@ -472,9 +475,7 @@ def bench_model(cases=None, repeat=2, rounds=1, out=print):
         elif case in INFERENCE_CASES:
             results[case] = _inference_row(case, repeat, rounds, peak, out)
         elif case in PREDICT_CASES:
-            results[case] = _predict_row(case, max(repeat, 2), rounds, peak, out)
-        else:
-            raise ValueError(f"npunet bench: no case {case!r}; the cases are {', '.join(ALL_CASES)}")
+            results[case] = _predict_row(case, max(repeat, 1), rounds, peak, out)
     return dict(gemm_gflops=peak, **results)
 
 
