@@ -418,7 +418,7 @@ def state_arrays(model):
 
 def _recipe(run_config, model):
     """The training recipe train_ddp.py follows: the run's config (or npunet's defaults without one)."""
-    from .config import defaults
+    from .app.config import defaults
     cfg = defaults()
     if run_config:
         cfg.update({k: v for k, v in run_config.items() if k in cfg and k != "augment"})
@@ -462,12 +462,12 @@ def to_pytorch(model, out_dir, run_config=None, input_range=None):
 
 
 def train_source(recipe):
-    from .export_train import TRAIN_DDP
+    from .app.export_train import TRAIN_DDP
     return TRAIN_DDP.replace("RECIPE_LITERAL", _pyliteral(recipe))
 
 
 def readme_source(model, recipe, out_dir):
-    from .export_train import README
+    from .app.export_train import README
     name = type(model).__name__
     smp = " and segmentation_models_pytorch" if isinstance(model, EncoderUNet) else ""
     return README.format(name=name, smp=smp, loss=recipe["loss"], optimizer=recipe["optimizer"], lr=recipe["lr"],
@@ -479,7 +479,7 @@ def readme_source(model, recipe, out_dir):
 def export_checkpoint(checkpoint, out_dir, prune=None):
     """``npunet export``: the model in an npunet checkpoint (optionally a U-Net++ pruned to ``prune``)
     written for PyTorch with its run's recipe."""
-    from .train import load_model
+    from .app.train import load_model
     model, meta = load_model(checkpoint)
     if prune is not None:
         if not isinstance(model, UNetPlusPlus):

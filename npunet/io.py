@@ -14,6 +14,11 @@ class InputError(ValueError):
     """A file or folder given by the user that cannot be used; the message names it and says why."""
 
 
+class ConfigError(ValueError):
+    """A config key with a wrong type, range or name; the message names the key.  (The training config is
+    npunet.app.config's; the class is here so that data/ can raise it without importing the app.)"""
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -551,7 +551,7 @@ def test_images_near_the_float64_limit_are_rescaled(run_dir, tmp_path):
     assert code == 1
     one_line(err, "big.npy", "do not fit float32")
     assert "NaN/Inf" not in err
-    from npunet.cli_train import fit_range
+    from npunet.data.inference import fit_range
     r = fit_range(np.array([1.7e308, -1.7e308, 0.0]), 0.0, 1.0)
     assert np.allclose(r, [1.0, 0.0, 0.5])
 

@@ -12,7 +12,7 @@ every result is a new array with the input's dtype.
 """
 import numpy as np
 
-from .geometry import conv_out_size, conv_transpose_out_size, crop_offsets, interp_indices, pair, pool_windows
+from ..geometry import conv_out_size, conv_transpose_out_size, crop_offsets, interp_indices, pair, pool_windows
 
 
 # ================================================================== convolution

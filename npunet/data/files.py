@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from ..config import ConfigError
+from ..io import ConfigError
 
 IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
 FOLDER_NAMES = (("images", "masks"), ("image", "label"), ("images", "labels"), ("image", "mask"))

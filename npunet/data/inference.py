@@ -9,6 +9,18 @@ from .files import IMAGE_EXTS, DataError, from_classes, read_image
 from .normalize import normalize
 
 
+def fit_range(a, lo, hi):
+    """Map the image's own [min, max] onto [lo, hi], the training images' typical range: the same
+    picture gives the same input whatever the file's scale (0..255 PNG, 0..1 float .npy)."""
+    a = np.asarray(a, np.float64)
+    amin, amax = float(a.min()), float(a.max())
+    scale = max(abs(amin), abs(amax), 1e-300)
+    if not np.isfinite(amax - amin):  # values near the float64 limit (±1.7e308): scale before subtracting
+        a, amin, amax = a / scale, amin / scale, amax / scale
+    span = amax - amin
+    return lo + (a - amin) * ((hi - lo) / span) if span > 0 else np.full_like(a, lo)
+
+
 def _fit_channels(x, C, notes, where=""):
     """A (c, H, W) image for a C-channel model: RGB averaged to grey, grey repeated to C channels."""
     c = x.shape[0]
@@ -70,7 +82,7 @@ def predict(model_or_checkpoint, images, probabilities=False, values=False):
     sigmoid (1, H, W) for a 1-class model).
     """
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from ..train import load_model
+        from ..app.train import load_model
         model, _ = load_model(str(model_or_checkpoint))
     else:
         model = model_or_checkpoint
@@ -180,7 +192,6 @@ def predict_files(model, files, out, overlay_=False, probabilities=False, force=
             name = stem if len(pages) == 1 else f"{stem}_page{k + 1}"
             x = _fit_channels(raw, model.in_channels, notes, f)
             if fallback_range is not None:  # an old checkpoint without a normalisation record
-                from ..cli_train import fit_range
                 x = fit_range(x, *fallback_range).astype(np.float32)
             y = predict_logits(model, [x])[0]
             p = _probabilities(model, y)

@@ -7,7 +7,7 @@ out[n, c, y, x] = sum over a in {i0,i1}(y), b in {i0,i1}(x) of wy * wx * in[n, c
 import numpy as np
 from numba import njit
 
-from ..backends.geometry import interp_indices  # noqa: F401  (the (i0, i1, lam) the kernels take)
+from ..geometry import interp_indices  # noqa: F401  (the (i0, i1, lam) the kernels take)
 
 
 @njit(cache=True, nogil=True)

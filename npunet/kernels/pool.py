@@ -9,7 +9,7 @@ backward routes each gradient there.
 import numpy as np
 from numba import njit
 
-from ..backends.geometry import pool_windows  # the index arrays the kernels take
+from ..geometry import pool_windows  # the index arrays the kernels take
 
 
 @njit(cache=True, nogil=True)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
+from ..models.registry import entry_of
 from ..models.summary import trace_shapes
 from .plots import finish
 
@@ -144,7 +145,8 @@ def draw_architecture(model, input_shape, path=None, title=None, ax=None, depth=
         fig = ax.figure
     maxc = max(blocks[b]["shape"][1] for b in keep)
     L = getattr(model, "depth", None)
-    nested = type(model).__name__ == "UNetPlusPlus" and L is not None
+    entry = entry_of(model)
+    nested = entry is not None and entry.layout == "nested" and L is not None
     pos = {}
     for b in ["input"] + keep:
         shape = input_shape if b == "input" else _head_shape(blocks, edges, b) if is_head(b) else blocks[b]["shape"]

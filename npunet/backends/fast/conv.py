@@ -33,7 +33,7 @@ object of that strategy that computes its own backward: ``cache.backward(dout)``
 """
 import numpy as np
 
-from ..geometry import conv_transpose_out_size, pair
+from ...geometry import conv_transpose_out_size, pair
 from . import depthwise, im2col_tiles, pointwise, small_map, transposed_tiles, upconv_disjoint, winograd
 from .tiling import ConvGeometry
 

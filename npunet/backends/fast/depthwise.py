@@ -3,7 +3,7 @@ C tiny GEMMs."""
 import numpy as np
 
 from ... import kernels
-from ..geometry import conv_out_size
+from ...geometry import conv_out_size
 from .parallel import bias_grad
 
 

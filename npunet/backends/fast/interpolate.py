@@ -3,7 +3,7 @@ import numpy as np
 
 from ... import kernels
 from ...kernels.util import split
-from ..geometry import interp_indices
+from ...geometry import interp_indices
 
 
 def interpolate_forward(x, size, mode="nearest", align_corners=None, scale=None):

@@ -5,7 +5,7 @@ import numpy as np
 from ... import kernels
 from ...kernels.util import split
 from .. import reference
-from ..geometry import conv_out_size, pair, pool_windows
+from ...geometry import conv_out_size, pair, pool_windows
 
 
 def maxpool2d_forward(x, kernel_size, stride=None, padding=0):

@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import kernels
 from .. import blas
-from ..geometry import conv_out_size
+from ...geometry import conv_out_size
 from .options import OPTIONS
 
 

@@ -8,7 +8,9 @@ import time
 
 import numpy as np
 
-MODELS = ["unet", "unetpp", "unet3plus", "resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0"]
+from ..models.registry import presets
+
+MODELS = list(presets())  # the demo models (the model registry's presets)
 
 
 def _fail(msg):
@@ -76,7 +78,7 @@ def _demo_model(name, epochs, snapshots, size, seed, log):
 def _run_snapshots(path, model, meta):
     """Other checkpoints of the same model in the run folder, by epoch: [(label, state_dict)] when
     there are at least two, else None."""
-    from .io import load_npz
+    from ..io import load_npz
     from .train import read_meta
     found = []
     for f in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(path)), "*.npz"))):
@@ -93,9 +95,9 @@ def _run_snapshots(path, model, meta):
     return [(f"epoch {e} ({os.path.basename(f)})", sd) for e, f, sd in found]
 
 
-def cmd_explain(args):
-    from .cli_train import fit_range
-    from .viz.explain import explain
+def run(args):
+    from ..data.inference import fit_range
+    from ..viz.explain import explain
     log = print
     snaps = _epochs_list(args.epochs_snapshots) if args.epochs_snapshots else []
     if args.image != "synthetic" and not os.path.isfile(args.image):   # before any training
@@ -127,14 +129,14 @@ def cmd_explain(args):
         if val is not None:
             x, mask, labels = val[0][0], val[1][0], val[2][0]
         else:
-            from .data import make_cells
+            from ..data import make_cells
             xs, ls, ms = make_cells(1, size, seed=args.seed + 1000)
             x, mask, labels = xs[0], ms[0], ls[0]
         note += " Image: a held-out synthetic cell image with its ground truth."
     else:
-        from .data.files import DataError, read_image
-        from .data.inference import _fit_channels
-        from .data.normalize import normalize
+        from ..data.files import DataError, read_image
+        from ..data.inference import _fit_channels
+        from ..data.normalize import normalize
         notes = set()
         try:
             img = _fit_channels(read_image(args.image, notes)[0], model.in_channels, notes, args.image)
@@ -175,4 +177,4 @@ def add_command(sub):
                    help="--model: keep the weights after these epochs for the page's training slider")
     e.add_argument("--size", type=int, default=128, help="--model: side of the synthetic training images")
     e.add_argument("--seed", type=int, default=0)
-    e.set_defaults(func=cmd_explain)
+    e.set_defaults(func=run)

@@ -29,7 +29,7 @@ def _demo():
 
 
 def _unet_valid():
-    from . import models
+    from .. import models
     rng = np.random.default_rng(0)
     m = models.UNet(1, 2, base_channels=8, depth=2)  # the paper's valid convolutions (lessons 2, 3, 7)
     _step(m, rng.standard_normal((1, 1, 188, 188)).astype(np.float32))
@@ -37,7 +37,7 @@ def _unet_valid():
 
 
 def _nested():
-    from . import models
+    from .. import models
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 1, 64, 64)).astype(np.float32)
     _step(models.UNetPlusPlus(1, 1, filters=(8, 16, 32, 64, 128)), x)                    # lesson 4
@@ -46,14 +46,14 @@ def _nested():
 
 
 def _encoders():
-    from . import models
+    from .. import models
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
     for name in ("resnet34", "mobilenet_v2", "efficientnet-b0"):                         # lesson 8
         _step(models.EncoderUNet(name), x)
 
 
 def _float64():
-    from . import models, nn
+    from .. import models, nn
     rng = np.random.default_rng(0)
 
     def f64(shape):
@@ -81,7 +81,7 @@ def warmup(progress=True, log=print):
     """Compile (or load from the cache) every kernel the demo and the lessons use; returns the seconds taken."""
     from tqdm.auto import tqdm
 
-    from . import jitcache
+    from .. import jitcache
     t0 = time.perf_counter()
     log(f"npunet warmup: compiling npunet's kernels for this machine (cache: {jitcache.cache_root()})")
     bar = tqdm(TASKS, desc="warmup", unit="task", disable=not progress)
