@@ -39,7 +39,7 @@ print("logits", z.shape, "target", y.shape, "foreground fraction", round(float(y
 
 # %% [markdown]
 # ## Step 2: the losses and their gradients
-# Each loss object: forward(z, y) -> float and backward() -> dL/dz (definitions: the docstrings in npunet/losses.py).
+# Each loss object: forward(z, y) -> float and backward() -> dL/dz (definitions: the docstrings in npunet/losses/).
 # BCE gives every pixel the same *weight*, but not the same push: its gradient is (p − y)/M
 # (M pixels), growing with the pixel's error, so the wrong pixels already get the largest share.
 # U-Net's loss (Ronneberger et al. 2015, eq. 1) is the softmax cross-entropy weighted per pixel by

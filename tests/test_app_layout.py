@@ -135,7 +135,7 @@ def test_library_modules_do_not_import_the_app_when_imported():
     """Module-level imports only: a library module may reach the app lazily inside a function
     (npunet.predict given a checkpoint path loads it with app.train.load_model)."""
     app = {"app", "cli", "config", "cv", "demo", "runs", "train"}
-    for unit in ("kernels", "backends", "nn", "models", "losses.py", "optim.py", "metrics.py", "data", "viz",
+    for unit in ("kernels", "backends", "nn", "models", "losses", "optim", "metrics.py", "data", "viz",
                  "init.py", "functional.py", "io.py", "geometry.py"):
         for path in _files(unit):
             for m in _imports(path, top_level_only=True):

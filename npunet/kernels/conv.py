@@ -9,8 +9,9 @@ Column layout (one tile = images n0..n1-1, output rows oh0..oh1-1):
   row    = (c*kh + i)*kw + j              (channel-major, so groups are row blocks)
   column = ((n-n0)*(oh1-oh0) + (oh-oh0))*W_out + ow
 
-These kernels run on one thread on purpose: a parallel Numba region next to the BLAS
-threads makes the two thread pools fight for the cores (measured: 5x slower GEMMs).
+These kernels run serially on purpose, like every kernel in npunet.kernels (none uses Numba's
+``parallel=True``): a parallel Numba region next to the BLAS threads makes the two thread pools
+fight for the cores (measured: 5x slower GEMMs).
 They release the GIL, so the fast backend runs several tile pipelines (im2col + a GEMM
 each) in Python threads, which keeps every core busy.  Twins: ``im2col_ref`` /
 ``col2im_ref`` and ``im2col_wide_ref`` / ``col2im_wide_ref`` below.
