@@ -7,8 +7,10 @@ import sys
 
 
 def _cmd_bench(args):
-    from .. import bench
-    if args.model is not None:
+    from . import bench
+    if args.recipe is not None:
+        bench.bench_recipe(args.recipe, steps=args.steps, rounds=args.rounds)
+    elif args.model is not None:
         cases = None if not args.model or set(args.model) & {"all", "unet"} else args.model
         bench.bench_model(cases, repeat=args.repeat, rounds=args.rounds)
     else:
@@ -82,10 +84,14 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"npunet {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="time the U-Net layers (or a whole model step) against this machine's GEMM rate")
-    from ..bench import MODEL_CASES
-    b.add_argument("--model", nargs="*", choices=["all", "unet"] + list(MODEL_CASES), metavar="CASE",
-                   help="time whole training steps instead of layers: the named cases (" + ", ".join(MODEL_CASES)
-                   + "), all of them when none is named; next to PyTorch's twin when PyTorch is importable")
+    from .bench import ALL_CASES
+    b.add_argument("--model", nargs="*", choices=["all", "unet"] + ALL_CASES, metavar="CASE",
+                   help="time whole training steps, eval forwards and predict instead of layers: the named cases ("
+                   + ", ".join(ALL_CASES) + "), all of them when none is named; next to PyTorch's twin when PyTorch "
+                   "is importable")
+    b.add_argument("--recipe", choices=["em"], help="time a whole training run (em: padded BN U-Net base 16, "
+                   "4x256^2 crops, Adam, BCE) against PyTorch's, data loading and optimiser included")
+    b.add_argument("--steps", type=int, default=300, help="--recipe: training steps (default 300)")
     b.add_argument("--repeat", type=int, default=3, help="timed repetitions per process (best is reported)")
     b.add_argument("--rounds", type=int, default=1,
                    help="--model: alternate npunet and PyTorch processes this many times (min and median over all)")

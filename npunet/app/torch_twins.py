@@ -4,6 +4,7 @@ Imported only when PyTorch happens to be importable (never a dependency).  The m
 npunet's state_dict names, so ``load_state_dict(npunet_model.state_dict(), strict=True)`` works
 and proves the two are the same network.
 """
+import numpy as np
 import torch
 from torch import nn
 
@@ -97,7 +98,7 @@ class UNet3Plus(nn.Module):
 
     def __init__(self, in_channels=3, num_classes=1, filters=(64, 128, 256, 512, 1024), cat_channels=64):
         super().__init__()
-        from .models.unet3plus import branch_name
+        from ..models.unet3plus import branch_name
         self._name = branch_name
         f, c = list(filters), cat_channels
         prev = in_channels
@@ -137,4 +138,57 @@ def build(cls, cfg):
     if cls == "EncoderUNet":
         import segmentation_models_pytorch as smp
         return smp.Unet(cfg["encoder_name"], encoder_weights=None, in_channels=3, classes=1)
-    raise ValueError(f"bench_torch: no PyTorch twin for {cls!r}")
+    raise ValueError(f"torch_twins: no PyTorch twin for {cls!r}")
+
+
+def predict_overlap_tile(model, image, tile=572, depth=4):
+    """``npunet.data.tiling.overlap_tile`` + the class mask of ``npunet.predict``, with PyTorch's forward
+    under ``torch.inference_mode()``: image (C, H, W) float32 -> (H, W) uint8 classes.  The same windows
+    (step: the largest multiple of 2^depth in the output size), the same mirrored border."""
+    from ..models.sizes import output_size
+    C, H, W = image.shape
+    out_t = output_size(tile, depth)
+    step = out_t // 2 ** depth * 2 ** depth
+    ctx = (tile - out_t) // 2
+    ny, nx = (1 + max(0, -(-(n - out_t) // step)) for n in (H, W))
+    Hp, Wp = (ny - 1) * step + out_t, (nx - 1) * step + out_t
+    x = np.pad(image, ((0, 0), (ctx, ctx + Hp - H), (ctx, ctx + Wp - W)), mode="symmetric")
+    result = None
+    with torch.inference_mode():
+        for ty in range(ny):
+            for tx in range(nx):
+                y0, x0 = ty * step, tx * step
+                win = torch.from_numpy(np.ascontiguousarray(x[None, :, y0:y0 + tile, x0:x0 + tile]))
+                y = model(win)[0].numpy()
+                if result is None:
+                    result = np.zeros((y.shape[0], Hp, Wp), y.dtype)
+                result[:, y0:y0 + out_t, x0:x0 + out_t] = y
+    y = result[:, :H, :W]
+    return (y[0] > 0).astype(np.uint8) if y.shape[0] == 1 else np.argmax(y, axis=0).astype(np.uint8)
+
+
+def em_recipe(steps=300, **kw):
+    """PyTorch's run of ``npunet.app.recipe_em``: the same data, crops and hyper-parameters;
+    dict(wall s, step_median s, loss_first, loss_last)."""
+    import time
+
+    from . import recipe_em
+    o = {**recipe_em.DEFAULTS, **kw}
+    images, masks = recipe_em.make_data(**o)
+    t0 = time.perf_counter()
+    m = UNet(in_channels=images.shape[1], num_classes=1, base_channels=o["base_channels"], padding="same",
+             batch_norm=True).train()
+    opt = torch.optim.Adam(m.parameters(), lr=o["lr"])
+    lossf = nn.BCEWithLogitsLoss()
+    losses, ts = [], []
+    for x, t in recipe_em.batches(images, masks, steps, **o):
+        s = time.perf_counter()
+        x, t = torch.from_numpy(x), torch.from_numpy(t)
+        opt.zero_grad()
+        loss = lossf(m(x), t)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        ts.append(time.perf_counter() - s)
+    wall = time.perf_counter() - t0
+    return dict(wall=wall, step_median=float(np.median(ts)), loss_first=losses[0], loss_last=float(np.mean(losses[-10:])))
