@@ -105,26 +105,29 @@ def forward(x, weight, bias, padding, m=None):
                 split(tf.input, C, x, ph, pw, n0, n1, t0, t1, tile_cols, V)
                 split(lambda p0, p1: np.matmul(U[p0:p1], V[p0:p1], out=M[p0:p1]), positions)   # by position
                 split(tf.output, O, M, n0, n1, t0, t1, b, out)
-    return out, WinogradCache(x, weight, U, bias is not None, padding, m)
+    return out, WinogradCache(x, weight, bias is not None, padding, m)
 
 
 class WinogradCache:
-    """What the backward needs: x (N, C, H, W), weight (O, C, 3, 3), the transformed weights U
-    (positions, O, C), the padding and the output tile size m (2 or 4)."""
+    """What the backward needs: x (N, C, H, W), weight (O, C, 3, 3), the padding and the output tile
+    size m (2 or 4).  The transformed weights U (positions, O, C) are not kept: they are 4x (F(4x4)) the
+    weight's size (0.2 GiB over the 572 U-Net's step), and recomputing them costs far less than a GEMM."""
 
-    def __init__(self, x, weight, U, has_bias, padding, m):
-        self.x, self.weight, self.U, self.has_bias, self.padding, self.m = x, weight, U, has_bias, padding, m
+    def __init__(self, x, weight, has_bias, padding, m):
+        self.x, self.weight, self.has_bias, self.padding, self.m = x, weight, has_bias, padding, m
 
     def backward(self, dout, weight_grad=True):
         """The adjoint of forward: dM = A dY A^T, dU += dM V^T, dV = U^T dM, dx += B dV B^T (scatter),
         dW = G^T dU G.  Exactly the gradient of the Winograd forward.
         dout: (N, O, H_out, W_out) -> (dx (N, C, H, W), dweight (O, C, 3, 3), dbias (O,) or None).
         weight_grad=False (a frozen layer): no input transform, no dU GEMM, dweight and dbias None."""
-        x, weight, U, m = self.x, self.weight, self.U, self.m
+        x, weight, m = self.x, self.weight, self.m
         ph, pw = self.padding
         tf = transforms(m)
         positions = (m + 2) ** 2
         (N, C), O = x.shape[:2], weight.shape[0]
+        U = position_stack(None, O, C, x.dtype, positions)
+        split(tf.weight, O, np.ascontiguousarray(weight), U)             # U = G w G^T, as in forward
         Ho, Wo = dout.shape[2:]
         tile_rows, tile_cols = (Ho + m - 1) // m, (Wo + m - 1) // m
         dx = np.zeros(x.shape, x.dtype)
