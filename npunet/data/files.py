@@ -92,7 +92,8 @@ def image_to_chw(page, path, notes=None):
         raise DataError(f"'{path}': holds {a.dtype} values; expected a numeric image")
     if not np.isfinite(a).all():
         raise DataError(f"'{path}': contains NaN/Inf values")
-    if a.dtype.kind == "f" and a.size and float(np.abs(a).max()) > np.finfo(np.float32).max:
+    # float32's limit as a Python float: compared with the float32 scalar, 1e308 would overflow in the cast
+    if a.dtype.kind == "f" and a.size and float(np.abs(a).max()) > float(np.finfo(np.float32).max):
         raise DataError(f"'{path}': values up to {float(np.abs(a).max()):.3g} do not fit float32 (|x| <= 3.4e38), "
                         f"the precision npunet computes in; rescale the image before saving it")
     a = np.asarray(a, np.float32)
