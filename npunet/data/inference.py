@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from ..backends.reference import sigmoid  # the stable one: no overflow at logits of -1000
 from .files import IMAGE_EXTS, DataError, from_classes, read_image
 from .normalize import normalize
 
@@ -58,15 +59,9 @@ def _as_images(images, C, notes):
 
 def _probabilities(model, y):
     if y.shape[0] == 1:
-        return y if getattr(model, "cgm", False) else _sigmoid(y)
+        return y if getattr(model, "cgm", False) else sigmoid(y)
     e = np.exp(y - y.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
-
-
-def _sigmoid(z):
-    """1 / (1 + exp(-z)) without overflow: exp of a non-positive number only."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
 def predict_logits(model, raw_images):
