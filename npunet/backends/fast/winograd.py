@@ -65,6 +65,14 @@ def position_stack(name, C, T, dtype, positions=16):
                                            (stride * buf.itemsize, T * buf.itemsize, buf.itemsize))
 
 
+def transformed_weights(tf, weight, positions):
+    """U = G w G^T for every (o, c): weight (O, C, 3, 3) -> U (positions, O, C)."""
+    O, C = weight.shape[:2]
+    U = position_stack(None, O, C, weight.dtype, positions)
+    split(tf.weight, O, np.ascontiguousarray(weight), U)
+    return U
+
+
 def forward(x, weight, bias, padding, m=None):
     """Winograd F(m x m, 3x3), band by band.  A batch runs one pipeline of bands per core; a single
     image runs each stage on all cores.
@@ -79,8 +87,7 @@ def forward(x, weight, bias, padding, m=None):
     positions = (m + 2) ** 2
     tile_rows, tile_cols = (Ho + m - 1) // m, (Wo + m - 1) // m     # output tiles per column, per row
     x = np.ascontiguousarray(x)
-    U = position_stack(None, O, C, x.dtype, positions)
-    split(tf.weight, O, np.ascontiguousarray(weight), U)                 # U = G w G^T
+    U = transformed_weights(tf, weight, positions)
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
     if N >= blas.cores() > 1:
@@ -126,8 +133,7 @@ class WinogradCache:
         tf = transforms(m)
         positions = (m + 2) ** 2
         (N, C), O = x.shape[:2], weight.shape[0]
-        U = position_stack(None, O, C, x.dtype, positions)
-        split(tf.weight, O, np.ascontiguousarray(weight), U)             # U = G w G^T, as in forward
+        U = transformed_weights(tf, weight, positions)                   # as in forward: not kept
         Ho, Wo = dout.shape[2:]
         tile_rows, tile_cols = (Ho + m - 1) // m, (Wo + m - 1) // m
         dx = np.zeros(x.shape, x.dtype)
