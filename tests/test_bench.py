@@ -121,3 +121,14 @@ def test_npunet_bench_is_the_app_module_and_leaves_pytorch_alone():
     import npunet.bench as old
     assert old is bench and npunet.bench is bench       # the old path: a sys.modules alias
     assert "npunet.app.torch_twins" not in sys.modules  # imported only inside the PyTorch workers
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--repeat", "--rounds"])
+def test_bench_counts_below_one_are_one_line(flag):
+    """--steps 0 / --repeat 0 / --rounds -2: one line naming the flag, before anything is timed."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "npunet", "bench", "--recipe", "em", flag, "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert r.stderr.strip() == f"npunet bench: {flag} must be a whole number >= 1, got 0"

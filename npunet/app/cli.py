@@ -8,6 +8,9 @@ import sys
 
 def _cmd_bench(args):
     from . import bench
+    for flag in ("steps", "repeat", "rounds"):
+        if getattr(args, flag) < 1:
+            sys.exit(f"npunet bench: --{flag} must be a whole number >= 1, got {getattr(args, flag)}")
     if args.recipe is not None:
         bench.bench_recipe(args.recipe, steps=args.steps, rounds=args.rounds)
     elif args.model is not None:
