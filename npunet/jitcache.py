@@ -11,16 +11,28 @@ read-only install works and ``pip uninstall`` leaves nothing behind in site-pack
 Each kernel file gets a folder named after a hash of its contents, and that hash is the freshness
 stamp Numba checks (instead of the file's modification time): reinstalling the same version finds its
 compiled kernels again, and an edited file never reads another version's machine code.
+
+Numba compiles in the calling thread, one kernel after another, so a cold start leaves the other cores
+idle.  On the first real compilation this module starts one helper process, ``python -m
+npunet.app.prefetch`` (a process, not an import: see that module), which compiles the kernels a run is
+about to need from the other end of the list into the same cache; ``NPUNET_PREFETCH=0`` turns it off.
+Two processes writing one kernel's cache entry take a file lock, so neither loses the other's entry.
 """
 import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 
+try:
+    import fcntl
+except ImportError:  # Windows: no helper process (and so no second writer to lock out)
+    fcntl = None
+
 PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _lock = threading.Lock()
-_state = {"root": None, "why": None, "announced": False, "quiet": 0}
+_state = {"root": None, "why": None, "announced": False, "quiet": 0, "helper": None}
 
 # Numba compilation of the classroom demo's kernels, measured on a 2-core machine (float32; 12.3 CPU s
 # while the machine was shared, so an estimate):
@@ -119,6 +131,79 @@ def _make_locator():
     return NpunetCacheLocator
 
 
+def _locked_saves():
+    """Numba saves a cache entry as: read the kernel's index, add the new signature, write the index, write
+    the data file.  Two processes saving two signatures of one kernel at once could both pick data file 1
+    and one index would point at the other's machine code; an exclusive lock per cache folder makes the
+    read-modify-write one step.  Only npunet's folders are locked."""
+    from numba.core import caching
+    cls = caching.IndexDataCacheFile
+    if fcntl is None or getattr(cls.save, "_npunet_locked", False):
+        return
+    plain = cls.save
+
+    def save(self, key, data):
+        root = _state["root"]
+        if not root or not self._cache_path.startswith(root + os.sep):
+            return plain(self, key, data)
+        with open(os.path.join(self._cache_path, ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return plain(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    save._npunet_locked = True
+    cls.save = save
+
+
+def has_index(module, kernel):
+    """Whether this cache holds compiled code of ``module.kernel`` (an npunet module name such as
+    "npunet.kernels.norm"), for some argument types: its index file is there."""
+    root = _state["root"]
+    if root is None or not module.startswith("npunet."):
+        return False
+    path = os.path.join(PKG_DIR, *module.split(".")[1:]) + ".py"
+    try:
+        folder = os.path.join(root, f"{module[len('npunet.'):]}-{_digest(path)}")
+        base = f"{module.rsplit('.', 1)[1]}.{kernel}-"  # Numba's index name: <module>.<kernel>-<line>.pyXY.nbi
+        return any(f.startswith(base) and f.endswith(".nbi") for f in os.listdir(folder))
+    except OSError:
+        return False
+
+
+HELPER_MODULE = "npunet.app.prefetch"  # run as a process by start_helper (a command line, not an import)
+
+
+def helper_wanted(environ=None):
+    """Whether a cold compilation may start the prefetch helper: a writable cache, file locks, 2+ cores,
+    not turned off (``NPUNET_PREFETCH=0``) and not the helper itself."""
+    env = os.environ if environ is None else environ
+    return (_state["root"] is not None and fcntl is not None and (os.cpu_count() or 1) >= 2
+            and env.get("NPUNET_PREFETCH", "1") != "0" and not env.get("NPUNET_PREFETCH_PARENT"))
+
+
+def start_helper(plan="classroom"):
+    """Start ``python -m npunet.app.prefetch`` with that plan, once per process (later calls do nothing):
+    it compiles into the same cache and exits when done or when this process has ended.  Its output is
+    discarded; a helper that fails to start or dies costs only the time it would have saved.  Called on
+    the first real compilation (the classroom plan), and by the demo and ``npunet warmup`` up front."""
+    if _state["helper"] is not None:
+        return _state["helper"] or None
+    _state["helper"] = False
+    if not helper_wanted():
+        return None
+    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.abspath(_state["root"]),
+               NPUNET_PREFETCH_PARENT=str(os.getpid()), NPUNET_PREFETCH_PLAN=plan)
+    try:  # run from the folder holding this npunet, so `-m` imports this very copy, installed or not
+        _state["helper"] = subprocess.Popen([sys.executable, "-m", HELPER_MODULE], env=env,
+                                            cwd=os.path.dirname(PKG_DIR), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    return _state["helper"]
+
+
 def install():
     """Point Numba's cache for npunet's kernels at cache_root() and announce the first compilation.
     Called once by ``import npunet``, before any kernel module is imported."""
@@ -136,6 +221,7 @@ def install():
         locator = _make_locator()
         impl._locator_classes = [locator] + [c for c in impl._locator_classes
                                              if c.__name__ != "NpunetCacheLocator"]
+        _locked_saves()
     from numba.core import event
     event.register("numba:compile", _Announce())
 
@@ -154,9 +240,9 @@ def _is_cold():
     return True
 
 
-def _announce_line():
+def _announce_line(cold):
     where = _state["root"] or "memory only"
-    if _is_cold():
+    if cold:
         return (f"npunet: compiling npunet's kernels for this machine, once: ~{COLD_SECONDS} s "
                 f"(cached in {where}; `npunet warmup` does it ahead of time)")
     return f"npunet: compiling a kernel not cached yet, once: a few seconds (cached in {where})"
@@ -180,19 +266,22 @@ def _event_listener_base():
 
 
 class _Announce(_event_listener_base()):
-    """Prints the announcement on the first real compilation (not a cache load) of an npunet kernel."""
+    """On the first real compilation (not a cache load) of an npunet kernel: prints the announcement
+    and starts the prefetch helper."""
 
     def on_start(self, ev):
-        if _state["announced"] or _state["quiet"]:
+        if _state["helper"] is not None and (_state["announced"] or _state["quiet"]):
             return
         f = getattr(ev.data.get("dispatcher"), "py_func", None)
         if f is None or not getattr(f, "__module__", "").startswith("npunet."):
             return
         with _lock:
-            if _state["announced"]:
+            cold = _is_cold()
+            start_helper()
+            if _state["announced"] or _state["quiet"]:
                 return
             _state["announced"] = True
-        print(_announce_line(), file=sys.stderr, flush=True)
+        print(_announce_line(cold), file=sys.stderr, flush=True)
 
     def on_end(self, ev):
         pass

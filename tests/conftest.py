@@ -1,3 +1,9 @@
+import os
+
+# The tests check behaviour, not cold-start time: no prefetch helper processes (npunet.app.prefetch) in
+# the suite or the processes it starts, except where tests/test_prefetch.py turns them on.
+os.environ.setdefault("NPUNET_PREFETCH", "0")
+
 import numpy as np
 import pytest
 

@@ -1,0 +1,181 @@
+"""The prefetch helper (npunet.app.prefetch): its plans cover the runs they are for, it compiles into the
+shared cache, exits with the process that started it, and two writers of one kernel keep both entries."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import npunet
+from npunet import jitcache
+from npunet.app import prefetch
+
+ROOT = Path(npunet.__file__).parent.parent
+
+
+def _python(code, **env_extra):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=str(ROOT), timeout=600)
+
+
+# Every npunet kernel signature a run holds afterwards (compiled or loaded from the cache), in a fresh
+# process, so none comes from an earlier test.
+USED = """
+import json, sys, importlib
+from numba.core.dispatcher import Dispatcher
+from npunet.app import prefetch
+prefetch.RUNS[sys.argv[1] if len(sys.argv) > 1 else {run!r}]()
+used = []
+for name, mod in list(sys.modules.items()):
+    if not name.startswith("npunet.") or mod is None:
+        continue
+    for attr, f in vars(mod).items():
+        if isinstance(f, Dispatcher) and f.py_func.__module__ == name:
+            used += [(name, f.py_func.__qualname__, repr(tuple(sig))) for sig in f.signatures]
+json.dump(used, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("run", ["classroom", "demo"])
+def test_plan_covers_every_kernel_the_run_uses(run):
+    """A kernel whose arguments changed (or a new kernel on the run's path) fails here with its name:
+    re-record the plans with ``python -m npunet.app.prefetch --record``."""
+    out = _python(USED.format(run=run))
+    assert out.returncode == 0, out.stderr[-2000:]
+    used = {tuple(u) for u in json.loads(out.stdout)}
+    assert len(used) >= 10, used  # the run went through the fast backend's kernels
+    plan = set(prefetch.PLANS[run])
+    missing = sorted(used - plan)
+    assert not missing, f"not in PLANS[{run!r}]: {missing}"
+
+
+def test_every_plan_entry_names_a_kernel_and_parses():
+    from numba.core import types
+    from numba.core.dispatcher import Dispatcher
+    import importlib
+    for name, plan in prefetch.PLANS.items():
+        assert len(set(plan)) == len(plan), f"{name}: an entry twice"
+        for module, kernel, args in plan:
+            f = getattr(importlib.import_module(module), kernel)
+            assert isinstance(f, Dispatcher), (module, kernel)
+            sig = prefetch.parse_types(args)
+            assert isinstance(sig, tuple) and all(isinstance(t, types.Type) for t in sig), args
+            assert repr(sig) == args  # what the recorder wrote is what the helper asks Numba for
+
+
+def test_parse_types_reads_only_type_names():
+    with pytest.raises(Exception):
+        prefetch.parse_types("__import__('os')")
+
+
+def test_helper_compiles_into_the_shared_cache_and_exits_with_its_parent(tmp_path):
+    """A cold classroom step starts the helper; the helper's entries land in the same cache; killing the
+    parent stops the helper after at most one kernel."""
+    code = ("import os, sys, time, numpy as np, npunet; from npunet import jitcache\n"
+            "from npunet.kernels.util import all_finite\n"
+            "assert all_finite(np.zeros(1 << 17, np.float32))\n"  # the first real compilation starts the helper
+            "h = jitcache._state['helper']; print(h.pid if h else 0, flush=True); time.sleep(float(sys.argv[1]))\n")
+    env = dict(os.environ, NPUNET_PREFETCH="1", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NPUNET_PREFETCH_PARENT", None)
+    # 1) parent waits: the helper works through the classroom plan into tmp_path
+    p = subprocess.Popen([sys.executable, "-c", code, "600"], stdout=subprocess.PIPE, text=True, env=env,
+                         cwd=str(ROOT))
+    try:
+        helper = int(p.stdout.readline())
+        assert helper > 0, "no helper started on a cold cache"
+        deadline = time.time() + 300
+        last = prefetch.PLANS["classroom"][1]  # the helper goes back to front: this one comes last (the
+        # first, _finite_rows, is the parent's own)
+        while time.time() < deadline and not _cached(tmp_path, last):
+            time.sleep(0.5)
+        assert _cached(tmp_path, last), "the helper did not finish the classroom plan in 300 s"
+        # everything of the plan is cached now: asking for a helper again starts none
+        warm = _python("from npunet.app import prefetch; print(prefetch.start('classroom'))",
+                       NUMBA_CACHE_DIR=str(tmp_path), NPUNET_PREFETCH="1")
+        assert warm.stdout.strip() == "None", warm.stdout + warm.stderr[-1000:]
+    finally:
+        p.kill()
+        p.wait()
+    # 2) parent dies early: the helper notices and exits
+    fresh = tmp_path / "second"
+    env["NUMBA_CACHE_DIR"] = str(fresh)
+    p = subprocess.Popen([sys.executable, "-c", code, "0.5"], stdout=subprocess.PIPE, text=True, env=env,
+                         cwd=str(ROOT))
+    helper = int(p.stdout.readline())
+    p.wait()
+    assert helper > 0
+    deadline = time.time() + 30  # the longest kernel compiles in ~1.5 s
+    while time.time() < deadline and _alive(helper):
+        time.sleep(0.2)
+    assert not _alive(helper), "the helper outlived its parent"
+
+
+def _cached(cache, step):
+    module, kernel, _ = step
+    rel = module[len("npunet."):]
+    folders = [d for d in cache.glob(rel + "-*") if d.is_dir()]
+    base = f"{module.rsplit('.', 1)[1]}.{kernel}-"
+    return any(f.name.startswith(base) and f.name.endswith(".nbi") for d in folders for f in d.iterdir())
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has ended (its parent is gone, init reaps it)
+    except OSError:
+        return False
+
+
+TWO_WRITERS = """
+import sys, numpy as np, npunet
+from npunet.kernels.util import all_finite
+dtype = np.float32 if sys.argv[1] == "32" else np.float64
+assert all_finite(np.zeros(1 << 10, dtype))
+assert not all_finite(np.array([0, np.nan], dtype))
+"""
+
+LOAD_BOTH = """
+import numpy as np, npunet
+from npunet.kernels import util
+from numba.core import event
+compiled = []
+class L(event.Listener):
+    def on_start(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev): pass
+event.register("numba:compile", L())
+for dtype in (np.float32, np.float64):
+    assert util.all_finite(np.ones(1 << 10, dtype)) and not util.all_finite(np.array([np.inf], dtype))
+print(sorted(set(compiled)))
+"""
+
+
+@pytest.mark.skipif(jitcache.fcntl is None, reason="no file locks here (and so no helper)")
+def test_two_processes_writing_one_kernel_keep_both_entries(tmp_path):
+    """Two processes compile two signatures of one kernel into one cache at once; a third finds both."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NPUNET_PREFETCH="0")
+    for _ in range(3):  # three rounds of racing saves
+        procs = [subprocess.Popen([sys.executable, "-c", TWO_WRITERS, bits], env=env, cwd=str(ROOT),
+                                  stderr=subprocess.PIPE, text=True) for bits in ("32", "64")]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-2000:]
+        out = _python(LOAD_BOTH, NUMBA_CACHE_DIR=str(tmp_path), NPUNET_PREFETCH="0")
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "_finite_rows" not in out.stdout, f"an entry was lost: {out.stdout}"
+        for d in tmp_path.iterdir():
+            if d.is_dir():
+                for f in d.iterdir():
+                    f.unlink()
+    from numba.core import caching
+    assert getattr(caching.IndexDataCacheFile.save, "_npunet_locked", False)
+
+
+def test_helper_is_off_when_asked_or_in_the_helper():
+    assert not jitcache.helper_wanted({"NPUNET_PREFETCH": "0"})
+    assert not jitcache.helper_wanted({"NPUNET_PREFETCH_PARENT": "123"})
+    if jitcache.cache_root() is not None and jitcache.fcntl is not None and (os.cpu_count() or 1) >= 2:
+        assert jitcache.helper_wanted({})
