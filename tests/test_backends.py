@@ -446,6 +446,11 @@ def _winograd_dispatch():
     assert not path((1, 8, 16, 16), (4, 4, 3, 3), groups=2)
     assert not path((1, 8, 16, 16), (4, 8, 1, 1))
     assert not path((1, 8, 8, 8), (4, 8, 3, 3), padding=1)            # 16 tiles: im2col is faster
+    assert path((4, 256, 8, 8), (256, 256, 3, 3), padding=1)         # 64 tiles ...
+    assert not path((4, 512, 8, 8), (512, 512, 3, 3), padding=1)     # ... but wide layers need 128
+    assert path((8, 512, 8, 8), (512, 512, 3, 3), padding=1)
+    with npunet.fast_options(winograd_wide_min_tiles=64):
+        assert path((4, 512, 8, 8), (512, 512, 3, 3), padding=1)
     tile = lambda shape, O=2: fast.conv2d_forward(np.ones(shape, np.float32), np.ones((O, shape[1], 3, 3), np.float32),
                                                   None, padding=1)[1].m
     assert tile((2, 8, 64, 64)) == 4 and tile((1, 8, 16, 16)) == 2   # F(4x4) with >= 512 4x4 tiles ...

@@ -11,7 +11,10 @@ def _cmd_bench(args):
     for flag in ("steps", "repeat", "rounds"):
         if getattr(args, flag) < 1:
             sys.exit(f"npunet bench: --{flag} must be a whole number >= 1, got {getattr(args, flag)}")
-    if args.recipe is not None:
+    if args.cold:
+        from .bench_cold import bench_cold
+        bench_cold(rounds=args.rounds)
+    elif args.recipe is not None:
         bench.bench_recipe(args.recipe, steps=args.steps, rounds=args.rounds)
     elif args.model is not None:
         cases = None if not args.model or set(args.model) & {"all", "unet"} else args.model
@@ -94,10 +97,12 @@ def build_parser():
                    "is importable")
     b.add_argument("--recipe", choices=["em"], help="time a whole training run (em: padded BN U-Net base 16, "
                    "4x256^2 crops, Adam, BCE) against PyTorch's, data loading and optimiser included")
+    b.add_argument("--cold", action="store_true", help="time import + the first classroom training step on an "
+                   "empty kernel cache, with the prefetch helper and without (and PyTorch's first step when importable)")
     b.add_argument("--steps", type=int, default=300, help="--recipe: training steps (default 300)")
     b.add_argument("--repeat", type=int, default=3, help="timed repetitions per process (best is reported)")
     b.add_argument("--rounds", type=int, default=1,
-                   help="--model: alternate npunet and PyTorch processes this many times (min and median over all)")
+                   help="--model, --recipe, --cold: alternate the processes this many times (min and median over all)")
     b.set_defaults(func=_cmd_bench)
     g = sub.add_parser("gradcheck", help="finite-difference check of every layer's backward in float64")
     g.set_defaults(func=_cmd_gradcheck)

@@ -27,6 +27,11 @@ class FastOptions:
     winograd_min_tiles [64]: ... and at least this many 2x2 output tiles (N * ceil(H_out/2) *
         ceil(W_out/2)).  A 512-channel 8x8 map has 16: transforming its 16 x C_out x C_in weights
         costs more than the GEMMs save.
+    winograd_wide_min_tiles [128]: ... and for wide layers (C_in x C_out >= 512 x 512) at least this
+        many.  Their 16 x C_out x C_in transformed weights (made in the forward, again in the backward,
+        and their adjoint) cost about what few tiles' GEMMs save: measured fwd + bwd at 8x8 maps, 64
+        tiles, 4 x 512->512 (ResNet-34's last stage at 4 x 256^2): F(2x2) 36-72 ms vs im2col 31-35 ms
+        over three runs; 4 x 256->256 was mixed (F(2x2) 7-13 ms vs im2col 10) and stays on Winograd.
     winograd_tile [None]: the output tile m.  4 = F(4x4, 3x3): 36 GEMMs, transforms 2.25x the data;
         2 = F(2x2, 3x3): 16 GEMMs, 4x the data, smaller float32 error; None: chosen per layer by
         ``winograd_f4_min_tiles``.
@@ -59,6 +64,7 @@ class FastOptions:
     winograd: bool = True
     winograd_min_channels: int = 8
     winograd_min_tiles: int = 64
+    winograd_wide_min_tiles: int = 128
     winograd_tile: object = None
     winograd_f4_min_tiles: tuple = (512, 128)
     winograd_band: int = 1 << 22

@@ -35,13 +35,15 @@ def transforms(m):
 def applies(x, weight, stride, padding, groups):
     """True when conv.py should take Winograd: OPTIONS.winograd on, float32, groups 1, a 3x3 kernel at
     stride 1, at least OPTIONS.winograd_min_channels input channels and OPTIONS.winograd_min_tiles
-    2x2 output tiles."""
+    2x2 output tiles (OPTIONS.winograd_wide_min_tiles for wide layers: C_in x C_out >= 512 x 512)."""
     O, Cg, kh, kw = weight.shape
     if not OPTIONS.winograd or x.dtype != np.float32 or groups != 1 or (kh, kw) != (3, 3) or stride != (1, 1):
         return False
     (ph, pw) = padding
     tiles = x.shape[0] * -(-(x.shape[2] + 2 * ph - 2) // 2) * -(-(x.shape[3] + 2 * pw - 2) // 2)
-    return Cg >= OPTIONS.winograd_min_channels and tiles >= OPTIONS.winograd_min_tiles
+    wide = O * Cg >= 512 * 512
+    return Cg >= OPTIONS.winograd_min_channels and tiles >= (
+        OPTIONS.winograd_wide_min_tiles if wide else OPTIONS.winograd_min_tiles)
 
 
 def bands(N, tile_rows, tile_cols, chans, positions=16, band=None):
