@@ -179,3 +179,25 @@ def test_helper_is_off_when_asked_or_in_the_helper():
     assert not jitcache.helper_wanted({"NPUNET_PREFETCH_PARENT": "123"})
     if jitcache.cache_root() is not None and jitcache.fcntl is not None and (os.cpu_count() or 1) >= 2:
         assert jitcache.helper_wanted({})
+
+
+def test_bench_cold_alternates_and_reports(monkeypatch):
+    """npunet bench --cold: helper on, helper off, each on its own empty cache, per round; one row each."""
+    from npunet.app import bench_cold
+    calls = []
+
+    def fake_run(code, env):
+        calls.append((code, env.get("NPUNET_PREFETCH"), env.get("NUMBA_CACHE_DIR")))
+        return (5.0, 6.0) if env.get("NPUNET_PREFETCH") == "1" else (8.0, 7.5)
+
+    monkeypatch.setattr(bench_cold, "_run", fake_run)
+    monkeypatch.setattr(bench_cold, "_torch_available", lambda: False)
+    monkeypatch.setattr(bench_cold.time, "sleep", lambda s: None)
+    lines = []
+    runs = bench_cold.bench_cold(rounds=2, out=lines.append)
+    assert [c[1] for c in calls] == ["1", "0", "1", "0"]
+    assert len({c[2] for c in calls}) == 4  # a fresh cache for every run
+    assert all(c[0] == bench_cold.NPUNET_STEP for c in calls)
+    assert runs["helper"] == [(5.0, 6.0)] * 2 and not runs["PyTorch"]
+    assert any("helper     wall   5.0 s min" in ln for ln in lines), lines
+    assert any("no helper  wall   8.0 s min" in ln for ln in lines), lines
