@@ -34,9 +34,11 @@ PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _lock = threading.Lock()
 _state = {"root": None, "why": None, "announced": False, "quiet": 0, "helper": None}
 
-# Numba compilation of the classroom demo's kernels, measured on a 2-core machine (float32; 12.3 CPU s
-# while the machine was shared, so an estimate):
+# Numba compilation of a classroom training step's kernels on an empty cache, measured on a 2-core
+# machine (whole-process wall of import + first step, which drifts by a third with the machine's speed):
+# alone 12-14 s, with the prefetch helper compiling beside it 7.5-10 s.
 COLD_SECONDS = 12
+COLD_SECONDS_HELPER = 8
 
 
 def _writable(d):
@@ -243,7 +245,8 @@ def _is_cold():
 def _announce_line(cold):
     where = _state["root"] or "memory only"
     if cold:
-        return (f"npunet: compiling npunet's kernels for this machine, once: ~{COLD_SECONDS} s "
+        seconds = COLD_SECONDS_HELPER if _state["helper"] else COLD_SECONDS
+        return (f"npunet: compiling npunet's kernels for this machine, once: ~{seconds} s "
                 f"(cached in {where}; `npunet warmup` does it ahead of time)")
     return f"npunet: compiling a kernel not cached yet, once: a few seconds (cached in {where})"
 

@@ -19,6 +19,7 @@ and evaluation.  A plan is a list of machine-code requests, not of behaviour: a 
 compile time, and a test checks that the plans still cover the classroom step and the demo.  The helper exits when the plan is done or as soon
 as the process that started it has ended.
 """
+import contextlib
 import importlib
 import os
 import sys
@@ -233,8 +234,32 @@ def main(argv=None):
     except (AttributeError, OSError):
         pass
     parent = int(os.environ.get("NPUNET_PREFETCH_PARENT") or 0) or None
-    run(os.environ.get("NPUNET_PREFETCH_PLAN") or "classroom", parent=parent)
+    with _only_helper() as alone:
+        if alone:  # another run's helper already works on this cache: two would only share the core
+            run(os.environ.get("NPUNET_PREFETCH_PLAN") or "classroom", parent=parent)
     return 0
+
+
+@contextlib.contextmanager
+def _only_helper():
+    """Yields True in the one helper per cache (a lock file in the cache folder), False in any other:
+    processes started side by side on a cold cache (spawned workers, a class of students on one shared
+    cache) each start a helper."""
+    from .. import jitcache
+    root = jitcache.cache_root()
+    if root is None or jitcache.fcntl is None:
+        yield True
+        return
+    with open(os.path.join(root, ".prefetch.lock"), "a") as f:
+        try:
+            jitcache.fcntl.flock(f, jitcache.fcntl.LOCK_EX | jitcache.fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            jitcache.fcntl.flock(f, jitcache.fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":
