@@ -18,6 +18,7 @@ npunet.app.prefetch`` (a process, not an import: see that module), which compile
 about to need from the other end of the list into the same cache; ``NPUNET_PREFETCH=0`` turns it off.
 Two processes writing one kernel's cache entry take a file lock, so neither loses the other's entry.
 """
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -96,6 +97,28 @@ def _digest(path):
     return d
 
 
+def _cache_folder(py_file, root):
+    """root/<module path relative to the package, dotted>-<content hash>/: one kernel file's cache folder."""
+    rel = os.path.relpath(os.path.splitext(py_file)[0], PKG_DIR).replace(os.sep, ".")
+    return os.path.join(root, f"{rel}-{_digest(py_file)}")
+
+
+@contextlib.contextmanager
+def file_lock(path, wait=True):
+    """An exclusive lock on the file ``path`` (created if missing) for the block; yields True, or False
+    when ``wait`` is off and another process holds it (the block then runs without it)."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _make_locator():
     from numba.core import caching
 
@@ -105,8 +128,7 @@ def _make_locator():
         def __init__(self, py_func, py_file):
             self._lineno = py_func.__code__.co_firstlineno
             self._stamp = _digest(py_file)
-            rel = os.path.relpath(os.path.splitext(py_file)[0], PKG_DIR).replace(os.sep, ".")
-            self._cache_path = os.path.join(_state["root"], f"{rel}-{self._stamp}")
+            self._cache_path = _cache_folder(py_file, _state["root"])
 
         def get_cache_path(self):
             return self._cache_path
@@ -148,27 +170,22 @@ def _locked_saves():
         root = _state["root"]
         if not root or not self._cache_path.startswith(root + os.sep):
             return plain(self, key, data)
-        with open(os.path.join(self._cache_path, ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                return plain(self, key, data)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(os.path.join(self._cache_path, ".lock")):
+            return plain(self, key, data)
 
     save._npunet_locked = True
     cls.save = save
 
 
-def has_index(module, kernel):
-    """Whether this cache holds compiled code of ``module.kernel`` (an npunet module name such as
-    "npunet.kernels.norm"), for some argument types: its index file is there."""
-    root = _state["root"]
+def has_index(module, kernel, root=None):
+    """Whether the cache (default cache_root()) holds compiled code of ``module.kernel`` (an npunet module
+    name such as "npunet.kernels.norm"), for some argument types: its index file is there."""
+    root = root or _state["root"]
     if root is None or not module.startswith("npunet."):
         return False
-    path = os.path.join(PKG_DIR, *module.split(".")[1:]) + ".py"
+    base = f"{module.rsplit('.', 1)[1]}.{kernel}-"  # Numba's index name: <module>.<kernel>-<line>.pyXY.nbi
     try:
-        folder = os.path.join(root, f"{module[len('npunet.'):]}-{_digest(path)}")
-        base = f"{module.rsplit('.', 1)[1]}.{kernel}-"  # Numba's index name: <module>.<kernel>-<line>.pyXY.nbi
+        folder = _cache_folder(os.path.join(PKG_DIR, *module.split(".")[1:]) + ".py", str(root))
         return any(f.startswith(base) and f.endswith(".nbi") for f in os.listdir(folder))
     except OSError:
         return False

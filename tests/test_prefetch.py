@@ -124,10 +124,7 @@ def test_has_index_sees_a_compiled_kernel():
 
 def _cached(cache, step):
     module, kernel, _ = step
-    rel = module[len("npunet."):]
-    folders = [d for d in cache.glob(rel + "-*") if d.is_dir()]
-    base = f"{module.rsplit('.', 1)[1]}.{kernel}-"
-    return any(f.name.startswith(base) and f.name.endswith(".nbi") for d in folders for f in d.iterdir())
+    return jitcache.has_index(module, kernel, root=cache)
 
 
 def _alive(pid):

@@ -17,10 +17,12 @@ NPUNET_STEP = "from npunet.app.prefetch import classroom_step; classroom_step()"
 TORCH_STEP = """
 import torch
 from npunet.app import torch_twins
-m = torch_twins.build("UNet", dict(in_channels=1, num_classes=2, base_channels=16, padding="same", batch_norm=True))
+from npunet.app.bench import MODEL_CASES
+_, cls, cfg, shape, _ = MODEL_CASES["classroom"]
+m = torch_twins.build(cls, cfg)
 opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-x = torch.randn(8, 1, 128, 128)
-t = torch.randint(0, 2, (8, 128, 128))
+x = torch.randn(shape)
+t = torch.randint(0, 2, (shape[0],) + shape[2:])
 opt.zero_grad()
 torch.nn.functional.cross_entropy(m(x), t).backward()
 opt.step()
@@ -55,7 +57,8 @@ def bench_cold(rounds=1, out=print):
         for label, prefetch in (("helper", "1"), ("no helper", "0")):
             with tempfile.TemporaryDirectory(prefix="npunet-cold-") as cache:
                 runs[label].append(_run(NPUNET_STEP, dict(NUMBA_CACHE_DIR=cache, NPUNET_PREFETCH=prefetch)))
-                time.sleep(2)  # the helper notices its parent's end between two kernels
+                if prefetch == "1":
+                    time.sleep(2)  # the helper notices its parent's end between two kernels: then delete
         if torch_ok:
             runs["PyTorch"].append(_run(TORCH_STEP, {}))
     out("cold start: import + the first classroom training step (8x1x128^2, BN U-Net base 16, Adam), "

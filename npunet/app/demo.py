@@ -35,16 +35,15 @@ def demo_config(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_d
 
 
 def run_demo(model="unet", data="synthetic", epochs=20, seed=0, out="npunet_demo_out", weight_map=True,
-             batch_size=8, lr=3e-3, n_train=48, progress=True, log=print, trace=True, prefetch=True):
+             batch_size=8, lr=3e-3, n_train=48, progress=True, log=print, trace=True):
     """Trains the demo config through the same code as ``npunet train``.
     Returns dict(metrics, history, seconds, out, model, val=(images, masks, labels) held out).
-    prefetch: on a machine whose kernel cache is cold, a helper process compiles the training kernels
-    while this one builds the data (see npunet.app.prefetch)."""
+    On a machine whose kernel cache is cold, a helper process compiles the training kernels while this
+    one builds the data (npunet.app.prefetch; NPUNET_PREFETCH=0 turns it off)."""
     from ..io import _held, lock_folder, unlock_folder
+    from .prefetch import start
     check_out_dir(out)
-    if prefetch:
-        from .prefetch import start
-        start("demo")
+    start("demo")
     mine = os.path.realpath(out) not in _held
     lock_folder(out, "demo folder", log=log)  # one process per output folder
     try:
