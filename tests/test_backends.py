@@ -478,6 +478,11 @@ def test_fast_options_restore_on_exit_and_reject_bad_values(rng):
         with npunet.fast_options(winograd_tile=3):
             pass
     assert OPTIONS.winograd_tile is None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="winograd_wide_min_tiles must be a count >= 0, got"):
+            with npunet.fast_options(winograd_wide_min_tiles=bad):
+                pass
+    assert OPTIONS.winograd_wide_min_tiles == 128
 
 
 @pytest.mark.parametrize("m,bound", [(2, 5e-6), (4, 2e-5)])
