@@ -293,7 +293,7 @@ print(f"compiled kernels cached in {root}: {len(cached)} kernels, e.g. {', '.joi
 # other's entry. `npunet demo` starts the helper before it builds its data, with the demo's plan.
 #
 # Measured (2-core machine, whole processes, alternating, `npunet bench --cold`): `import npunet` + the
-# first classroom training step on an empty cache 14.4 s -> 10.2 s median (12.1 s -> 7.1-7.8 s in a faster
+# first classroom training step on an empty cache 11.9 s -> 7.5 s median (14.4 s -> 10.2 s in a slower
 # hour of the same machine); the demo on an empty cache 53.3 s -> 49.9 s median (its compilation ends
 # about 5 s earlier). Each compile is slower while both run (the two cores share more than their caches),
 # so the saving is less than half. `NPUNET_PREFETCH=0` turns the helper off.
