@@ -337,3 +337,22 @@ def test_upconv_shuffle_kernels_match_twins_and_are_adjoint(k, rng):
     out0 = np.empty_like(out)
     K.upconv_shuffle(cols, kh, kw, np.zeros(Co), out0)
     assert np.sum(d * out0) == pytest.approx(np.sum(dcols * cols), rel=1e-12)   # gather = shuffle's adjoint
+
+
+@pytest.mark.parametrize("shape", [(8, 16, 128, 128), (3, 5, 7, 9), (1, 2, 1, 1), (2, 4, 388, 388)])
+def test_bias_grad_is_the_float64_sum_within_its_bound(shape):
+    """The fast backend's dbias sums each plane in the input dtype (pairwise) and the planes in float64:
+    equal to the float64 sum up to ~log2(H*W) roundings of the plane's absolute sum (float32), exact
+    to float64 rounding for float64; a transposed (non-contiguous) dout gives the same."""
+    from npunet.backends.fast.parallel import bias_grad
+    rng = np.random.default_rng(0)
+    d64 = rng.standard_normal(shape) + 0.5          # an offset: the sums do not cancel to ~0
+    N, O, H, W = shape
+    for dtype, eps in ((np.float64, 2.0 ** -52), (np.float32, 2.0 ** -23)):
+        d = d64.astype(dtype)
+        ref = d.astype(np.float64).sum(axis=(0, 2, 3))
+        bound = (np.log2(H * W) + N + 2) * eps * np.abs(d.astype(np.float64)).sum(axis=(0, 2, 3))
+        for dd in (d, np.ascontiguousarray(d.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)):
+            got = bias_grad(dd)
+            assert got.dtype == dtype and got.shape == (O,)
+            assert np.all(np.abs(got - ref) <= bound), (np.abs(got - ref) / bound).max()
