@@ -9,9 +9,11 @@ _FLOATS = (np.float32, np.float64)
 
 
 def fingerprint(a):
-    """A cheap checksum of an array's bytes: the sum of its 32-bit words modulo 2**32 (one read pass,
-    ~1 % of a classroom U-Net training step, measured).  Any change of one element changes it; several changes
-    escape only if their differences cancel exactly modulo 2**32."""
+    """A cheap checksum of an array's bytes: the sum of its 32-bit words modulo 2**32.  One read pass at
+    memory speed (threads do not help; a classroom U-Net step reads ~300 MB here in forward and backward,
+    ~5 % of the step, measured A/B); PyTorch's version counter costs nothing, but a NumPy array has none.
+    Any change of one element changes it; several changes escape only if their differences cancel exactly
+    modulo 2**32."""
     if not isinstance(a, np.ndarray) or a.dtype.itemsize % 4 or a.size == 0:
         return None if not isinstance(a, np.ndarray) else a.tobytes()
     if not a.flags.c_contiguous:
