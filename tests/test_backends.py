@@ -413,6 +413,21 @@ def test_winograd_conv_equals_the_reference_conv(m, shape, O, padding, band, rng
     assert (g == g0).all() and (x == x0).all()                      # inputs untouched
 
 
+@pytest.mark.parametrize("N,budget_images", [(8, 7), (8, 3), (8, 100), (7, 100), (4, 1), (9, 2), (1, 5)])
+def test_winograd_pipeline_bands_are_balanced(N, budget_images):
+    """A batch's whole-image bands: every image once, in order, within the budget, and as equal as N
+    allows between two cores (8 images under a 7-image budget were 7 + 1: one core did nearly all)."""
+    tile_rows = tile_cols = 8
+    per_image = 36 * 64 * tile_rows * tile_cols
+    got = fast.winograd.bands(N, tile_rows, tile_cols, 64, 36, budget_images * per_image, parts=2)
+    assert [b[0] for b in got] == [0] + [b[1] for b in got[:-1]] and got[-1][1] == N
+    sizes = [n1 - n0 for n0, n1, t0, t1 in got]
+    assert all(t0 == 0 and t1 == tile_rows for _, _, t0, t1 in got) and max(sizes) <= budget_images
+    k = len(got)
+    work = [sum(sizes[:k // 2]), sum(sizes[k // 2:])]       # the two ranges split() gives the cores
+    assert max(work) - min(work) <= 1
+
+
 @pytest.mark.parametrize("m", [2, 4])
 def test_winograd_gradients_gradcheck(m, rng):
     """The Winograd backward is the adjoint of its own forward: central differences, float64."""
