@@ -108,7 +108,8 @@ def test_direct_float32_error_bound(rng):
 
 
 def test_direct_dispatch_and_option():
-    """float32 3x3 stride-1 padding-1 convs with C_in x C_out <= direct_max_pairs run direct; float64,
+    """float32 3x3 stride-1 padding-1 convs with C_in x C_out <= direct_max_pairs or C_out <= direct_max_out
+    run direct; float64,
     padding 0 or 2, strides, groups, other kernels, more channel pairs and direct=False do not."""
     def path(shape, wshape, dtype=np.float32, **kw):
         x, w = np.ones(shape, dtype), np.ones(wshape, dtype)
@@ -118,6 +119,8 @@ def test_direct_dispatch_and_option():
     assert path((1, 1, 40, 40), (64, 1, 3, 3), padding=1) == "DirectCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), np.float64, padding=1) != "DirectCache"
     assert path((2, 32, 32, 32), (17, 32, 3, 3), padding=1) == "WinogradCache"
+    assert path((2, 256, 16, 16), (16, 256, 3, 3), padding=1) == "DirectCache"      # <= direct_max_out outputs
+    assert path((2, 256, 16, 16), (17, 256, 3, 3), padding=1) == "WinogradCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=0) == "WinogradCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=2) == "WinogradCache"
     assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=1, stride=2) != "DirectCache"
@@ -127,6 +130,9 @@ def test_direct_dispatch_and_option():
         assert path((2, 16, 32, 32), (16, 16, 3, 3), padding=1) == "WinogradCache"
     with npunet.fast_options(direct_max_pairs=1024):
         assert path((2, 32, 32, 32), (32, 32, 3, 3), padding=1) == "DirectCache"
+    with npunet.fast_options(direct_max_out=0):
+        assert path((2, 256, 16, 16), (16, 256, 3, 3), padding=1) == "WinogradCache"
+        assert path((2, 32, 32, 32), (16, 32, 3, 3), padding=1) == "DirectCache"    # 512 pairs still
     with pytest.raises(ValueError, match="direct must be True or False, got 1"):
         with npunet.fast_options(direct=1):
             pass

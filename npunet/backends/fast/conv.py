@@ -8,8 +8,8 @@ strategy (module)  when                                                        w
 depthwise          groups = C_in = C_out                                       C GEMMs of one row each
                                                                                would be all overhead
 direct             float32, groups 1, 3x3, stride 1, padding 1, C_in x C_out   with few channels the
-                   <= direct_max_pairs, option direct on                       im2col / Winograd data
-                                                                               movement costs more than
+                   <= direct_max_pairs or C_out <= direct_max_out, option      im2col / Winograd data
+                   direct on                                                   movement costs more than
                                                                                the products
 winograd           float32, groups 1, 3x3, stride 1, >= winograd_min_channels  2.25x (F(2x2)) to 4x
                    input channels, >= winograd_min_tiles 2x2 output tiles,     (F(4x4)) fewer products;

@@ -1,6 +1,7 @@
 """Direct 3x3 convolution for few channels (kernels.direct): no im2col columns, no Winograd
-transforms.  With C_in x C_out <= 512 those move more data than the multiplications cost; the
-direct loops read each padded input plane once per four output channels, from the cache.
+transforms.  With C_in x C_out <= 512, or at most 16 output channels, those move more data than the
+multiplications cost; the direct loops read each padded input plane once per four output channels,
+from the cache.
 
     forward:   xp = pad(x) (padding 1, on the wide grid), out = conv3x3(xp, w) + b
     backward:  gp = pad(dout); dx = conv3x3(gp, w flipped and transposed); dW = weight_grad(xp, gp)
@@ -19,10 +20,11 @@ from .parallel import bias_grad, workspace
 
 def applies(x, weight, stride, padding, groups):
     """True when conv.py should take the direct loops: OPTIONS.direct on, float32, groups 1, a 3x3
-    kernel at stride 1 with padding 1, at most OPTIONS.direct_max_pairs channel pairs C_in x C_out."""
+    kernel at stride 1 with padding 1, and at most OPTIONS.direct_max_pairs channel pairs C_in x C_out or
+    at most OPTIONS.direct_max_out output channels."""
     O, Cg, kh, kw = weight.shape
     return (OPTIONS.direct and x.dtype == np.float32 and groups == 1 and (kh, kw) == (3, 3) and stride == (1, 1)
-            and padding == (1, 1) and Cg * O <= OPTIONS.direct_max_pairs)
+            and padding == (1, 1) and (Cg * O <= OPTIONS.direct_max_pairs or O <= OPTIONS.direct_max_out))
 
 
 def _padded(name, a):

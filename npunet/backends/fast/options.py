@@ -55,6 +55,10 @@ class FastOptions:
         a quarter of the products: measured (CPU time, batch 8, fwd / bwd vs the path before),
         1 -> 16 at 128^2 2.7x / 2x faster, 16 -> 16 1.6x / 1.1x, 32 -> 16 1.3x / 1.2x, 8 -> 64 1.6x / 1.0x,
         16 -> 32 at 64^2 equal; 32 -> 32 (1024 pairs) at 64^2 1.3x slower.
+    direct_max_out [16]: ... or at most this many output channels, whatever C_in.  With few outputs
+        Winograd's input-side transforms (C_in channels, in the backward twice) outweigh the saved
+        products: 256 -> 16 at 4 x 128^2 backward 127 -> 99 ms, 128 -> 16 at 4 x 64^2 20 -> 12 ms,
+        256 -> 16 at 64^2 and 64 -> 16 equal; 256 -> 32 is 1.6x slower direct, so the limit is 16.
     small_map_columns [1024]: im2col convolutions with at most this many output columns
         (N * H_out * row length; deep, wide layers such as 512 channels at 8x8) run as one GEMM split
         over channels instead of tiles: tiles of a few rows would make thin GEMMs and per-thread dW.
@@ -71,6 +75,7 @@ class FastOptions:
     winograd_pipe_band: int = 1 << 20
     direct: bool = True
     direct_max_pairs: int = 512
+    direct_max_out: int = 16
     small_map_columns: int = 1024
     tile_elems: int = 1 << 21
 
