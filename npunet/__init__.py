@@ -10,6 +10,10 @@ import os as _os
 # it is process state of the OpenMP library, not a setting that npunet could change later.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import allocator as _allocator  # noqa: E402
+
+_allocator.keep_freed_memory()  # large arrays reused step to step instead of page-faulted afresh (allocator.py)
+
 from . import jitcache as _jitcache  # noqa: E402
 
 _jitcache.install()  # before any kernel module: where Numba caches them, and the first-compile line

@@ -177,9 +177,13 @@ def _reset_peak():
 
 def peak_above(f):
     """(f(), bytes by which f() raised the resident memory above the RSS just before it; None off Linux).
-    What f returns stays alive until its peak is read, as the output of a forward does."""
+    What f returns stays alive until its peak is read, as the output of a forward does.  Free memory the
+    process keeps for reuse (npunet.allocator) is handed back first, or f's arrays would land in it unseen."""
     import gc
+
+    from ..allocator import release
     gc.collect()
+    release()
     ok, base = _reset_peak(), _status_bytes("VmRSS")
     r = f()
     hwm = _status_bytes("VmHWM")
