@@ -721,3 +721,20 @@ def test_dropout_draws_from_the_generator_it_is_given(rng):
     with pytest.raises(TypeError, match="StochasticDepth: generator must be a numpy.random.Generator"):
         nn.StochasticDepth(0.5, generator=1)
     npunet.manual_seed(0)
+
+
+@pytest.mark.parametrize("N,R,row_len,col_rows", [(4, 128, 128, 147), (1, 128, 128, 147), (1, 570, 572, 576),
+                                                  (3, 100, 100, 2000), (2, 64, 64, 16)])
+def test_im2col_row_tiles_are_equal_and_shared_evenly_by_two_pipelines(N, R, row_len, col_rows):
+    """RowTiles cuts an image into blocks of equal rows within the column budget, so the two pipelines,
+    which take tiles in turns, get the same work to within one tile (rows 0-111 and 111-128 of every
+    image gave one pipeline all the large tiles: ResNet's 7x7 stem ran on one core)."""
+    from npunet.backends.fast.options import OPTIONS
+    from npunet.backends.fast.tiling import RowTiles
+    tiles = list(RowTiles(N, R, row_len, col_rows))
+    covered = sorted((n, r) for n0, n1, r0, r1 in tiles for n in range(n0, n1) for r in range(r0, r1))
+    assert covered == [(n, r) for n in range(N) for r in range(R)]              # every row once
+    sizes = [(n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in tiles]
+    assert max(sizes) * row_len * col_rows <= max(OPTIONS.tile_elems, row_len * col_rows)
+    work = [sum(sizes[0::2]), sum(sizes[1::2])]
+    assert abs(work[0] - work[1]) <= max(sizes)

@@ -30,8 +30,13 @@ class RowTiles:
             self.rows_per_tile = R
             if N == 1 and pipelines > 1:
                 self.rows_per_tile = max(1, -(-R // pipelines))
-        else:
-            self.images_per_tile, self.rows_per_tile = 1, max(1, budget // max(col_rows * row_len, 1))
+        else:  # blocks of equal rows (not full blocks and a remainder), as many in all as the pipelines
+            # take in turns: pipelines run tiles first, first + step, ..., so 111 + 17 rows per image
+            # gave one pipeline every large tile (measured: ResNet's 7x7 stem, one core did 90 % of the work)
+            blocks = -(-R // max(1, budget // max(col_rows * row_len, 1)))
+            if (N * blocks) % pipelines:
+                blocks = -(-blocks // pipelines) * pipelines
+            self.images_per_tile, self.rows_per_tile = 1, -(-R // blocks)
         self.N, self.R = N, R
 
     def max_columns(self, row_len):
