@@ -738,3 +738,30 @@ def test_im2col_row_tiles_are_equal_and_shared_evenly_by_two_pipelines(N, R, row
     assert max(sizes) * row_len * col_rows <= max(OPTIONS.tile_elems, row_len * col_rows)
     work = [sum(sizes[0::2]), sum(sizes[1::2])]
     assert abs(work[0] - work[1]) <= max(sizes)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+def test_fast_silu_in_blocks_equals_the_reference_over_many_blocks_and_extreme_inputs(dtype, tol, rng):
+    """The fast SiLU runs blocks of activation.BLOCK elements on every core: over several blocks and a
+    partial last one, with inputs far out (-1000, -89, 90, 1000), it equals the reference's output and
+    input gradient within rounding, warns of nothing (exp(-x) may overflow to inf: s = 0, the limit),
+    keeps the dtype, and leaves x and dout as they were."""
+    import warnings
+
+    from npunet.backends.fast import activation
+    shape = (3, 5, 150, 151)                                   # 340k elements: 5 full blocks and a part
+    assert np.prod(shape) % activation.BLOCK and np.prod(shape) > 4 * activation.BLOCK
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x.flat[:7] = [-1000, -89, -88, 0, 88, 90, 1000]
+    g = rng.standard_normal(shape).astype(dtype)
+    x0, g0 = x.copy(), g.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, cache = fast.silu_forward(x)
+        dx = fast.silu_backward(g, cache)
+    out_r, cache_r = reference.silu_forward(x)
+    dx_r = reference.silu_backward(g, cache_r)
+    assert out.dtype == dx.dtype == dtype and out.shape == dx.shape == shape
+    assert rel(out, out_r) <= tol and rel(dx, dx_r) <= tol
+    assert np.isfinite(out).all() and np.isfinite(dx).all()
+    assert (x == x0).all() and (g == g0).all()
