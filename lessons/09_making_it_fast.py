@@ -307,5 +307,60 @@ print(f"{len(plan)} kernels for a classroom step; the helper starts from the end
 for module, kernel, _ in reversed(plan[-6:]):
     print(f"  {module}.{kernel}")
 
+# %% [markdown]
+# ## Step 7: both cores busy, and no fresh pages
+# With the kernels fast, a profile of whole steps (time per op, and CPU time over wall time: 2.0 when
+# both cores work) found time lost *between* and *around* them:
+# - **Work split unevenly.** `split` gives each core a contiguous range of work units, and the im2col
+#   pipelines take tiles in turns. A batch of 8 images made Winograd bands of 7 + 1 images (one core did
+#   nearly everything: CPU/wall 1.03 on the 16^2-32^2 layers), and a 256^2 image cut into row tiles of 111 +
+#   17 rows gave one pipeline every large tile (ResNet's 7x7 stem ran on one core). Now the bands are
+#   equal halves and the row tiles equal blocks: the stem's backward 48 -> 37 ms.
+# - **Fresh pages every step.** A training step frees its large arrays at the end and allocates them again
+#   in the next. glibc hands arrays over 32 MiB straight back to the system, and trims the heap's free
+#   top, so every step touched new pages, each zeroed by the kernel in a page fault (a ResNet-34 U-Net
+#   step at 4x256^2: ~3,600 faults, 0.2 s of system time). `import npunet` asks glibc to keep freed memory
+#   (`npunet/allocator.py`; `NPUNET_MALLOC=system` leaves glibc alone, `npunet.allocator.release()` hands the
+#   memory back): whole steps 0.75x the time for that U-Net, 0.86x for the 572 U-Net, the classroom step
+#   unchanged. The price: the process keeps its high-water memory.
+# - **Small things that were not small.** Dividing by 6, 12 and 24 in the F(4x4) weight transform (a
+#   division costs ~10 multiplications) made it half of a 128-channel layer's forward: multiplying by the
+#   reciprocals, 3x faster. The conv bias gradient summed in float64 across strided planes: each plane
+#   summed along memory first, 3-4x faster (7 % of a classroom step). EfficientNet's SiLU made eight
+#   whole-array NumPy passes on one core (20 % of an Eff-UNet step): in cache-sized blocks on both cores, 7x.
+# - **Winograd is not always the answer.** With 16 output channels and 256 input channels (UNet 3+'s
+#   full-scale skips), Winograd's transforms of the wide input side cost more than the products they save;
+#   the direct loops now take every conv with at most 16 outputs (`fast_options(direct_max_out=16)`):
+#   that layer's backward 127 -> 99 ms, the UNet 3+ step 0.91x.
+
+# %%
+L.step("equal shares for two cores, and memory reused")
+from npunet import allocator  # noqa: E402
+from npunet.backends.fast.tiling import RowTiles  # noqa: E402
+from npunet.backends.fast.winograd import bands  # noqa: E402
+
+print("Winograd bands of 8 images, 7 fit the budget:",
+      [(n0, n1) for n0, n1, _, _ in bands(8, 8, 8, 64, 36, 7 * 36 * 64 * 64, parts=2)])
+print("row tiles of ResNet's stem (4 images, 128 output rows):",
+      sorted({r1 - r0 for _, _, r0, r1 in RowTiles(4, 128, 128, 147)}), "rows each")
+
+
+def faults():
+    """Page faults of this process so far (None where the OS does not count them for us)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+big = np.ones(L.pick(64, 16) * 2 ** 20 // 8)     # allocated, touched, freed: as a step's activations
+del big
+f0 = faults()
+big = np.ones(L.pick(64, 16) * 2 ** 20 // 8)
+print(f"allocator: {allocator.state}; the same array again took "
+      f"{faults() - f0 if f0 is not None else 'an uncounted number of'} page faults")
+del big
+
 # %%
 L.finish()

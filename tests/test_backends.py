@@ -69,6 +69,8 @@ OP_CASES = [
     ("concat", lambda r: {}, [(1, 1, 3, 3), (1, 2, 3, 3), (1, 3, 3, 3)]),
     ("add", lambda r: {}, [(2, 3, 9, 8), (1, 3, 1, 8)]),
     ("mul", lambda r: {}, [(2, 3, 9, 8), (2, 1, 1, 1)]),
+    ("mul", lambda r: {}, [(2, 3, 9, 8), (2, 3, 1, 1)]),     # squeeze-and-excitation: the fast path
+    ("mul", lambda r: {}, [(2, 3, 1, 1), (2, 3, 9, 8)]),
 ]
 
 

@@ -11,7 +11,7 @@ Modules:
     upconv_disjoint.py   transposed conv with kernel = stride (U-Net's up-conv): GEMM + shuffle
     transposed_tiles.py  other transposed convs: GEMM + col2im in tiles
     pool.py, interpolate.py, batchnorm.py   Numba kernels split over channels or planes
-    activation.py        SiLU in cache-sized blocks of NumPy ufuncs on every core
+    activation.py        SiLU in cache-sized blocks of NumPy ufuncs on every core; the SE product's backward
     tiling.py, gemm.py, parallel.py          tiles and conv geometry, grouped GEMMs, threads and scratch
     options.py           the tuning knobs (``npunet.fast_options``)
 
@@ -20,12 +20,12 @@ reference twin.  Ops with no faster form (ReLU, sigmoid, UNet 3+'s CGM gate, dro
 """
 from ..reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
                          cgm_gate_backward, cgm_gate_forward, concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
-                         dropout_backward, dropout_forward, mul_backward, mul_forward, relu_backward,
+                         dropout_backward, dropout_forward, relu_backward,
                          relu_forward, relu6_backward, relu6_forward, sigmoid, sigmoid_backward,
                          sigmoid_forward, stochastic_depth_backward,
                          stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward,
                          pad2d_backward, pad2d_forward)
-from .activation import silu_backward, silu_forward  # noqa: F401
+from .activation import mul_backward, mul_forward, silu_backward, silu_forward  # noqa: F401
 from . import (depthwise, direct, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
                upconv_disjoint, winograd)
 from .batchnorm import (batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_relu_backward,  # noqa: F401
