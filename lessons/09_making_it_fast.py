@@ -314,8 +314,9 @@ for module, kernel, _ in reversed(plan[-6:]):
 # - **Work split unevenly.** `split` gives each core a contiguous range of work units, and the im2col
 #   pipelines take tiles in turns. A batch of 8 images made Winograd bands of 7 + 1 images (one core did
 #   nearly everything: CPU/wall 1.03 on the 16^2-32^2 layers), and a 256^2 image cut into row tiles of 111 +
-#   17 rows gave one pipeline every large tile (ResNet's 7x7 stem ran on one core). Now the bands are
-#   equal halves and the row tiles equal blocks: the stem's backward 48 -> 37 ms.
+#   17 rows gave one pipeline every large tile (ResNet's 7x7 stem ran on one core). Now each core takes
+#   N / cores whole images and bands them itself (as the backward already did), and the row tiles are
+#   equal blocks (to a row): the stem's backward 48 -> 37 ms.
 # - **Fresh pages every step.** A training step frees its large arrays at the end and allocates them again
 #   in the next. glibc hands arrays over 32 MiB straight back to the system, and trims the heap's free
 #   top, so every step touched new pages, each zeroed by the kernel in a page fault (a ResNet-34 U-Net
@@ -330,7 +331,8 @@ for module, kernel, _ in reversed(plan[-6:]):
 #   whole-array NumPy passes on one core (20 % of an Eff-UNet step): in cache-sized blocks on both cores, 7x.
 # - **Winograd is not always the answer.** With 16 output channels and 256 input channels (UNet 3+'s
 #   full-scale skips), Winograd's transforms of the wide input side cost more than the products they save;
-#   the direct loops now take every conv with at most 16 outputs (`fast_options(direct_max_out=16)`):
+#   the direct loops now take every float32 3x3 stride-1 padding-1 conv with at most 16 outputs
+#   (`fast_options(direct_max_out=16)`):
 #   that layer's backward 127 -> 99 ms, the UNet 3+ step 0.91x.
 
 # %%
@@ -339,8 +341,10 @@ from npunet import allocator  # noqa: E402
 from npunet.backends.fast.tiling import RowTiles  # noqa: E402
 from npunet.backends.fast.winograd import bands  # noqa: E402
 
-print("Winograd bands of 8 images, 7 fit the budget:",
-      [(n0, n1) for n0, n1, _, _ in bands(8, 8, 8, 64, 36, 7 * 36 * 64 * 64, parts=2)])
+budget = 7 * 36 * 64 * 64                         # 7 images' transformed tiles fit one band
+print("one list of bands, split between the cores:", [(n0, n1) for n0, n1, _, _ in bands(8, 8, 8, 64, 36, budget)])
+print("now each core takes 4 of the 8 images and bands its own:",
+      [[(i0 + n0, i0 + n1) for n0, n1, _, _ in bands(4, 8, 8, 64, 36, budget)] for i0 in (0, 4)])
 print("row tiles of ResNet's stem (4 images, 128 output rows):",
       sorted({r1 - r0 for _, _, r0, r1 in RowTiles(4, 128, 128, 147)}), "rows each")
 

@@ -18,8 +18,8 @@ fall back), as PyTorch run with jemalloc or tcmalloc does; the 572 U-Net's peak 
 ``release()`` hands the free memory back now (glibc's ``malloc_trim``): for a notebook that is done
 training, and for measurements of a peak (npunet bench's ``peak_above``).
 
-Left alone: not Linux/glibc; ``NPUNET_MALLOC=system``; or any glibc ``MALLOC_*`` tuning variable in
-the environment (the user's, or npunet bench's memory workers', which want freed memory returned).
+Left alone: not Linux/glibc; ``NPUNET_MALLOC=system``; or any ``MALLOC_*`` variable (or glibc.malloc
+tunable in ``GLIBC_TUNABLES``) in the environment (the user's, or npunet bench's memory workers', which want freed memory returned).
 """
 import ctypes
 import os
@@ -28,8 +28,12 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4        # glibc's mallopt parameter numbers (malloc.h)
 TRIM_THRESHOLD = 2 ** 31 - 1                 # mallopt takes an int: 2 GiB, in practice never
 
-_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
-        "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
+
+
+def _user_tuned(env):
+    """True when the environment tunes glibc's malloc itself: any MALLOC_* variable, or glibc.malloc.*
+    in GLIBC_TUNABLES."""
+    return any(k.startswith("MALLOC_") for k in env) or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
 
 state = "not set"  # "kept" after keep_freed_memory() took effect, else why not
 
@@ -39,7 +43,7 @@ def keep_freed_memory():
     global state
     if os.environ.get("NPUNET_MALLOC", "keep") == "system":
         state = "left to the system allocator (NPUNET_MALLOC=system)"
-    elif any(v in os.environ for v in _ENV):
+    elif _user_tuned(os.environ):
         state = "left alone: a glibc MALLOC_* setting is in the environment"
     elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         state = "left alone: not glibc"

@@ -38,7 +38,7 @@ print(json.dumps(dict(state=allocator.state, refault=refault, freed_mib=(before 
 
 
 def _probe(**env):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "NPUNET_MALLOC"))}
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "NPUNET_MALLOC", "GLIBC_TUNABLES"))}
     e.update(env)
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=e, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -57,5 +57,7 @@ def test_opting_out_leaves_glibc_alone_and_its_fresh_pages_fault_again():
     assert system["state"].startswith("left to the system allocator")
     assert system["refault"] >= 32                # 64 MiB mmap'd afresh: a fault per 4 KiB page, or per 2 MiB huge
     #                                               page where the kernel gives them (measured 544 here)
-    mine = _probe(MALLOC_TRIM_THRESHOLD_="131072")
-    assert mine["state"] == "left alone: a glibc MALLOC_* setting is in the environment"
+    for env in (dict(MALLOC_TRIM_THRESHOLD_="131072"), dict(MALLOC_PERTURB_="0"),
+                dict(GLIBC_TUNABLES="glibc.malloc.mmap_max=0")):
+        assert _probe(**env)["state"] == "left alone: a glibc MALLOC_* setting is in the environment", env
+    assert _probe(GLIBC_TUNABLES="glibc.pthread.rseq=0")["state"] == "kept"     # not a malloc tunable

@@ -415,19 +415,43 @@ def test_winograd_conv_equals_the_reference_conv(m, shape, O, padding, band, rng
     assert (g == g0).all() and (x == x0).all()                      # inputs untouched
 
 
-@pytest.mark.parametrize("N,budget_images", [(8, 7), (8, 3), (8, 100), (7, 100), (4, 1), (9, 2), (1, 5)])
-def test_winograd_pipeline_bands_are_balanced(N, budget_images):
-    """A batch's whole-image bands: every image once, in order, within the budget, and as equal as N
-    allows between two cores (8 images under a 7-image budget were 7 + 1: one core did nearly all)."""
-    tile_rows = tile_cols = 8
-    per_image = 36 * 64 * tile_rows * tile_cols
-    got = fast.winograd.bands(N, tile_rows, tile_cols, 64, 36, budget_images * per_image, parts=2)
-    assert [b[0] for b in got] == [0] + [b[1] for b in got[:-1]] and got[-1][1] == N
-    sizes = [n1 - n0 for n0, n1, t0, t1 in got]
-    assert all(t0 == 0 and t1 == tile_rows for _, _, t0, t1 in got) and max(sizes) <= budget_images
-    k = len(got)
-    work = [sum(sizes[:k // 2]), sum(sizes[k // 2:])]       # the two ranges split() gives the cores
-    assert max(work) - min(work) <= 1
+@pytest.mark.parametrize("N", [8, 6, 9, 2, 3])
+def test_winograd_batch_pipelines_split_the_images_evenly(N, monkeypatch):
+    """On a batch, the Winograd forward (as its backward) gives each core a pipeline over N / cores whole
+    images, each banded within the budget inside its pipeline; the bands' images cover the batch once.
+    (Splitting one list of budget-sized bands gave 8 images as 7 + 1, 6 as 2 + 4: one core did most.)"""
+    from npunet.backends.fast import winograd
+    seen, ranges = [], []
+    real_input = winograd.transforms(2).input
+
+    def split(kernel, n, *args):                    # as kernels.util.split on two cores, recording the ranges
+        bounds = [n * i // 2 for i in range(3)]
+        for a, b in zip(bounds, bounds[1:]):
+            ranges.append((a, b))
+            kernel(a, b, *args)
+
+    def record_input(c0, c1, x, ph, pw, n0, n1, *rest):
+        seen.extend(range(n0, n1))
+        return real_input(c0, c1, x, ph, pw, n0, n1, *rest)
+
+    monkeypatch.setattr(winograd, "split", split)
+    monkeypatch.setattr(winograd.blas, "cores", lambda: 2)
+    monkeypatch.setattr(winograd, "transforms", lambda m: winograd.Transforms(
+        *(record_input if name == "input" else f for name, f in zip(winograd.Transforms._fields,
+                                                                      winograd.Transforms(*_transforms(m))))))
+    x = np.ones((N, 8, 8, 8), np.float32)
+    per_image = 16 * 8 * 4 * 4                      # F(2x2): 16 positions x 8 channels x 4 x 4 tiles
+    with npunet.fast_options(winograd_pipe_band=per_image * max(1, N - 1)):   # N - 1 images fit one band
+        winograd.forward(x, np.ones((8, 8, 3, 3), np.float32), None, (1, 1), 2)
+    pipeline_ranges = ranges[-2:]                   # the pipelines' split (the weights' split came first)
+    assert pipeline_ranges == [(0, N // 2), (N // 2, N)]
+    assert sorted(seen) == list(range(N))
+
+
+def _transforms(m):
+    from npunet.kernels import winograd as k
+    return (k.weight_transform, k.input_transform, k.output_transform, k.output_transform_adjoint,
+            k.input_transform_adjoint, k.weight_transform_adjoint)
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -726,7 +750,8 @@ def test_dropout_draws_from_the_generator_it_is_given(rng):
 
 
 @pytest.mark.parametrize("N,R,row_len,col_rows", [(4, 128, 128, 147), (1, 128, 128, 147), (1, 570, 572, 576),
-                                                  (3, 100, 100, 2000), (2, 64, 64, 16)])
+                                                  (3, 100, 100, 2000), (2, 64, 64, 16), (2, 64, 64, 4608),
+                                                  (4, 13, 2 ** 19, 1), (5, 37, 300, 500)])
 def test_im2col_row_tiles_are_equal_and_shared_evenly_by_two_pipelines(N, R, row_len, col_rows):
     """RowTiles cuts an image into blocks of equal rows within the column budget, so the two pipelines,
     which take tiles in turns, get the same work to within one tile (rows 0-111 and 111-128 of every
@@ -738,6 +763,8 @@ def test_im2col_row_tiles_are_equal_and_shared_evenly_by_two_pipelines(N, R, row
     assert covered == [(n, r) for n in range(N) for r in range(R)]              # every row once
     sizes = [(n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in tiles]
     assert max(sizes) * row_len * col_rows <= max(OPTIONS.tile_elems, row_len * col_rows)
+    rows = [r1 - r0 for n0, n1, r0, r1 in tiles]
+    assert max(rows) - min(rows) <= 1                                            # equal blocks, to a row
     work = [sum(sizes[0::2]), sum(sizes[1::2])]
     assert abs(work[0] - work[1]) <= max(sizes)
 

@@ -16,7 +16,8 @@ Modules:
     options.py           the tuning knobs (``npunet.fast_options``)
 
 Every kernel has a NumPy twin in ``npunet.kernels`` and every op here is tested against its
-reference twin.  Ops with no faster form (ReLU, sigmoid, UNet 3+'s CGM gate, dropout, joins) are the reference's own.
+reference twin.  Ops with no faster form (ReLU, sigmoid, UNet 3+'s CGM gate, dropout, the joins but mul) are the
+reference's own.
 """
 from ..reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
                          cgm_gate_backward, cgm_gate_forward, concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,

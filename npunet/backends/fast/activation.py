@@ -92,5 +92,5 @@ def mul_backward(dout, cache):
 
 def _plane_dot(d, x):
     """(N, C, 1, 1): sum over each (H, W) plane of d * x."""
-    N, C = d.shape[:2]
-    return (d * x).reshape(N, C, -1).sum(axis=2).reshape(N, C, 1, 1)
+    N, C, H, W = d.shape
+    return (d * x).reshape(N, C, H * W).sum(axis=2).reshape(N, C, 1, 1)

@@ -49,7 +49,7 @@ class FastOptions:
         stage of 16 MiB bands).
     direct [True]: 3x3 stride-1 padding-1 float32 convolutions (groups 1) with few channels run as
         direct loops (``kernels.direct``: no im2col, no Winograd transforms) when ``direct_max_pairs``
-        allows; False: they take Winograd or im2col as before.
+        or ``direct_max_out`` allows; False: they take Winograd or im2col as before.
     direct_max_pairs [512]: ... with at most this many channel pairs C_in x C_out.  The direct loops
         cost C_in x C_out products per output pixel, Winograd's transforms ~(C_in + C_out) and its GEMMs
         a quarter of the products: measured (CPU time, batch 8, fwd / bwd vs the path before),

@@ -72,5 +72,5 @@ def bias_grad(dout):
     dtype along contiguous memory (NumPy's pairwise summation: error ~log2(H*W) roundings), the N plane
     sums in float64.  3-4x faster than one float64 sum over axes (0, 2, 3), which converts every value
     and strides across planes (measured 1.5 ms -> 0.4 ms at 8x16x128^2)."""
-    N, O = dout.shape[:2]
-    return dout.reshape(N, O, -1).sum(axis=2).sum(axis=0, dtype=np.float64).astype(dout.dtype)
+    N, O, H, W = dout.shape
+    return dout.reshape(N, O, H * W).sum(axis=2).sum(axis=0, dtype=np.float64).astype(dout.dtype)

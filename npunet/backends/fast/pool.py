@@ -72,8 +72,8 @@ def adaptive_avgpool2d_forward(x, output_size):
     reduction; other sizes take the reference's window loop."""
     if pair(output_size) != (1, 1):
         return reference.adaptive_avgpool2d_forward(x, output_size)
-    N, C = x.shape[:2]  # each plane summed along contiguous memory (pairwise, as bias_grad), not in float64
-    out = x.reshape(N, C, -1).mean(axis=2).astype(x.dtype, copy=False).reshape(N, C, 1, 1)
+    N, C, H, W = x.shape  # each plane summed along contiguous memory (pairwise, as bias_grad), not in float64
+    out = x.reshape(N, C, H * W).mean(axis=2).astype(x.dtype, copy=False).reshape(N, C, 1, 1)
     return out, GlobalAverageCache(x.shape)
 
 

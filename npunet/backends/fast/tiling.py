@@ -30,13 +30,14 @@ class RowTiles:
             self.rows_per_tile = R
             if N == 1 and pipelines > 1:
                 self.rows_per_tile = max(1, -(-R // pipelines))
-        else:  # blocks of equal rows (not full blocks and a remainder), as many in all as the pipelines
-            # take in turns: pipelines run tiles first, first + step, ..., so 111 + 17 rows per image
-            # gave one pipeline every large tile (measured: ResNet's 7x7 stem, one core did 90 % of the work)
+        else:  # blocks of equal rows (not full blocks and a remainder), an even count for the pipelines,
+            # which take tiles in turns: 111 + 17 rows per image gave one pipeline every large tile
+            # (measured: ResNet's 7x7 stem, one core did 90 % of the work)
             blocks = -(-R // max(1, budget // max(col_rows * row_len, 1)))
             if (N * blocks) % pipelines:
                 blocks = -(-blocks // pipelines) * pipelines
             self.images_per_tile, self.rows_per_tile = 1, -(-R // blocks)
+        self.blocks = -(-R // self.rows_per_tile)  # row blocks per image: R * j // blocks, sizes within one row
         self.N, self.R = N, R
 
     def max_columns(self, row_len):
@@ -44,10 +45,11 @@ class RowTiles:
         return self.images_per_tile * self.rows_per_tile * row_len
 
     def __iter__(self):
+        R, k = self.R, self.blocks
         for n0 in range(0, self.N, self.images_per_tile):
             n1 = min(self.N, n0 + self.images_per_tile)
-            for r0 in range(0, self.R, self.rows_per_tile):
-                yield n0, n1, r0, min(self.R, r0 + self.rows_per_tile)
+            for j in range(k):
+                yield n0, n1, R * j // k, R * (j + 1) // k
 
 
 class ConvGeometry:

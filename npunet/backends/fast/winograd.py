@@ -46,17 +46,13 @@ def applies(x, weight, stride, padding, groups):
         OPTIONS.winograd_wide_min_tiles if wide else OPTIONS.winograd_min_tiles)
 
 
-def bands(N, tile_rows, tile_cols, chans, positions=16, band=None, parts=1):
+def bands(N, tile_rows, tile_cols, chans, positions=16, band=None):
     """(n0, n1, t0, t1) bands of tiles (images n0:n1, tile rows t0:t1) whose transformed arrays
-    (positions, chans, tiles) stay within ``band`` elements (default OPTIONS.winograd_band).
-    parts: bands of whole images come in a multiple of this many, of equal size where N allows, so that
-    ``split`` gives every core the same work (7 images + 1 left one core idle most of the time)."""
+    (positions, chans, tiles) stay within ``band`` elements (default OPTIONS.winograd_band)."""
     per_row = positions * chans * tile_cols
     rows = max(1, (band or OPTIONS.winograd_band) // per_row)
     if rows >= tile_rows:
-        nn = max(1, min(N, rows // tile_rows))              # images per band within the budget
-        per_part = -(-N // parts)
-        nn = -(-per_part // -(-per_part // nn))              # per part: equal bands of at most nn images
+        nn = max(1, min(N, rows // tile_rows))
         return [(n0, min(N, n0 + nn), 0, tile_rows) for n0 in range(0, N, nn)]
     return [(n, n + 1, r0, min(tile_rows, r0 + rows)) for n in range(N) for r0 in range(0, tile_rows, rows)]
 
@@ -97,11 +93,12 @@ def forward(x, weight, bias, padding, m=None):
     b = bias if bias is not None else np.zeros(O, x.dtype)
     out = np.empty((N, O, Ho, Wo), x.dtype)
     if N >= blas.cores() > 1:
-        pipe_bands = bands(N, tile_rows, tile_cols, max(C, O), positions, OPTIONS.winograd_pipe_band,
-                           blas.cores())
-
-        def pipeline(b0, b1):               # one core: its bands start to end, in its own buffers
-            for n0, n1, t0, t1 in pipe_bands[b0:b1]:
+        # one pipeline per core over whole images, as the backward: split gives each core N / cores images
+        # (splitting a list of budget-sized bands instead gave 8 images as bands of 7 + 1: one core did most)
+        def pipeline(i0, i1):               # one core: its images' bands start to end, in its own buffers
+            for n0, n1, t0, t1 in bands(i1 - i0, tile_rows, tile_cols, max(C, O), positions,
+                                        OPTIONS.winograd_pipe_band):
+                n0, n1 = n0 + i0, n1 + i0
                 band_tiles = (n1 - n0) * (t1 - t0) * tile_cols
                 V = position_stack("V", C, band_tiles, x.dtype, positions)
                 M = position_stack("M", O, band_tiles, x.dtype, positions)
@@ -109,7 +106,7 @@ def forward(x, weight, bias, padding, m=None):
                 np.matmul(U, V, out=M)                                          # (positions, O, tiles)
                 tf.output(0, O, M, n0, n1, t0, t1, b, out)                      # output tiles are disjoint
         with blas.single_thread():
-            split(pipeline, len(pipe_bands))
+            split(pipeline, N)
     else:                                   # one image: each stage split over the cores
         with blas.single_thread():
             for n0, n1, t0, t1 in bands(N, tile_rows, tile_cols, max(C, O), positions):
