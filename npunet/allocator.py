@@ -23,19 +23,27 @@ tunable in ``GLIBC_TUNABLES``) in the environment (the user's, or npunet bench's
 """
 import ctypes
 import os
-import platform
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4        # glibc's mallopt parameter numbers (malloc.h)
 TRIM_THRESHOLD = 2 ** 31 - 1                 # mallopt takes an int: 2 GiB, in practice never
 
+state = "not set"  # "kept" after keep_freed_memory() took effect, else why not
+
+
+def _glibc():
+    """The C library when it is glibc (Linux), else None."""
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return None
+        return ctypes.CDLL("libc.so.6")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), no such name (macOS), no libc.so.6
+        return None
 
 
 def _user_tuned(env):
     """True when the environment tunes glibc's malloc itself: any MALLOC_* variable, or glibc.malloc.*
     in GLIBC_TUNABLES."""
     return any(k.startswith("MALLOC_") for k in env) or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
-
-state = "not set"  # "kept" after keep_freed_memory() took effect, else why not
 
 
 def keep_freed_memory():
@@ -45,13 +53,12 @@ def keep_freed_memory():
         state = "left to the system allocator (NPUNET_MALLOC=system)"
     elif _user_tuned(os.environ):
         state = "left alone: a glibc MALLOC_* setting is in the environment"
-    elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    elif (libc := _glibc()) is None:
         state = "left alone: not glibc"
     else:
         try:
-            libc = ctypes.CDLL("libc.so.6")
             ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-        except (OSError, AttributeError):
+        except AttributeError:
             ok = False
         state = "kept" if ok else "left alone: mallopt unavailable"
     return state
@@ -60,9 +67,8 @@ def keep_freed_memory():
 def release():
     """Return the heap's free memory to the system now (glibc ``malloc_trim(0)``: the free top and whole
     free pages inside the heap).  True when glibc released something; False where it did not or cannot."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
+    libc = _glibc()
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
+        return libc is not None and bool(libc.malloc_trim(0))
+    except AttributeError:
         return False
