@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import reference_joins
 from ...kernels.util import split
+from .parallel import plane_sums, workspace
 
 # Elements per block: 256 KiB of float32; x's, s's and out's blocks fit a core's 1 MiB L2.  Smaller blocks
 # pay NumPy's per-call cost more often (6.3M elements, forward: 2^12 27 ms, 2^14 12 ms, 2^16 6.3 ms,
@@ -26,8 +27,12 @@ from ...kernels.util import split
 BLOCK = 1 << 16
 
 
-def _blocks(n):
-    return -(-n // BLOCK)
+def _each_block(n, body):
+    """body(lo, hi) for every block [lo, hi) of BLOCK elements of range(n), the blocks split over the cores."""
+    def part(b0, b1):
+        for lo in range(b0 * BLOCK, min(n, b1 * BLOCK), BLOCK):
+            body(lo, min(n, lo + BLOCK))
+    split(part, -(-n // BLOCK))
 
 
 def silu_forward(x):
@@ -36,17 +41,15 @@ def silu_forward(x):
     s = np.empty_like(xf)
     out = np.empty_like(xf)
 
-    def part(b0, b1):
-        lo, hi = b0 * BLOCK, min(xf.size, b1 * BLOCK)
-        for i in range(lo, hi, BLOCK):
-            xb, sb = xf[i:i + BLOCK], s[i:i + BLOCK]
-            np.negative(xb, out=sb)
-            with np.errstate(over="ignore"):  # x < -88: exp(-x) = inf, s = 0 (the limit)
-                np.exp(sb, out=sb)
-            sb += 1
-            np.reciprocal(sb, out=sb)
-            np.multiply(xb, sb, out=out[i:i + BLOCK])
-    split(part, _blocks(xf.size))
+    def body(lo, hi):
+        xb, sb = xf[lo:hi], s[lo:hi]
+        np.negative(xb, out=sb)
+        with np.errstate(over="ignore"):  # x < -88: exp(-x) = inf, s = 0 (the limit)
+            np.exp(sb, out=sb)
+        sb += 1
+        np.reciprocal(sb, out=sb)
+        np.multiply(xb, sb, out=out[lo:hi])
+    _each_block(xf.size, body)
     return out.reshape(x.shape), (xf.reshape(x.shape), s.reshape(x.shape))
 
 
@@ -57,40 +60,26 @@ def silu_backward(dout, cache):
     df = np.ascontiguousarray(dout).reshape(-1)
     dx = np.empty_like(df)
 
-    def part(b0, b1):
-        lo, hi = b0 * BLOCK, min(df.size, b1 * BLOCK)
-        t = np.empty(min(BLOCK, max(hi - lo, 0)), df.dtype)
-        for i in range(lo, hi, BLOCK):
-            sb, db = sf[i:i + BLOCK], dx[i:i + BLOCK]
-            tb = t[:sb.size]
-            np.subtract(1, sb, out=tb)               # 1 - s
-            tb *= xf[i:i + BLOCK]                     # x (1 - s)
-            tb += 1                                   # 1 + x (1 - s)
-            np.multiply(sb, tb, out=db)
-            db *= df[i:i + BLOCK]
-    split(part, _blocks(df.size))
+    def body(lo, hi):
+        sb, db = sf[lo:hi], dx[lo:hi]
+        t = workspace("silu", hi - lo, df.dtype)   # this thread's scratch block
+        np.subtract(1, sb, out=t)                   # 1 - s
+        t *= xf[lo:hi]                              # x (1 - s)
+        t += 1                                      # 1 + x (1 - s)
+        np.multiply(sb, t, out=db)
+        db *= df[lo:hi]
+    _each_block(df.size, body)
     return dx.reshape(dout.shape)
-
-
-def mul_forward(a, b):
-    """out = a * b (broadcasting), as the reference; cache (a, b)."""
-    return reference_joins.mul_forward(a, b)
 
 
 def mul_backward(dout, cache):
     """-> (dout * b, dout * a), each summed back to its input's shape.  Squeeze-and-excitation's product
     x: (N, C, H, W) times scale: (N, C, 1, 1) (either order) sums dscale per plane along contiguous memory
-    (NumPy's pairwise sum in the input dtype); the reference sums over two strided axes after a copy.
+    (``plane_sums``, in the input dtype); the reference sums over two strided axes after a copy.
     Every other broadcast is the reference's."""
     a, b = cache
     if a.ndim == b.ndim == 4 and dout.shape == a.shape and b.shape == a.shape[:2] + (1, 1):
-        return dout * b, _plane_dot(dout, a)
+        return dout * b, plane_sums(dout * a).reshape(b.shape)
     if a.ndim == b.ndim == 4 and dout.shape == b.shape and a.shape == b.shape[:2] + (1, 1):
-        return _plane_dot(dout, b), dout * a
+        return plane_sums(dout * b).reshape(a.shape), dout * a
     return reference_joins.mul_backward(dout, cache)
-
-
-def _plane_dot(d, x):
-    """(N, C, 1, 1): sum over each (H, W) plane of d * x."""
-    N, C, H, W = d.shape
-    return (d * x).reshape(N, C, H * W).sum(axis=2).reshape(N, C, 1, 1)

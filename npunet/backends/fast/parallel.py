@@ -67,10 +67,15 @@ def workspace(name, n, dtype):
     return buf[:n]
 
 
+def plane_sums(a):
+    """a: (N, C, H, W) -> (N, C): each plane's H*W values summed in a's dtype along contiguous memory
+    (NumPy's pairwise summation: error ~log2(H*W) roundings).  3-4x faster than a float64 sum over the
+    axes (2, 3) or (0, 2, 3), which converts every value and strides across planes (measured for dbias:
+    1.5 ms -> 0.4 ms at 8x16x128^2)."""
+    N, C, H, W = a.shape
+    return a.reshape(N, C, H * W).sum(axis=2)
+
+
 def bias_grad(dout):
-    """dbias (O,) = dout (N, O, H, W) summed over (N, H, W): each plane's H*W values summed in the input
-    dtype along contiguous memory (NumPy's pairwise summation: error ~log2(H*W) roundings), the N plane
-    sums in float64.  3-4x faster than one float64 sum over axes (0, 2, 3), which converts every value
-    and strides across planes (measured 1.5 ms -> 0.4 ms at 8x16x128^2)."""
-    N, O, H, W = dout.shape
-    return dout.reshape(N, O, H * W).sum(axis=2).sum(axis=0, dtype=np.float64).astype(dout.dtype)
+    """dbias (O,) = dout (N, O, H, W) summed over (N, H, W): plane_sums, then the N plane sums in float64."""
+    return plane_sums(dout).sum(axis=0, dtype=np.float64).astype(dout.dtype)
