@@ -344,7 +344,7 @@ from npunet.backends.fast.winograd import bands  # noqa: E402
 budget = 7 * 36 * 64 * 64                         # 7 images' transformed tiles fit one band
 print("one list of bands, split between the cores:", [(n0, n1) for n0, n1, _, _ in bands(8, 8, 8, 64, 36, budget)])
 print("now each core takes 4 of the 8 images and bands its own:",
-      [[(i0 + n0, i0 + n1) for n0, n1, _, _ in bands(4, 8, 8, 64, 36, budget)] for i0 in (0, 4)])
+      [[(n0, n1) for n0, n1, _, _ in bands(4, 8, 8, 64, 36, budget, first=i0)] for i0 in (0, 4)])
 print("row tiles of ResNet's stem (4 images, 128 output rows):",
       sorted({r1 - r0 for _, _, r0, r1 in RowTiles(4, 128, 128, 147)}), "rows each")
 

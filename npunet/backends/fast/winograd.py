@@ -46,15 +46,17 @@ def applies(x, weight, stride, padding, groups):
         OPTIONS.winograd_wide_min_tiles if wide else OPTIONS.winograd_min_tiles)
 
 
-def bands(N, tile_rows, tile_cols, chans, positions=16, band=None):
-    """(n0, n1, t0, t1) bands of tiles (images n0:n1, tile rows t0:t1) whose transformed arrays
-    (positions, chans, tiles) stay within ``band`` elements (default OPTIONS.winograd_band)."""
+def bands(N, tile_rows, tile_cols, chans, positions=16, band=None, first=0):
+    """(n0, n1, t0, t1) bands of tiles (images n0:n1, tile rows t0:t1) of the N images first:first + N,
+    whose transformed arrays (positions, chans, tiles) stay within ``band`` elements (default
+    OPTIONS.winograd_band)."""
     per_row = positions * chans * tile_cols
     rows = max(1, (band or OPTIONS.winograd_band) // per_row)
+    end = first + N
     if rows >= tile_rows:
         nn = max(1, min(N, rows // tile_rows))
-        return [(n0, min(N, n0 + nn), 0, tile_rows) for n0 in range(0, N, nn)]
-    return [(n, n + 1, r0, min(tile_rows, r0 + rows)) for n in range(N) for r0 in range(0, tile_rows, rows)]
+        return [(n0, min(end, n0 + nn), 0, tile_rows) for n0 in range(first, end, nn)]
+    return [(n, n + 1, r0, min(tile_rows, r0 + rows)) for n in range(first, end) for r0 in range(0, tile_rows, rows)]
 
 
 def position_stack(name, C, T, dtype, positions=16):
@@ -97,8 +99,7 @@ def forward(x, weight, bias, padding, m=None):
         # (splitting a list of budget-sized bands instead gave 8 images as bands of 7 + 1: one core did most)
         def pipeline(i0, i1):               # one core: its images' bands start to end, in its own buffers
             for n0, n1, t0, t1 in bands(i1 - i0, tile_rows, tile_cols, max(C, O), positions,
-                                        OPTIONS.winograd_pipe_band):
-                n0, n1 = n0 + i0, n1 + i0
+                                        OPTIONS.winograd_pipe_band, first=i0):
                 band_tiles = (n1 - n0) * (t1 - t0) * tile_cols
                 V = position_stack("V", C, band_tiles, x.dtype, positions)
                 M = position_stack("M", O, band_tiles, x.dtype, positions)
@@ -151,8 +152,7 @@ class WinogradCache:
             def pipeline(i0, i1):
                 dU = np.zeros((positions, O, C), x.dtype)
                 for n0, n1, t0, t1 in bands(i1 - i0, tile_rows, tile_cols, max(C, O), positions,
-                                            OPTIONS.winograd_pipe_band):
-                    n0, n1 = n0 + i0, n1 + i0
+                                            OPTIONS.winograd_pipe_band, first=i0):
                     band_tiles = (n1 - n0) * (t1 - t0) * tile_cols
                     V = position_stack("V", C, band_tiles, x.dtype, positions)
                     dM = position_stack("M", O, band_tiles, x.dtype, positions)
