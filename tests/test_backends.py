@@ -794,3 +794,23 @@ def test_fast_silu_in_blocks_equals_the_reference_over_many_blocks_and_extreme_i
     assert rel(out, out_r) <= tol and rel(dx, dx_r) <= tol
     assert np.isfinite(out).all() and np.isfinite(dx).all()
     assert (x == x0).all() and (g == g0).all()
+
+
+@pytest.mark.parametrize("op,kw,shapes", [
+    ("silu", {}, [(2, 3, 5, 4)]),
+    ("mul", {}, [(2, 3, 5, 4), (2, 3, 1, 1)]),              # squeeze-and-excitation: the fast path
+    ("mul", {}, [(2, 3, 1, 1), (2, 3, 5, 4)]),
+    ("adaptive_avgpool2d", dict(output_size=1), [(2, 3, 5, 4)])])
+def test_fast_pairs_written_this_round_gradcheck(op, kw, shapes, rng):
+    """The fast backend's own SiLU, SE product and global average pool: central differences, float64."""
+    inputs = [rng.standard_normal(s) for s in shapes]
+    fwd, bwd = getattr(fast, op + "_forward"), getattr(fast, op + "_backward")
+    assert fwd.__module__.startswith("npunet.backends.fast") or bwd.__module__.startswith("npunet.backends.fast")
+    cache = {}
+
+    def forward(*xs):
+        out, cache["c"] = fwd(*xs, **kw)
+        return out
+
+    r = npunet.gradcheck_fn(forward, lambda g: bwd(g, cache["c"]), inputs)
+    assert r.max_rel_error <= 1e-6, str(r)
