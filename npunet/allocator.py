@@ -18,11 +18,14 @@ fall back), as PyTorch run with jemalloc or tcmalloc does; the 572 U-Net's peak 
 ``release()`` hands the free memory back now (glibc's ``malloc_trim``): for a notebook that is done
 training, and for measurements of a peak (npunet bench's ``peak_above``).
 
-Left alone: not Linux/glibc; ``NPUNET_MALLOC=system``; or any ``MALLOC_*`` variable (or glibc.malloc
-tunable in ``GLIBC_TUNABLES``) in the environment (the user's, or npunet bench's memory workers', which want freed memory returned).
+Left alone: not Linux/glibc; ``NPUNET_MALLOC=system`` (``keep``, the default, or ``system``; another
+value gets one line on stderr and the default); or any ``MALLOC_*`` variable (or glibc.malloc
+tunable in ``GLIBC_TUNABLES``) in the environment (the user's, or npunet bench's memory workers', which
+want freed memory returned).
 """
 import ctypes
 import os
+import sys
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4        # glibc's mallopt parameter numbers (malloc.h)
 TRIM_THRESHOLD = 2 ** 31 - 1                 # mallopt takes an int: 2 GiB, in practice never
@@ -49,7 +52,11 @@ def _user_tuned(env):
 def keep_freed_memory():
     """Ask glibc to keep freed memory for reuse (see the module docstring); returns ``state``."""
     global state
-    if os.environ.get("NPUNET_MALLOC", "keep") == "system":
+    choice = os.environ.get("NPUNET_MALLOC", "keep")
+    if choice not in ("keep", "system"):
+        print(f"npunet: NPUNET_MALLOC must be 'keep' or 'system', got {choice!r}; keeping freed memory "
+              f"(the default)", file=sys.stderr)
+    if choice == "system":
         state = "left to the system allocator (NPUNET_MALLOC=system)"
     elif _user_tuned(os.environ):
         state = "left alone: a glibc MALLOC_* setting is in the environment"

@@ -61,3 +61,14 @@ def test_opting_out_leaves_glibc_alone_and_its_fresh_pages_fault_again():
                 dict(GLIBC_TUNABLES="glibc.malloc.mmap_max=0")):
         assert _probe(**env)["state"] == "left alone: a glibc MALLOC_* setting is in the environment", env
     assert _probe(GLIBC_TUNABLES="glibc.pthread.rseq=0")["state"] == "kept"     # not a malloc tunable
+
+
+def test_a_bad_npunet_malloc_value_gets_one_line_and_the_default():
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    e["NPUNET_MALLOC"] = "sistem"
+    out = subprocess.run([sys.executable, "-c", "import npunet, npunet.allocator as a; print(a.state)"],
+                         capture_output=True, text=True, env=e, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "kept"
+    lines = [l for l in out.stderr.splitlines() if "NPUNET_MALLOC" in l]
+    assert lines == ["npunet: NPUNET_MALLOC must be 'keep' or 'system', got 'sistem'; keeping freed memory "
+                     "(the default)"]

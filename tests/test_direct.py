@@ -139,6 +139,9 @@ def test_direct_dispatch_and_option():
     with pytest.raises(ValueError, match="direct_max_pairs must be a count >= 0, got -1"):
         with npunet.fast_options(direct_max_pairs=-1):
             pass
+    with pytest.raises(ValueError, match="direct_max_out must be a count >= 0, got 1.5"):
+        with npunet.fast_options(direct_max_out=1.5):
+            pass
 
 
 def test_direct_in_a_layer_matches_the_reference_backend(rng):
