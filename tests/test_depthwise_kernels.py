@@ -5,55 +5,63 @@ import pytest
 
 from npunet import kernels as K
 
-# (N, C, Hp, Wp, kh, kw, sh, sw): Hp, Wp the already padded input's size
+# (N, C, H, W, kh, kw, sh, sw, pt, pl, pb, pr): the input's size, and the zero rows above (pt) and
+# below (pb), the zero columns left (pl) and right (pr); a negative pb or pr drops input rows or
+# columns the output never reaches
 SHAPES = [
-    (2, 3, 9, 8, 3, 3, 1, 1),
-    (1, 4, 11, 10, 3, 3, 2, 2),      # stride 2 (EfficientNet's down-sampling blocks)
-    (2, 2, 12, 9, 5, 5, 2, 1),       # 5x5 kernel, unequal strides
-    (3, 5, 7, 6, 3, 2, 1, 2),        # non-square kernel
+    (2, 3, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1),       # the common 3x3 "same" convolution
+    (1, 4, 11, 10, 3, 3, 2, 2, 1, 1, 1, 1),     # stride 2 (MobileNetV2's down-sampling blocks)
+    (2, 2, 12, 9, 5, 5, 2, 1, 2, 2, 2, 2),      # 5x5 kernel, unequal strides
+    (3, 5, 7, 6, 3, 2, 1, 2, 0, 1, 0, 0),       # non-square kernel, padding on one side only
+    (2, 3, 10, 9, 3, 3, 2, 2, 0, 0, 0, -1),     # unpadded stride 2 whose last column is never read
+    (1, 2, 8, 11, 5, 5, 2, 2, 1, 1, 2, 2),      # TensorFlow's "same": more zeros below and right
+    (1, 3, 6, 6, 3, 3, 3, 3, 1, 1, 1, 1),       # a stride other than 1 and 2
+    (2, 3, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0),       # 1x1
 ]
 
 
-def _out_hw(Hp, Wp, kh, kw, sh, sw):
-    return (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+def _out_hw(H, W, kh, kw, sh, sw, pt, pl, pb, pr):
+    return (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
 
 
-def _definition(x, w, sh, sw):
-    """out[n, c, i, j] = sum_{u, v} x[n, c, i*sh + u, j*sw + v] * w[c, u, v], as plain loops."""
-    N, C = x.shape[:2]
+def _definition(x, w, sh, sw, pt, pl, out_hw):
+    """out[n, c, i, j] = sum_{u, v} xp[n, c, i*sh + u, j*sw + v] * w[c, u, v], as plain loops over
+    x itself: a tap that falls outside x reads zero."""
+    N, C, H, W = x.shape
     kh, kw = w.shape[1:]
-    Ho, Wo = _out_hw(x.shape[2], x.shape[3], kh, kw, sh, sw)
+    Ho, Wo = out_hw
     out = np.zeros((N, C, Ho, Wo))
     for n in range(N):
         for c in range(C):
             for i in range(Ho):
                 for j in range(Wo):
-                    out[n, c, i, j] = sum(x[n, c, i * sh + u, j * sw + v] * w[c, u, v]
-                                          for u in range(kh) for v in range(kw))
+                    out[n, c, i, j] = sum(x[n, c, r, q] * w[c, u, v] for u in range(kh) for v in range(kw)
+                                          for r, q in [(i * sh + u - pt, j * sw + v - pl)]
+                                          if 0 <= r < H and 0 <= q < W)
     return out
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("N,C,Hp,Wp,kh,kw,sh,sw", SHAPES)
-def test_depthwise_kernels_equal_their_twins(dtype, N, C, Hp, Wp, kh, kw, sh, sw, rng):
-    x = rng.standard_normal((N, C, Hp, Wp)).astype(dtype)
+@pytest.mark.parametrize("N,C,H,W,kh,kw,sh,sw,pt,pl,pb,pr", SHAPES)
+def test_depthwise_kernels_equal_their_twins(dtype, N, C, H, W, kh, kw, sh, sw, pt, pl, pb, pr, rng):
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((C, kh, kw)).astype(dtype)
-    Ho, Wo = _out_hw(Hp, Wp, kh, kw, sh, sw)
+    Ho, Wo = _out_hw(H, W, kh, kw, sh, sw, pt, pl, pb, pr)
     x0, w0 = x.copy(), w.copy()
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
 
     out = np.full((N, C, Ho, Wo), np.nan, dtype=dtype)       # the kernel must write every element
-    K.depthwise_fwd(x, w, sh, sw, out)
-    ref = K.depthwise_fwd_ref(x, w, sh, sw, (Ho, Wo))
+    K.depthwise_fwd(x, w, sh, sw, pt, pl, out)
+    ref = K.depthwise_fwd_ref(x, w, sh, sw, pt, pl, (Ho, Wo))
     assert ref.dtype == dtype
     np.testing.assert_allclose(out, ref, **tol)
 
     d = rng.standard_normal((N, C, Ho, Wo)).astype(dtype)
     d0 = d.copy()
-    dx = np.zeros_like(x)
+    dx = np.full_like(x, np.nan)                              # every element written, unread ones as zero
     dw = np.zeros(w.shape, dtype=np.float64)                  # as the fast backend calls it: dw summed in float64
-    K.depthwise_bwd(d, x, w, sh, sw, dx, dw)
-    rdx, rdw = K.depthwise_bwd_ref(d, x, w, sh, sw)
+    K.depthwise_bwd(d, x, w, sh, sw, pt, pl, dx, dw)
+    rdx, rdw = K.depthwise_bwd_ref(d, x, w, sh, sw, pt, pl)
     assert rdx.dtype == dtype and rdw.dtype == dtype
     np.testing.assert_allclose(dx, rdx, **tol)
     np.testing.assert_allclose(dw, rdw, **tol)
@@ -61,15 +69,15 @@ def test_depthwise_kernels_equal_their_twins(dtype, N, C, Hp, Wp, kh, kw, sh, sw
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("N,C,Hp,Wp,kh,kw,sh,sw", SHAPES[:3])
-def test_depthwise_twins_follow_the_definition_and_are_adjoint(N, C, Hp, Wp, kh, kw, sh, sw, rng):
-    x = rng.standard_normal((N, C, Hp, Wp))
+@pytest.mark.parametrize("N,C,H,W,kh,kw,sh,sw,pt,pl,pb,pr", SHAPES)
+def test_depthwise_twins_follow_the_definition_and_are_adjoint(N, C, H, W, kh, kw, sh, sw, pt, pl, pb, pr, rng):
+    x = rng.standard_normal((N, C, H, W))
     w = rng.standard_normal((C, kh, kw))
-    Ho, Wo = _out_hw(Hp, Wp, kh, kw, sh, sw)
-    out = K.depthwise_fwd_ref(x, w, sh, sw, (Ho, Wo))
-    np.testing.assert_allclose(out, _definition(x, w, sh, sw), rtol=1e-12, atol=1e-12)
+    Ho, Wo = _out_hw(H, W, kh, kw, sh, sw, pt, pl, pb, pr)
+    out = K.depthwise_fwd_ref(x, w, sh, sw, pt, pl, (Ho, Wo))
+    np.testing.assert_allclose(out, _definition(x, w, sh, sw, pt, pl, (Ho, Wo)), rtol=1e-12, atol=1e-12)
     # the backward twin is the forward's adjoint: <d, f(x, w)> is linear in x and in w separately
     d = rng.standard_normal(out.shape)
-    dx, dw = K.depthwise_bwd_ref(d, x, w, sh, sw)
+    dx, dw = K.depthwise_bwd_ref(d, x, w, sh, sw, pt, pl)
     assert np.isclose(np.sum(d * out), np.sum(x * dx), rtol=1e-12)
     assert np.isclose(np.sum(d * out), np.sum(w * dw), rtol=1e-12)
