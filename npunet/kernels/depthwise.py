@@ -13,9 +13,10 @@ per tap over the 4-D indices of a whole padded tensor, ran 4 x 144 x 64^2 at 3 G
 - a 3 x 3 filter makes each output row in one pass, nine products per element, with the stride
   written as a constant (1 or 2) so the loop vectorises; other sizes add one tap per pass;
 - at stride 1 the input gradient is itself a depthwise correlation, of dout with the filter turned
-  180 degrees (padding k - 1 - p), so it runs through the forward's loops;
-- the weight gradient sums each row in float64 with the one fast-math flag "reassoc": without it the
-  order of a sum may not change, and a sum does not vectorise.
+  180 degrees (padding k - 1 - p), so it runs through the forward's loops; at stride 2 it is built
+  in a plane whose columns are split by phase (even, odd), where every tap is a contiguous run;
+- the weight gradient is one long float64 dot product per tap and plane, with the one fast-math flag
+  "reassoc": without it the order of a sum may not change, and a sum does not vectorise.
 The loops are serial, release the GIL and run over plane (channel) ranges on every core through
 ``util.split``: Numba's ``parallel=True`` compiles several times slower (a cold start pays it).
 """
@@ -88,11 +89,25 @@ def _depthwise_fwd_planes(p0, p1, x, w, sh, sw, pt, pl, out):
                                 + w10 * b[q] + w11 * b[q + 1] + w12 * b[q + 2]
                                 + w20 * d[q] + w21 * d[q + 1] + w22 * d[q + 2])
             continue
-        for i in range(Ho):                                   # other filter sizes: one tap per pass
+        for i in range(Ho):                                   # other filter sizes: a row of taps per pass
             o = out[n, c, i]
             o[:] = 0
             for u in range(kh):
                 row = xs[i * sh + u]
+                if kw == 5:                                   # EfficientNet's 5x5: five products per element
+                    w0, w1, w2, w3, w4 = w[c, u, 0], w[c, u, 1], w[c, u, 2], w[c, u, 3], w[c, u, 4]
+                    if sw == 1:
+                        for j in range(Wo):
+                            o[j] += w0 * row[j] + w1 * row[j + 1] + w2 * row[j + 2] + w3 * row[j + 3] + w4 * row[j + 4]
+                    elif sw == 2:
+                        for j in range(Wo):
+                            q = 2 * j
+                            o[j] += w0 * row[q] + w1 * row[q + 1] + w2 * row[q + 2] + w3 * row[q + 3] + w4 * row[q + 4]
+                    else:
+                        for j in range(Wo):
+                            q = j * sw
+                            o[j] += w0 * row[q] + w1 * row[q + 1] + w2 * row[q + 2] + w3 * row[q + 3] + w4 * row[q + 4]
+                    continue
                 for v in range(kw):
                     wt = w[c, u, v]
                     if sw == 1:
@@ -105,58 +120,78 @@ def _depthwise_fwd_planes(p0, p1, x, w, sh, sw, pt, pl, out):
 
 @njit(cache=True, nogil=True)
 def _depthwise_dx_channels(c0, c1, dout, w, sh, sw, pt, pl, dx):
-    """The input gradient for channels c0..c1-1 at any stride: every output element scatters its
-    gradient times the tap into a padded plane, whose interior is dx[n, c]."""
+    """The input gradient for channels c0..c1-1 at any stride.  The padded plane of dx is kept with
+    its columns split by phase, column q at [q % sw, row, q // sw]: tap (u, v) of output column j
+    lands in phase v % sw at j + v // sw, so each tap adds a shifted copy of the dout row (padded
+    with E = (kw - 1) // sw zeros each side) into one contiguous run, a loop that vectorises where
+    the scatter dx[.., j*sw + v] += ... would not.  The planes' interior, re-interleaved, is dx[n, c]."""
     N, C, Ho, Wo = dout.shape
     kh, kw = w.shape[1], w.shape[2]
     H, W = dx.shape[2], dx.shape[3]
-    dxs = np.empty(((Ho - 1) * sh + kh, (Wo - 1) * sw + kw), dtype=dx.dtype)
+    E = (kw - 1) // sw
+    Hp, Wq = (Ho - 1) * sh + kh, Wo + E
+    dxs = np.empty((sw, Hp, Wq), dtype=dx.dtype)
+    gp = np.zeros(Wo + 2 * E, dtype=dout.dtype)
     for c in range(c0, c1):
         for n in range(N):
             dxs[:] = 0
             for i in range(Ho):
-                g = dout[n, c, i]
+                gp[E:E + Wo] = dout[n, c, i]
                 for u in range(kh):
-                    row = dxs[i * sh + u]
                     for v in range(kw):
                         wt = w[c, u, v]
-                        for j in range(Wo):
-                            row[j * sw + v] += g[j] * wt
+                        target = dxs[v % sw, i * sh + u]
+                        g = gp[E - v // sw:]
+                        for t in range(Wq):
+                            target[t] += wt * g[t]
             d = dx[n, c]
             d[:] = 0                                          # rows and columns no output reads
-            h, wd = min(H, dxs.shape[0] - pt), min(W, dxs.shape[1] - pl)
-            for r in range(h):
-                for q in range(wd):
-                    d[r, q] = dxs[pt + r, pl + q]
+            h = min(H, Hp - pt)
+            for phase in range(sw):
+                q0 = (phase - pl) % sw                        # the first input column of this phase
+                col0 = (pl + q0) // sw
+                for r in range(h):
+                    src = dxs[phase, pt + r]
+                    for k in range(min((W - q0 + sw - 1) // sw, Wq - col0)):
+                        d[r, q0 + k * sw] = src[col0 + k]
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _depthwise_dw_channels(c0, c1, dout, x, sh, sw, pt, pl, dw):
     """dw[c] += sum over n, i, j of dout[n, c, i, j] * xp[n, c, i*sh + u, j*sw + v], channels c0..c1-1.
-    Each row's sum is a float64 reduction that may be reordered ("reassoc", the one fast-math flag,
-    so that it vectorises); NaN and infinity keep their meaning."""
+    At stride 1 each tap is one long dot product per plane: dout's plane is widened with zero
+    columns to the padded width Wp, so that output (i, j) at flat position k = i*Wp + j meets the
+    input at flat position k + u*Wp + v (rows of 8-16 elements would each pay a reduction's
+    start-up).  Sums are float64 and may be reordered ("reassoc", the one fast-math flag, so that
+    they vectorise)."""
     N, C, Ho, Wo = dout.shape
     kh, kw = dw.shape[1], dw.shape[2]
-    xs = np.zeros(((Ho - 1) * sh + kh, (Wo - 1) * sw + kw), dtype=x.dtype)
+    Wp = (Wo - 1) * sw + kw
+    xs = np.zeros(((Ho - 1) * sh + kh + 1, Wp), dtype=x.dtype)  # the padded plane, and a row a window runs into
+    gs = np.zeros((Ho, Wp), dtype=dout.dtype)                # dout's plane with zero columns up to Wp
+    xf, gf = xs.reshape(-1), gs.reshape(-1)
+    L = Ho * Wp
     for c in range(c0, c1):
         for n in range(N):
             _fill_plane(x[n, c], pt, pl, xs)
-            for i in range(Ho):
-                g = dout[n, c, i]
-                for u in range(kh):
-                    row = xs[i * sh + u]
-                    for v in range(kw):
-                        acc = 0.0
-                        if sw == 1:
-                            for j in range(Wo):
-                                acc += np.float64(g[j]) * np.float64(row[j + v])
-                        elif sw == 2:
-                            for j in range(Wo):
-                                acc += np.float64(g[j]) * np.float64(row[2 * j + v])
-                        else:
-                            for j in range(Wo):
-                                acc += np.float64(g[j]) * np.float64(row[j * sw + v])
-                        dw[c, u, v] += acc
+            _fill_plane(dout[n, c], 0, 0, gs)
+            for u in range(kh):
+                for v in range(kw):
+                    base = u * Wp + v
+                    acc = 0.0
+                    if sh == sw == 1:
+                        for k in range(L):
+                            acc += np.float64(gf[k]) * np.float64(xf[base + k])
+                    else:                                     # strided: row by row (a widened plane would be half zeros)
+                        for i in range(Ho):
+                            g, row = gs[i], xs[i * sh + u]
+                            if sw == 2:
+                                for j in range(Wo):
+                                    acc += np.float64(g[j]) * np.float64(row[2 * j + v])
+                            else:
+                                for j in range(Wo):
+                                    acc += np.float64(g[j]) * np.float64(row[j * sw + v])
+                    dw[c, u, v] += acc
 
 
 def _padded(x, kh, kw, sh, sw, pt, pl, out_hw):
