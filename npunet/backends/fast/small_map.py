@@ -16,16 +16,26 @@ def applies(x, geo, groups):
 
 
 def _whole_cols(x, geo, col_rows):
-    """im2col of the whole map in one piece: (col_rows, N * H_out * row_len)."""
+    """im2col of the whole map in one piece: (col_rows, N * H_out * row_len), input channels split
+    over the cores (channel c owns the rows c*kh*kw ... (c+1)*kh*kw - 1)."""
     cols = np.empty((col_rows, x.shape[0] * geo.Ho * geo.row_len), x.dtype)
-    geo.im2col(geo.source(x), 0, x.shape[0], 0, geo.Ho, cols)
+    src, taps = geo.source(x), geo.k[0] * geo.k[1]
+    split(lambda c0, c1: geo.im2col(src[:, c0:c1], 0, x.shape[0], 0, geo.Ho, cols[c0 * taps:c1 * taps]), x.shape[1])
     return cols
+
+
+def _whole_col2im(dcols, geo, dtype):
+    """The adjoint of _whole_cols: the gradient of the source, input channels split over the cores."""
+    dsrc, taps = geo.dsource(dtype), geo.k[0] * geo.k[1]
+    split(lambda c0, c1: geo.col2im(dcols[c0 * taps:c1 * taps], 0, geo.N, 0, geo.Ho, dsrc[:, c0:c1]), geo.C)
+    return dsrc
 
 
 def forward(x, weight, bias, geo):
     """out = W @ im2col(x) for the whole (small) map, output channels split over threads.
     x: (N, C, H, W) contiguous, weight: (O, C, kh, kw) -> (out (N, O, H_out, W_out), SmallMapCache)."""
     O = weight.shape[0]
+    geo = geo.exact()                                                   # no junk columns in the GEMMs
     weight_mat = weight.reshape(O, -1)                                  # (O, C*kh*kw)
     out = np.empty((x.shape[0], O, geo.Ho, geo.Wo), dtype=x.dtype)
     cols = _whole_cols(x, geo, weight_mat.shape[1])
@@ -65,8 +75,7 @@ class SmallMapCache:
             if weight_grad:
                 split(part_w, weight_mat.shape[0])
             split(part_c, weight_mat.shape[1])
-        dsrc = geo.dsource(x.dtype)
-        geo.col2im(dcols, 0, x.shape[0], 0, geo.Ho, dsrc)
+        dsrc = _whole_col2im(dcols, geo, x.dtype)
         if not weight_grad:
             return geo.crop_dsource(dsrc), None, None
         db = bias_grad(dout) if self.has_bias else None
