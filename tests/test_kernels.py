@@ -356,3 +356,48 @@ def test_bias_grad_is_the_float64_sum_within_its_bound(shape):
             got = bias_grad(dd)
             assert got.dtype == dtype and got.shape == (O,)
             assert np.all(np.abs(got - ref) <= bound), (np.abs(got - ref) / bound).max()
+
+
+def test_split_runs_small_work_on_the_calling_thread_and_large_work_on_every_core():
+    """A split hands ranges to other threads unless the caller's estimate (ns=) says the whole call is
+    shorter than SERIAL_NS: then the kernel runs once, over the whole range, on this thread.  The fast
+    BatchNorm on a small map takes the first way, on a large one the second; both equal the reference."""
+    import threading
+
+    import npunet
+    from npunet.backends import fast, reference
+    from npunet.kernels import util
+
+    calls = []
+    util.split(lambda i0, i1: calls.append((i0, i1, threading.get_ident())), 8, ns=util.SERIAL_NS - 1)
+    assert calls == [(0, 8, threading.get_ident())]
+    calls.clear()
+    util.split(lambda i0, i1: calls.append((i0, i1, threading.get_ident())), 8, ns=util.SERIAL_NS)
+    assert sorted(c[:2] for c in calls) == [(n * i // util.cores(), n * (i + 1) // util.cores())
+                                           for n in [8] for i in range(util.cores())]
+    assert len({c[2] for c in calls}) == util.cores()
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 8, 4, 4), (2, 16, 256, 256)]:   # 2M elements: every estimate above SERIAL_NS
+        seen = []
+        real = fast.batchnorm.split
+
+        def spy(kernel, n, *args, ns=None):
+            seen.append(ns is not None and ns < util.SERIAL_NS)
+            return real(kernel, n, *args, ns=ns)
+        fast.batchnorm.split = spy
+        try:
+            x = rng.standard_normal(shape)
+            g, b = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+            rm, rv = np.zeros(shape[1]), np.ones(shape[1])
+            y, c, _, _ = fast.batchnorm2d_forward(x, g, b, rm, rv, True)
+            d = rng.standard_normal(shape)
+            grads = fast.batchnorm2d_backward(d, c)
+        finally:
+            fast.batchnorm.split = real
+        assert seen == [shape[0] == 1] * 3          # statistics, affine map, backward
+        yr, cr, _, _ = reference.batchnorm2d_forward(x, g, b, rm, rv, True)
+        np.testing.assert_allclose(y, yr, rtol=1e-10, atol=1e-10)
+        for a, r in zip(grads, reference.batchnorm2d_backward(d, cr)):
+            np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-9)
+    assert npunet  # the package imported above is the one under test
