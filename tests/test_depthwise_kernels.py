@@ -17,6 +17,7 @@ SHAPES = [
     (1, 2, 8, 11, 5, 5, 2, 2, 1, 1, 2, 2),      # TensorFlow's "same": more zeros below and right
     (1, 3, 6, 6, 3, 3, 3, 3, 1, 1, 1, 1),       # a stride other than 1 and 2
     (2, 3, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0),       # 1x1
+    (1, 2, 5, 6, 3, 3, 1, 1, 3, 0, 3, 1),       # stride 1, padding past the kernel: the phase-split dx
 ]
 
 
@@ -81,3 +82,42 @@ def test_depthwise_twins_follow_the_definition_and_are_adjoint(N, C, H, W, kh, k
     dx, dw = K.depthwise_bwd_ref(d, x, w, sh, sw, pt, pl)
     assert np.isclose(np.sum(d * out), np.sum(x * dx), rtol=1e-12)
     assert np.isclose(np.sum(d * out), np.sum(w * dw), rtol=1e-12)
+
+
+def test_depthwise_inf_in_the_input_reaches_only_the_taps_that_read_it(rng):
+    """An Inf in x makes Inf/NaN in the weight gradient of exactly the taps that read it, as in the
+    reference: no product is formed with a pixel a tap never read."""
+    from npunet.backends import fast, reference
+    x = np.ones((1, 2, 4, 4), np.float32)
+    x[0, 0, 1, 0] = np.inf
+    w, d = np.ones((2, 1, 3, 3), np.float32), np.ones((1, 2, 4, 4), np.float32)
+    grads = []
+    for be in (fast, reference):
+        out, cache = be.conv2d_forward(x, w, None, 1, 1, 2)
+        grads.append(be.conv2d_backward(d, cache))
+    for a, r in zip(*grads):
+        if r is not None:
+            np.testing.assert_array_equal(a, r)          # equal, NaN and Inf in the same places
+    assert np.isfinite(grads[0][1][0, 0, :, 2]).all()   # the right column of taps never met the Inf
+
+
+def test_depthwise_frozen_layer_skips_the_weight_gradient_and_empty_maps_work(rng, monkeypatch):
+    """weight_grad=False runs no weight-gradient pass; an output of size 0 (stride past the input)
+    gives empty outputs and a zero input gradient, as the reference."""
+    from npunet.backends import fast, reference
+    from npunet.kernels import depthwise
+    ran = []
+    real = depthwise.split
+    monkeypatch.setattr(depthwise, "split", lambda f, n, *a, **k: (ran.append(f.__name__), real(f, n, *a, **k)))
+    x, w = rng.standard_normal((2, 3, 6, 6)).astype(np.float32), rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    out, cache = fast.conv2d_forward(x, w, None, 2, 1, 3)
+    dx, dw, db = fast.conv2d_backward(np.ones_like(out), cache, weight_grad=False)
+    assert dw is None and db is None and "_depthwise_dw_channels" not in ran
+    ref_out, ref_cache = reference.conv2d_forward(x, w, None, 2, 1, 3)
+    np.testing.assert_allclose(dx, reference.conv2d_backward(np.ones_like(ref_out), ref_cache)[0], rtol=1e-5, atol=1e-5)
+    x1 = np.ones((1, 2, 1, 1), np.float32)
+    for be in (fast, reference):
+        o, c = be.conv2d_forward(x1, np.ones((2, 1, 3, 3), np.float32), None, 4, 0, 2)
+        assert o.shape == (1, 2, 0, 0)
+        g = be.conv2d_backward(o, c)
+        assert g[0].shape == x1.shape and not g[0].any() and not g[1].any()

@@ -375,7 +375,8 @@ def test_split_runs_small_work_on_the_calling_thread_and_large_work_on_every_cor
     util.split(lambda i0, i1: calls.append((i0, i1, threading.get_ident())), 8, ns=util.SERIAL_NS)
     assert sorted(c[:2] for c in calls) == [(n * i // util.cores(), n * (i + 1) // util.cores())
                                            for n in [8] for i in range(util.cores())]
-    assert len({c[2] for c in calls}) == util.cores()
+    if util.cores() > 1:                    # this thread runs the first range, a worker the others
+        assert any(c[2] != threading.get_ident() for c in calls)
 
     rng = np.random.default_rng(0)
     for shape in [(1, 8, 4, 4), (2, 16, 256, 256)]:   # 2M elements: every estimate above SERIAL_NS

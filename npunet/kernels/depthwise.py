@@ -11,12 +11,15 @@ per tap over the 4-D indices of a whole padded tensor, ran 4 x 144 x 64^2 at 3 G
 - one (n, c) plane at a time is padded into a scratch plane that stays in the core's cache, so no
   padded copy of the whole tensor is made (forward) or zeroed and cut back (backward);
 - a 3 x 3 filter makes each output row in one pass, nine products per element, with the stride
-  written as a constant (1 or 2) so the loop vectorises; other sizes add one tap per pass;
-- at stride 1 the input gradient is itself a depthwise correlation, of dout with the filter turned
-  180 degrees (padding k - 1 - p), so it runs through the forward's loops; at stride 2 it is built
-  in a plane whose columns are split by phase (even, odd), where every tap is a contiguous run;
-- the weight gradient is one long float64 dot product per tap and plane, with the one fast-math flag
-  "reassoc": without it the order of a sum may not change, and a sum does not vectorise.
+  written as a constant (1 or 2) so the loop vectorises; a 5 x 5 filter adds a row of five taps per
+  pass, other sizes one tap per pass;
+- at stride 1 (padding below the kernel size) the input gradient is itself a depthwise correlation,
+  of dout with the filter turned 180 degrees (padding k - 1 - p), so it runs through the forward's
+  loops; otherwise it is built in a plane whose columns are split by phase (at stride 2: even, odd),
+  where every tap is a contiguous run;
+- the weight gradient sums, per tap, dout's rows times the input rows they met in float64, with the
+  one fast-math flag "reassoc": without it the order of a sum may not change, and a sum does not
+  vectorise.
 The loops are serial, release the GIL and run over plane (channel) ranges on every core through
 ``util.split``: Numba's ``parallel=True`` compiles several times slower (a cold start pays it).
 """
@@ -30,19 +33,26 @@ def depthwise_fwd(x, w, sh, sw, pt, pl, out):
     """out (N, C, Ho, Wo) = depthwise correlation of x (N, C, H, W), padded by pt rows above and pl
     columns left (zeros below and right as needed), with w (C, kh, kw).
     Planes (n, c) split over the cores: each writes its own output plane."""
+    if out.size == 0:
+        return
     split(_depthwise_fwd_planes, out.shape[0] * out.shape[1], x, w, sh, sw, pt, pl, out)
 
 
 def depthwise_bwd(dout, x, w, sh, sw, pt, pl, dx, dw):
     """dx (N, C, H, W) = the input gradient of depthwise_fwd (every element written); dw (C, kh, kw),
-    zero on entry, += the weight gradient.  Channels split over the cores (each owns its dw[c])."""
+    zero on entry, += the weight gradient (None: not computed, a frozen layer).  Channels split over
+    the cores (each owns its dw[c])."""
     kh, kw = w.shape[1], w.shape[2]
+    if dout.size == 0:
+        dx[...] = 0
+        return
     if sh == sw == 1 and pt < kh and pl < kw:
         w_turned = np.ascontiguousarray(w[:, ::-1, ::-1])
         depthwise_fwd(dout, w_turned, 1, 1, kh - 1 - pt, kw - 1 - pl, dx)
     else:
         split(_depthwise_dx_channels, dout.shape[1], dout, w, sh, sw, pt, pl, dx)
-    split(_depthwise_dw_channels, dout.shape[1], dout, x, sh, sw, pt, pl, dw)
+    if dw is not None:
+        split(_depthwise_dw_channels, dout.shape[1], dout, x, sh, sw, pt, pl, dw)
 
 
 @njit(cache=True, nogil=True)
@@ -158,39 +168,30 @@ def _depthwise_dx_channels(c0, c1, dout, w, sh, sw, pt, pl, dx):
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _depthwise_dw_channels(c0, c1, dout, x, sh, sw, pt, pl, dw):
-    """dw[c] += sum over n, i, j of dout[n, c, i, j] * xp[n, c, i*sh + u, j*sw + v], channels c0..c1-1.
-    At stride 1 each tap is one long dot product per plane: dout's plane is widened with zero
-    columns to the padded width Wp, so that output (i, j) at flat position k = i*Wp + j meets the
-    input at flat position k + u*Wp + v (rows of 8-16 elements would each pay a reduction's
-    start-up).  Sums are float64 and may be reordered ("reassoc", the one fast-math flag, so that
-    they vectorise)."""
+    """dw[c] += sum over n, i, j of dout[n, c, i, j] * xp[n, c, i*sh + u, j*sw + v], channels c0..c1-1:
+    per tap, a float64 dot product of each dout row with the input row it met.  The sums may be
+    reordered ("reassoc", the one fast-math flag, so that they vectorise); no product is formed
+    with a pixel the tap never read, so an Inf elsewhere in x stays out of dw (as in the reference)."""
     N, C, Ho, Wo = dout.shape
     kh, kw = dw.shape[1], dw.shape[2]
-    Wp = (Wo - 1) * sw + kw
-    xs = np.zeros(((Ho - 1) * sh + kh + 1, Wp), dtype=x.dtype)  # the padded plane, and a row a window runs into
-    gs = np.zeros((Ho, Wp), dtype=dout.dtype)                # dout's plane with zero columns up to Wp
-    xf, gf = xs.reshape(-1), gs.reshape(-1)
-    L = Ho * Wp
+    xs = np.zeros(((Ho - 1) * sh + kh, (Wo - 1) * sw + kw), dtype=x.dtype)
     for c in range(c0, c1):
         for n in range(N):
             _fill_plane(x[n, c], pt, pl, xs)
-            _fill_plane(dout[n, c], 0, 0, gs)
             for u in range(kh):
                 for v in range(kw):
-                    base = u * Wp + v
                     acc = 0.0
-                    if sh == sw == 1:
-                        for k in range(L):
-                            acc += np.float64(gf[k]) * np.float64(xf[base + k])
-                    else:                                     # strided: row by row (a widened plane would be half zeros)
-                        for i in range(Ho):
-                            g, row = gs[i], xs[i * sh + u]
-                            if sw == 2:
-                                for j in range(Wo):
-                                    acc += np.float64(g[j]) * np.float64(row[2 * j + v])
-                            else:
-                                for j in range(Wo):
-                                    acc += np.float64(g[j]) * np.float64(row[j * sw + v])
+                    for i in range(Ho):
+                        g, row = dout[n, c, i], xs[i * sh + u]
+                        if sw == 1:
+                            for j in range(Wo):
+                                acc += np.float64(g[j]) * np.float64(row[j + v])
+                        elif sw == 2:
+                            for j in range(Wo):
+                                acc += np.float64(g[j]) * np.float64(row[2 * j + v])
+                        else:
+                            for j in range(Wo):
+                                acc += np.float64(g[j]) * np.float64(row[j * sw + v])
                     dw[c, u, v] += acc
 
 

@@ -17,11 +17,12 @@ class DepthwiseCache:
         self.stride, self.padding, self.weight_shape = stride, padding, weight_shape
 
     def backward(self, dout, weight_grad=True):
-        """dout: (N, C, H_out, W_out) -> (dx (N, C, H, W), dweight (C, 1, kh, kw), dbias (C,) or None).
-        The kernel computes dx and dweight in one pass, so a frozen layer (weight_grad=False) only drops them."""
+        """dout: (N, C, H_out, W_out) -> (dx (N, C, H, W), dweight (C, 1, kh, kw), dbias (C,) or None);
+        a frozen layer (weight_grad=False) skips dweight's pass and gets None for dweight and dbias."""
         (sh, sw), (ph, pw) = self.stride, self.padding
         dx = np.empty_like(self.x)
-        dw = np.zeros(self.weight3.shape, dtype=np.float64)  # summed over N*H*W: accumulate in float64
+        # summed over N*H*W: accumulate in float64
+        dw = np.zeros(self.weight3.shape, dtype=np.float64) if weight_grad else None
         kernels.depthwise_bwd(np.ascontiguousarray(dout), self.x, self.weight3, sh, sw, ph, pw, dx, dw)
         if not weight_grad:
             return dx, None, None

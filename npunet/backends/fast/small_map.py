@@ -17,17 +17,28 @@ def applies(x, geo, groups):
 
 def _whole_cols(x, geo, col_rows):
     """im2col of the whole map in one piece: (col_rows, N * H_out * row_len), input channels split
-    over the cores (channel c owns the rows c*kh*kw ... (c+1)*kh*kw - 1)."""
+    over the cores (channel c owns the rows c*kh*kw ... (c+1)*kh*kw - 1).  Each core reads a
+    contiguous copy of its channels (a small map's input is small): a strided view would make Numba
+    compile the kernel again for non-contiguous arrays."""
     cols = np.empty((col_rows, x.shape[0] * geo.Ho * geo.row_len), x.dtype)
     src, taps = geo.source(x), geo.k[0] * geo.k[1]
-    split(lambda c0, c1: geo.im2col(src[:, c0:c1], 0, x.shape[0], 0, geo.Ho, cols[c0 * taps:c1 * taps]), x.shape[1])
+
+    def part(c0, c1):
+        geo.im2col(np.ascontiguousarray(src[:, c0:c1]), 0, x.shape[0], 0, geo.Ho, cols[c0 * taps:c1 * taps])
+    split(part, x.shape[1])
     return cols
 
 
 def _whole_col2im(dcols, geo, dtype):
-    """The adjoint of _whole_cols: the gradient of the source, input channels split over the cores."""
+    """The adjoint of _whole_cols: the gradient of the source, input channels split over the cores
+    (each scatters into a contiguous piece of its own, then copies it into place)."""
     dsrc, taps = geo.dsource(dtype), geo.k[0] * geo.k[1]
-    split(lambda c0, c1: geo.col2im(dcols[c0 * taps:c1 * taps], 0, geo.N, 0, geo.Ho, dsrc[:, c0:c1]), geo.C)
+
+    def part(c0, c1):
+        piece = np.zeros((dsrc.shape[0], c1 - c0) + dsrc.shape[2:], dtype)
+        geo.col2im(dcols[c0 * taps:c1 * taps], 0, geo.N, 0, geo.Ho, piece)
+        dsrc[:, c0:c1] = piece
+    split(part, geo.C)
     return dsrc
 
 
