@@ -16,17 +16,17 @@ Modules:
     options.py           the tuning knobs (``npunet.fast_options``)
 
 Every kernel has a NumPy twin in ``npunet.kernels`` and every op here is tested against its
-reference twin.  Ops with no faster form (sigmoid, UNet 3+'s CGM gate, dropout, the joins but mul) are the
+reference twin.  Ops with no faster form (ReLU, sigmoid, UNet 3+'s CGM gate, dropout, the joins but mul) are the
 reference's own.
 """
 from ..reference import (add_backward, add_forward, center_crop_backward, center_crop_forward,  # noqa: F401
                          cgm_gate_backward, cgm_gate_forward, concat_backward, concat_forward, crop_concat_backward, crop_concat_forward,
-                         dropout_backward, dropout_forward, mul_forward, sigmoid, sigmoid_backward,
+                         dropout_backward, dropout_forward, mul_forward, relu_backward,
+                         relu_forward, relu6_backward, relu6_forward, sigmoid, sigmoid_backward,
                          sigmoid_forward, stochastic_depth_backward,
                          stochastic_depth_forward, zero_pad2d_backward, zero_pad2d_forward,
                          pad2d_backward, pad2d_forward)
-from .activation import (mul_backward, relu_backward, relu_forward, relu6_backward, relu6_forward,  # noqa: F401
-                         silu_backward, silu_forward)
+from .activation import mul_backward, silu_backward, silu_forward  # noqa: F401
 from . import (depthwise, direct, im2col_tiles, pointwise, small_map, transposed_tiles,  # noqa: F401  (the strategies)
                upconv_disjoint, winograd)
 from .batchnorm import (batchnorm2d_backward, batchnorm2d_forward, batchnorm2d_relu_backward,  # noqa: F401

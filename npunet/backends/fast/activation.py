@@ -1,7 +1,7 @@
-"""SiLU in cache-sized blocks on every core (EfficientNet's activation, 48 per Eff-UNet step), ReLU and
-ReLU6 the same way (MobileNetV2's activation, 35 per Mobile U-Net step: the reference's NumPy passes
-ran on one core, 5 % of that step), and the squeeze-and-excitation product x * scale with its
-backward in two passes.
+"""SiLU in cache-sized blocks on every core (EfficientNet's activation, 48 per Eff-UNet step), and the
+squeeze-and-excitation product x * scale with its backward in two passes.  (ReLU and ReLU6 the same
+way were tried: whole steps in-process A/B 1.06x for the ResNet-34 U-Net, 0.99x for MobileNetV2:
+memory-bound passes gain little from a second core, so they stay the reference's.)
 
 The reference's SiLU (``reference.silu_forward``) makes eight whole-array passes with temporaries
 (|x|, exp, where, ...), one core, memory to memory: 20 % of an Eff-UNet training step at 4x3x256^2,
@@ -72,48 +72,6 @@ def silu_backward(dout, cache):
         db *= df[lo:hi]
     _each_block(df.size, body)
     return dx.reshape(dout.shape)
-
-
-def _clamp_forward(x, hi):
-    """x: (any shape) -> (out = min(max(x, 0), hi), mask 0 < x < hi), as the reference's relu / relu6
-    (hi = inf for ReLU, whose mask is x > 0), each block's passes made while it is in cache."""
-    xf = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(xf)
-    mask = np.empty(xf.shape, dtype=np.bool_)
-
-    def body(lo, hi_):
-        xb, ob, mb = xf[lo:hi_], out[lo:hi_], mask[lo:hi_]
-        np.maximum(xb, 0, out=ob)
-        np.greater(xb, 0, out=mb)
-        if hi != np.inf:
-            np.minimum(ob, hi, out=ob)
-            below = workspace("clamp", hi_ - lo, np.bool_)
-            np.less(xb, hi, out=below)
-            mb &= below
-    _each_block(xf.size, body)
-    return out.reshape(x.shape), mask.reshape(x.shape)
-
-
-def _masked_backward(dout, mask):
-    """dout: mask's shape -> dout where the mask holds, 0 elsewhere (in dout's dtype)."""
-    df = np.ascontiguousarray(dout).reshape(-1)
-    mf = mask.reshape(-1)
-    dx = np.empty_like(df)
-    _each_block(df.size, lambda lo, hi: np.multiply(df[lo:hi], mf[lo:hi], out=dx[lo:hi]))
-    return dx.reshape(dout.shape)
-
-
-def relu_forward(x):
-    """x: (any shape) -> (max(x, 0), mask x > 0)."""
-    return _clamp_forward(x, np.inf)
-
-
-def relu6_forward(x):
-    """x: (any shape) -> (min(max(x, 0), 6), mask 0 < x < 6)."""
-    return _clamp_forward(x, 6)
-
-
-relu_backward = relu6_backward = _masked_backward
 
 
 def mul_backward(dout, cache):
