@@ -358,13 +358,12 @@ def test_bias_grad_is_the_float64_sum_within_its_bound(shape):
             assert np.all(np.abs(got - ref) <= bound), (np.abs(got - ref) / bound).max()
 
 
-def test_split_runs_small_work_on_the_calling_thread_and_large_work_on_every_core():
+def test_split_runs_small_work_on_the_calling_thread_and_large_work_on_every_core(monkeypatch):
     """A split hands ranges to other threads unless the caller's estimate (ns=) says the whole call is
     shorter than SERIAL_NS: then the kernel runs once, over the whole range, on this thread.  The fast
     BatchNorm on a small map takes the first way, on a large one the second; both equal the reference."""
     import threading
 
-    import npunet
     from npunet.backends import fast, reference
     from npunet.kernels import util
 
@@ -379,26 +378,23 @@ def test_split_runs_small_work_on_the_calling_thread_and_large_work_on_every_cor
         assert any(c[2] != threading.get_ident() for c in calls)
 
     rng = np.random.default_rng(0)
-    for shape in [(1, 8, 4, 4), (2, 16, 256, 256)]:   # 2M elements: every estimate above SERIAL_NS
-        seen = []
-        real = fast.batchnorm.split
+    seen = []
+    real = fast.batchnorm.split
 
-        def spy(kernel, n, *args, ns=None):
-            seen.append(ns is not None and ns < util.SERIAL_NS)
-            return real(kernel, n, *args, ns=ns)
-        fast.batchnorm.split = spy
-        try:
-            x = rng.standard_normal(shape)
-            g, b = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
-            rm, rv = np.zeros(shape[1]), np.ones(shape[1])
-            y, c, _, _ = fast.batchnorm2d_forward(x, g, b, rm, rv, True)
-            d = rng.standard_normal(shape)
-            grads = fast.batchnorm2d_backward(d, c)
-        finally:
-            fast.batchnorm.split = real
+    def spy(kernel, n, *args, ns=None):
+        seen.append(ns is not None and ns < util.SERIAL_NS)
+        return real(kernel, n, *args, ns=ns)
+    monkeypatch.setattr(fast.batchnorm, "split", spy)
+    for shape in [(1, 8, 4, 4), (2, 16, 256, 256)]:   # 2M elements: every estimate above SERIAL_NS
+        seen.clear()
+        x = rng.standard_normal(shape)
+        g, b = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+        rm, rv = np.zeros(shape[1]), np.ones(shape[1])
+        y, c, _, _ = fast.batchnorm2d_forward(x, g, b, rm, rv, True)
+        d = rng.standard_normal(shape)
+        grads = fast.batchnorm2d_backward(d, c)
         assert seen == [shape[0] == 1] * 3          # statistics, affine map, backward
         yr, cr, _, _ = reference.batchnorm2d_forward(x, g, b, rm, rv, True)
         np.testing.assert_allclose(y, yr, rtol=1e-10, atol=1e-10)
         for a, r in zip(grads, reference.batchnorm2d_backward(d, cr)):
             np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-9)
-    assert npunet  # the package imported above is the one under test
